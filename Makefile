@@ -1,0 +1,46 @@
+# The two commands: `make run` (the main job, offline) and `make test` (what CI runs).
+# Both create .venv and install the package with its extras when needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export NO_PROXY := 127.0.0.1,localhost
+export no_proxy := 127.0.0.1,localhost
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: test check-clean check-export nbtest pytest lab install
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## test: everything CI checks, in CI's order; non-zero exit on any failure
+test: $(STAMP) check-clean check-export nbtest pytest
+
+NOTEBOOKS = $(shell find nbs benchmarks -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
+check-clean: $(STAMP)
+	@before=$$(cat $(NOTEBOOKS) | sha1sum); $(BIN)/nbdev-clean; $(BIN)/nbdev-clean --fname benchmarks >/dev/null 2>&1 || true; \
+	 after=$$(cat $(NOTEBOOKS) | sha1sum); \
+	 if [ "$$before" != "$$after" ]; then echo "FAIL: notebooks were not clean (nbdev-clean changed them)"; exit 1; fi; \
+	 echo "notebooks clean"
+
+check-export: $(STAMP)
+	@before=$$(find computepulse_ai -name '*.py' | sort | xargs cat | sha1sum); $(BIN)/nbdev-export; \
+	 after=$$(find computepulse_ai -name '*.py' | sort | xargs cat | sha1sum); \
+	 if [ "$$before" != "$$after" ]; then echo "FAIL: library out of sync with notebooks (nbdev-export changed it)"; exit 1; fi; \
+	 echo "library in sync with notebooks"
+
+nbtest: $(STAMP)
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest
+
+## lab: JupyterLab on the notebooks
+lab: $(STAMP)
+	$(BIN)/jupyter lab nbs
