@@ -1,0 +1,118 @@
+"""Tracking properties P20, P22, P23, P24 and the report files."""
+import logging
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from computepulse_ai.core import PerformanceRecord, Response, TaskType
+from computepulse_ai.storage import HistoryLog
+from computepulse_ai.tracking import PerformanceTracker, RequestRecord, detect_anomalies, save_report, summarise
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+models = st.sampled_from(["qwen", "deepseek", "doubao"])
+responses = st.builds(Response, model=models, latency_s=st.floats(0, 60), input_tokens=st.integers(0, 10**5),
+                      output_tokens=st.integers(0, 10**5), cost_usd=st.floats(0, 1),
+                      timestamp=st.integers(0, 10**6).map(lambda s: T0 + timedelta(seconds=s)))
+rows = st.lists(st.tuples(models, st.sampled_from(TaskType), st.integers(0, 30 * 24), st.none() | st.booleans(),
+                          st.floats(0.01, 30), st.floats(0, 0.1), st.booleans()), min_size=1, max_size=60)
+cfg = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def tracker_in(path):
+    return PerformanceTracker(HistoryLog(path / "perf.jsonl", durability="close"),
+                              HistoryLog(path / "req.jsonl", record_type=RequestRecord, durability="close"))
+
+
+@cfg
+@given(st.lists(responses, min_size=1, max_size=10), st.sampled_from(TaskType))
+def test_p20_each_response_records_latency_tokens_cost_timestamp(tmp_path_factory, resps, task):
+    tracker = tracker_in(tmp_path_factory.mktemp("t"))
+    for r in resps: tracker.record_response(r, task)
+    stored = tracker.history.query()
+    assert len(stored) == len(resps)
+    for rec, resp in zip(stored if len({r.timestamp for r in resps}) == len(resps) else [], sorted(resps, key=lambda r: r.timestamp)):
+        assert (rec.response_time, rec.token_count, rec.cost, rec.timestamp) == \
+               (resp.latency_s, resp.total_tokens, resp.cost_usd, resp.timestamp)
+    df = tracker.frame()
+    assert df[["response_time", "token_count", "cost", "timestamp"]].notna().all().all()
+
+
+def _fill(tracker, data):
+    for m, t, h, ok, lat, c, success in data:
+        tracker.record(PerformanceRecord(m, t, timestamp=T0 + timedelta(hours=h), was_correct=ok, response_time=lat,
+                                         cost=c, success=success))
+
+
+@cfg
+@given(rows, st.none() | models, st.none() | st.sampled_from(TaskType), st.integers(0, 30 * 24), st.integers(1, 30 * 24))
+def test_p22_reports_contain_accuracy_speed_and_cost_for_the_filters_asked(tmp_path_factory, data, model, task, start, span):
+    tracker = tracker_in(tmp_path_factory.mktemp("t"))
+    _fill(tracker, data)
+    since, until = T0 + timedelta(hours=start), T0 + timedelta(hours=start + span)
+    rep = tracker.report(model=model, task_type=task, since=since, until=until)
+    expected = [d for d in data if (model is None or d[0] == model) and (task is None or d[1] == task)
+                and since <= T0 + timedelta(hours=d[2]) < until]
+    assert rep.overall["calls"][0] == len(expected)
+    for col in ["accuracy", "latency_p50", "latency_p95", "latency_p99", "success_rate", "cost_usd"]:
+        assert col in rep.by_model.columns and col in rep.by_task_type.columns and col in rep.by_period.columns
+    if model is not None: assert set(rep.by_model["model"]) <= {model}
+    if expected:
+        assert rep.overall["cost_usd"][0] == pytest.approx(sum(d[5] for d in expected))
+        judged = [float(d[3]) for d in expected if d[3] is not None]
+        if judged: assert rep.overall["accuracy"][0] == pytest.approx(np.mean(judged))
+
+
+@cfg
+@given(rows, st.sampled_from(["h", "D", "W"]))
+def test_p24_aggregates_by_task_type_period_and_model_add_up_to_totals(tmp_path_factory, data, period):
+    tracker = tracker_in(tmp_path_factory.mktemp("t"))
+    _fill(tracker, data)
+    rep = tracker.report(period=period)
+    total_calls, total_cost = rep.overall["calls"][0], rep.overall["cost_usd"][0]
+    for part in (rep.by_model, rep.by_task_type, rep.by_model_task, rep.by_period):
+        assert part["calls"].sum() == total_calls
+        assert part["cost_usd"].sum() == pytest.approx(total_cost)
+        assert part["successes"].sum() == rep.overall["successes"][0]
+        assert part["judged"].sum() == rep.overall["judged"][0]
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.floats(3, 10), st.integers(0, 10**6))
+def test_p23_a_large_deviation_from_a_models_own_history_is_logged(factor, seed):
+    rng = np.random.default_rng(seed)
+    recs = []
+    for model, base in [("fast", 1.0), ("slow", 20.0)]:     # each compared with itself: 20 s is normal for "slow"
+        for i in range(150):
+            lat = base * rng.lognormal(0, 0.1) * (factor if model == "fast" and i >= 130 else 1)
+            recs.append(PerformanceRecord(model, "simple_query", timestamp=T0 + timedelta(minutes=i), response_time=lat).to_dict())
+    df = pd.DataFrame(recs); df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+    logger = logging.getLogger("computepulse_ai.tracking")
+    seen = []
+    handler = logging.Handler(); handler.emit = lambda r: seen.append(r.getMessage())
+    logger.addHandler(handler)
+    try: found = detect_anomalies(df)
+    finally: logger.removeHandler(handler)
+    assert [(a.model, a.metric) for a in found] == [("fast", "latency_p50")]
+    assert any("anomaly: fast" in m for m in seen)
+
+
+def test_error_rate_and_accuracy_anomalies():
+    recs = []
+    for i in range(120):
+        late = i >= 100
+        recs.append(PerformanceRecord("m", "price_extraction", timestamp=T0 + timedelta(minutes=i), response_time=1.0,
+                                      success=not (late and i % 2), was_correct=(i % 10 != 0) and not late).to_dict())
+    df = pd.DataFrame(recs); df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+    assert {a.metric for a in detect_anomalies(df)} == {"error_rate", "accuracy"}
+
+
+def test_report_files_are_real_png_and_html(tmp_path):
+    tracker = tracker_in(tmp_path)
+    _fill(tracker, [("qwen", TaskType.PRICE_EXTRACTION, h, h % 3 != 0, 1.0 + h % 5, 0.001, True) for h in range(48)])
+    paths = save_report(tracker.report(period="h"), tmp_path / "out")
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = paths["html"].read_text()
+    assert "<table" in page and "qwen" in page and "http" not in page
