@@ -13,7 +13,7 @@ import time
 
 from computepulse_ai.merging import default_merge_spec, merge_records
 
-PROVIDERS = ["AWS", "Azure", "GCP", "Lambda", "CoreWeave", "RunPod", "Vast.ai", "Paperspace", "OCI", "Alibaba Cloud"]
+PROVIDERS = ["AWS", "Azure", "GCP", "Lambda", "Tencent Cloud", "Huawei Cloud", "CoreWeave", "RunPod", "Vast.ai", "Paperspace", "OCI", "Alibaba Cloud"]
 REGIONS = ["US-East-1", "US-West-2", "EU-West-1", "AP-Southeast-1", "CN-Beijing"]
 GPUS = ["H100", "A100", "L40S", "H200"]
 
