@@ -1,0 +1,219 @@
+"""Routing properties (SPEC §8: P4, P5, P15-P19, P35-P39, P42) and the vectorised core."""
+import logging
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from computepulse_ai.core import ModelSpec, RoutingStrategy, TaskType
+from computepulse_ai.learning import LearningEngine
+from computepulse_ai.routing import AdaptiveRouter, RouterConfig, combined_confidence, select
+
+unit = st.floats(0, 1)
+prices = st.floats(0.01, 20)
+
+
+@st.composite
+def worlds(draw, min_models=1, max_models=8):
+    """A registry of models with random prices/latencies and an engine with random scores and sample counts."""
+    n = draw(st.integers(min_models, max_models))
+    specs = [ModelSpec(f"m{i}", "simulated", input_price=draw(prices), output_price=draw(prices),
+                       typical_latency_s=draw(st.floats(0.1, 30))) for i in range(n)]
+    engine = LearningEngine([s.name for s in specs])
+    engine.state[0] = np.array(draw(st.lists(st.lists(unit, min_size=5, max_size=5), min_size=n, max_size=n)))
+    engine.state[1] = np.array(draw(st.lists(st.lists(st.integers(0, 50), min_size=5, max_size=5), min_size=n, max_size=n)))
+    return specs, engine
+
+
+def router_for(specs, engine, seed=0, **config):
+    return AdaptiveRouter(specs, engine, RouterConfig(**config), rng=np.random.default_rng(seed))
+
+
+def without_explored(decision):
+    return [m for m in decision.models if m != decision.explored]
+
+
+@settings(max_examples=40, deadline=None)
+@given(worlds(min_models=2), st.sampled_from(list(TaskType)), st.integers(0, 10_000))
+def test_p4_higher_score_chosen_at_least_as_often_at_equal_cost(world, task, seed):
+    specs, engine = world
+    twins = [ModelSpec("hi", "simulated", input_price=1, output_price=1), ModelSpec("lo", "simulated", input_price=1, output_price=1)]
+    engine.add_model("hi"); engine.add_model("lo")
+    engine.state[0, engine.index("hi"), :] = 0.9; engine.state[0, engine.index("lo"), :] = 0.6
+    for twin in ("hi", "lo"):  # equal, ample history: same exploration chances, tight posteriors
+        engine.state[1, engine.index(twin), :] = 200; engine.state[3, engine.index(twin), :] = 200
+    for exploration in ("epsilon", "thompson"):
+        router = router_for(specs + twins, engine, seed, exploration=exploration, thompson_draws=8)
+        chosen = {"hi": 0, "lo": 0}
+        for _ in range(100):
+            d = router.route(task)
+            for m in chosen: chosen[m] += m in d.models
+        assert chosen["hi"] >= chosen["lo"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from(list(TaskType)), st.integers(0, 1000))
+def test_p5_a_failing_model_is_chosen_less_and_less(task, seed):
+    specs = [ModelSpec(n, "simulated", input_price=p, output_price=p) for n, p in [("bad", 0.1), ("good", 1.0), ("ok", 2.0)]]
+    engine = LearningEngine([s.name for s in specs])
+    router = router_for(specs, engine, seed)
+    rate = []
+    for block in range(4):
+        used = 0
+        for _ in range(50):
+            d = router.route(task)
+            for m in d.models:
+                engine.update(m, task, m != "bad")
+            used += "bad" in d.models
+        rate.append(used)
+    assert rate[-1] <= rate[0] and rate[-1] < 50 and rate[-1] <= 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(worlds(), unit)
+def test_p15_a_simple_query_uses_exactly_one_model_the_cheapest_then_fastest_qualified(world, threshold):
+    specs, engine = world
+    d = router_for(specs, engine).route(TaskType.SIMPLE_QUERY, 0.95, threshold)
+    chosen = without_explored(d)
+    assert len(chosen) == 1 and d.strategy is RoutingStrategy.SINGLE_FAST
+    scores = {s.name: engine.score(s.name, "simple_query") for s in specs}
+    cost = {s.name: s.cost_usd(1500, 1500) for s in specs}
+    latency = {s.name: s.typical_latency_s for s in specs}
+    qualified = [s.name for s in specs if scores[s.name] >= threshold]
+    if qualified:
+        best = min(qualified, key=lambda m: (cost[m], latency[m], -scores[m]))
+        assert (cost[chosen[0]], latency[chosen[0]]) == (cost[best], latency[best])
+    else:
+        assert d.below_bar and scores[chosen[0]] == max(scores.values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(worlds(), unit)
+def test_p16_complex_reasoning_uses_only_models_above_the_bar_or_warns(world, threshold):
+    specs, engine = world
+    d = router_for(specs, engine).route(TaskType.COMPLEX_REASONING, 0.95, threshold)
+    scores = {s.name: engine.score(s.name, "complex_reasoning") for s in specs}
+    if any(v >= threshold for v in scores.values()):
+        assert all(scores[m] >= threshold for m in without_explored(d)) and not d.below_bar
+        assert all(scores[m] >= threshold for m in d.reserves)
+    else:
+        assert d.below_bar
+        # escalates: several weak models when one alone does not reach the bar
+        assert len(without_explored(d)) >= min(2, len(specs)) or len(specs) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(worlds(min_models=2), unit)
+def test_p17_critical_validation_uses_at_least_two(world, threshold):
+    specs, engine = world
+    d = router_for(specs, engine).route(TaskType.DATA_VALIDATION, 0.95, threshold)
+    assert len(without_explored(d)) >= 2 and d.strategy is RoutingStrategy.TRIPLE_CONSENSUS
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from([TaskType.PRICE_EXTRACTION, TaskType.COMPLEX_REASONING, TaskType.HISTORICAL_ANALYSIS]), st.integers(0, 1000))
+def test_p18_when_one_model_keeps_succeeding_fewer_models_are_used(task, seed):
+    specs = [ModelSpec(f"m{i}", "simulated", input_price=1 + i, output_price=1 + i) for i in range(4)]
+    engine = LearningEngine([s.name for s in specs])
+    router = router_for(specs, engine, seed)
+    counts = []
+    for _ in range(60):
+        d = router.route(task)
+        counts.append(len(without_explored(d)))
+        for m in d.models: engine.update(m, task, m == "m2")  # only m2 is ever right
+    assert counts[0] >= 3 and np.mean(counts[-10:]) < counts[0] and counts[-1] == 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(worlds(), st.sampled_from(list(TaskType)), unit, st.floats(0, 0.2), st.floats(0, 1))
+def test_p19_p35_p37_cost_limit_holds_unless_quality_forced_with_a_warning(world, task, threshold, limit, confidence):
+    specs, engine = world
+    router = router_for(specs, engine)
+    handler = _Capture(); logger = logging.getLogger("computepulse_ai.routing"); logger.addHandler(handler)
+    try:
+        d = router.route(task, confidence, threshold, cost_limit=limit)
+    finally:
+        logger.removeHandler(handler)
+    cost = {s.name: s.cost_usd(1500, 1500) for s in specs}
+    assert d.expected_cost == pytest.approx(sum(cost[m] for m in d.models))
+    if d.quality_forced:
+        assert any(r.levelno == logging.WARNING and "quality forced" in r.getMessage() for r in handler.records)
+    else:
+        assert d.expected_cost <= limit + 1e-12
+
+
+@settings(max_examples=80, deadline=None)
+@given(worlds(), st.sampled_from(list(TaskType)), unit, st.floats(0, 1))
+def test_p36_every_selected_model_meets_the_bar_unless_flagged(world, task, threshold, confidence):
+    specs, engine = world
+    d = router_for(specs, engine).route(task, confidence, threshold)
+    scores = {s.name: engine.score(s.name, task) for s in specs}
+    if not d.below_bar: assert all(scores[m] >= threshold for m in without_explored(d))
+    else: assert any(scores[m] < threshold for m in without_explored(d))
+
+
+@settings(max_examples=40, deadline=None)
+@given(worlds(min_models=2), st.sampled_from(list(TaskType)), st.floats(0, 0.59))
+def test_p8_low_classification_confidence_uses_several_models(world, task, confidence):
+    specs, engine = world
+    d = router_for(specs, engine).route(task, confidence)
+    assert len(without_explored(d)) >= 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(worlds(), st.sampled_from(list(TaskType)), unit, unit)
+def test_p38_a_changed_threshold_applies_to_the_next_call(world, task, first, second):
+    specs, engine = world
+    router = router_for(specs, engine, exploration="none")
+    router.config.quality_threshold = first
+    router.route(task)
+    router.config.quality_threshold = second
+    assert router.route(task) == router_for(specs, engine, exploration="none", quality_threshold=second).route(task)
+
+
+@settings(max_examples=40, deadline=None)
+@given(worlds(), st.sampled_from(list(TaskType)))
+def test_p39_a_registered_model_is_routable_at_once(world, task):
+    specs, engine = world
+    router = router_for(specs, engine, exploration="none")
+    router.route(task)
+    router.register(ModelSpec("newcomer", "simulated", input_price=0.0, output_price=0.0, typical_latency_s=0.01))
+    engine.state[0, engine.index("newcomer"), :] = 1.0
+    assert "newcomer" in router.route(task).models
+    assert "newcomer" in router.route(task).probabilities
+
+
+@settings(max_examples=40, deadline=None)
+@given(worlds(min_models=2), st.sampled_from(list(TaskType)), st.booleans(), st.integers(0, 100))
+def test_p42_a_removed_model_never_breaks_routing(world, task, forget, seed):
+    specs, engine = world
+    router = router_for(specs, engine, seed)
+    d = router.route(task)
+    gone = d.models[0]
+    router.unregister(gone, forget=forget)          # removed between route() and use
+    for m in d.models: engine.update(m, task, True)  # late feedback for it does not crash
+    after = router.route(task)
+    assert gone not in after.models and gone not in after.probabilities and after.models
+
+
+def test_vectorised_core_matches_one_request_at_a_time():
+    rng = np.random.default_rng(5)
+    scores = rng.random((200, 6)); costs = rng.random(6); latency = rng.random(6); enabled = rng.random(6) < 0.9
+    for kwargs in [dict(size=1, cheapest_first=True), dict(size=2, min_size=2), dict(size=3, min_size=2), dict(adaptive=True)]:
+        batch = select(scores, costs, latency, enabled, 0.7, cost_limit=1.2, **kwargs)
+        for r in range(200):
+            one = select(scores[r], costs, latency, enabled, 0.7, cost_limit=1.2, **kwargs)
+            assert (one.chosen == batch.chosen[r]).all() and one.quality_forced == batch.quality_forced[r]
+
+
+def test_combined_confidence():
+    assert combined_confidence([0.5, 0.5]) == pytest.approx(0.75)
+    assert combined_confidence([0.9]) == pytest.approx(0.9)
+
+
+class _Capture(logging.Handler):
+    def __init__(self):
+        super().__init__(); self.records = []
+
+    def emit(self, record): self.records.append(record)
