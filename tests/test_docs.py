@@ -173,6 +173,8 @@ def test_scratch_navigation_follows_file_names(scratch):
     want = ['index.html', 'alpha.html', 'beta.html', 'gamma.html', 'api.html', 'benchmarks/perf_x.html']
     assert [p for p in order if p in want] == want
     assert not (scratch / 'skipped.html').exists() and not (scratch / '_skipped.html').exists()
+    # no notebook here documents the library: its entries are generated on the API index page instead
+    assert headings((scratch / 'api.html').read_text()).get('request') == 'Request'
 
 
 def test_scratch_execution_outputs_and_flags(scratch):
@@ -210,3 +212,29 @@ def test_readme_is_in_sync_with_index_notebook():
     res = subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_readme.py'), '--check'], cwd=ROOT,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Quarto configuration (for users who have Quarto: `nbdev-docs` must keep working from the same notebooks)
+
+def test_quarto_config_is_what_nbdev_docs_expects(capsys):
+    import os
+    import yaml
+    from nbdev.config import get_config
+    from nbdev.quarto import _nbdev_yml, nbdev_sidebar
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        cfg = get_config()
+        vals = {k: cfg[k] for k in ['title', 'description', 'branch', 'git_url', 'doc_host', 'doc_baseurl']}
+        # nbdev-docs regenerates nbdev.yml from pyproject.toml: the committed one must already be that text
+        assert (cfg.nbs_path / 'nbdev.yml').read_text() == _nbdev_yml.format(doc_path=cfg.doc_path.name, **vals)
+        quarto = yaml.safe_load((cfg.nbs_path / '_quarto.yml').read_text())
+        assert quarto['project']['type'] == 'website'
+        assert 'nbdev.yml' in quarto['metadata-files'] and 'sidebar.yml' in quarto['metadata-files']
+        assert (cfg.nbs_path / quarto['format']['html']['css']).exists()
+        nbdev_sidebar.__wrapped__(printit=True, force=True)   # what nbdev-docs writes to sidebar.yml
+        sidebar = yaml.safe_load(capsys.readouterr().out)['website']['sidebar']['contents']
+        assert [Path(p).name for p in sidebar if isinstance(p, str)][:1] == ['index.ipynb']
+    finally:
+        os.chdir(cwd)

@@ -295,6 +295,8 @@ def process_notebook(nb_path: Path, root: Path, execute: bool, api: dict[str, li
                      else str(cfg.get('tst_flags', '')).split())
     nb = read_nb(nb_path)
     nb.path_ = str(nb_path)
+    nb.modules_ = list(dict.fromkeys(m.group(1) for c in nb.cells if c.cell_type == 'code'
+                                     for m in [re.search(r'^\s*#\|\s*default_exp\s+(\S+)', c.source, re.M)] if m))
     procs = [FrontmatterProc, populate_language, add_show_docs, make_add_missing_show_docs(api), strip_ansi,
              hide_line, filter_stream_, rm_header_dash, make_exec_cells(nb_path.parent, execute, skip_flags),
              rm_export, ai_magics, clean_magics, hide_, make_add_links(cfg.lib_path.name), mv_exports, strip_hidden_metadata]
@@ -341,8 +343,10 @@ def fix_markdown(src: str) -> str:
 
 
 def _fence(text: str, lang: str = '') -> str:
+    "A fenced block (longer fence than any backtick run inside); `lang='text'` marks a cell output."
     ticks = '`' * max(3, max((len(m) for m in re.findall(r'`+', text)), default=0) + 1)
-    return f'{ticks}{lang}\n{text.rstrip()}\n{ticks}'
+    info = ' { .text .nb-output }' if lang == 'text' else lang
+    return f'{ticks}{info}\n{text.rstrip()}\n{ticks}'
 
 
 def _escape_md(text: str) -> str: return re.sub(r'([_*\[\]<>])', r'\\\1', text)
@@ -430,7 +434,7 @@ def render_output(out, img_base: str, img_dir: Path, counter: list, is_show_doc:
     v = get('text/html')
     if v is not None and not re.search(r'<(script|link)\b[^>]*(src|href)\s*=\s*["\']?(https?:)?//', v, re.I):
         body = '\n'.join(l for l in v.split('\n') if l.strip())
-        return f'<div class="nb-output-html" markdown="0">\n{body}\n</div>'
+        return f'<div class="nb-output-html">\n{body}\n</div>'
     v = get('text/plain')
     if v is not None: return _fence(v, 'text')
     return ''
@@ -439,7 +443,7 @@ def render_output(out, img_base: str, img_dir: Path, counter: list, is_show_doc:
 def notebook_to_markdown(nb, page: str, docs_dir: Path, doc_prefix: str, pages_by_html: dict[str, str]) -> Page:
     "One processed notebook as a Markdown page (images written next to it)."
     fm = getattr(nb, 'frontmatter_', {}) or {}
-    parts, documented, mods = [], [], []
+    parts, documented, mods = [], [], list(getattr(nb, 'modules_', []))
     title = fm.get('title')
     if title:
         parts.append(f'# {title}')
@@ -449,7 +453,6 @@ def notebook_to_markdown(nb, page: str, docs_dir: Path, doc_prefix: str, pages_b
     counter = [0]
     for cell in nb.cells:
         d = getattr(cell, 'directives_', {}) or {}
-        if 'default_exp' in d: mods.append(d['default_exp'].split()[0])
         if cell.cell_type == 'raw' or not getattr(cell, 'source', None) and cell.cell_type == 'markdown': continue
         if str(d.get('include', '')).lower() == 'false': continue
         if cell.cell_type == 'markdown':
@@ -614,7 +617,7 @@ def build(out: Path, work: Path, execute: bool, nbs: Path | None = None, benchma
     conf_path = work / 'mkdocs.yml'
     conf_path.write_text(yaml.safe_dump(conf, sort_keys=False, allow_unicode=True))
     mkdocs = Path(sys.executable).parent / 'mkdocs'
-    cmd = [str(mkdocs) if mkdocs.exists() else 'mkdocs', 'build', '--clean', '-q', '-f', str(conf_path)]
+    cmd = [str(mkdocs) if mkdocs.exists() else 'mkdocs', 'build', '--clean', '-f', str(conf_path)]
     subprocess.run(cmd, check=True, env={**os.environ, 'NO_MKDOCS_2_WARNING': '1'})
     secs = time.perf_counter() - t0
     print(f'site written to {out} in {secs:.1f}s ({len(pages)} notebook pages, '
