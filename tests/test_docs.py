@@ -154,7 +154,7 @@ def scratch(tmp_path_factory) -> Path:
     nbformat.write(_nb(('md', '# Beta\n\n> Inserted with a letter.')), nbs / '01a_beta.ipynb')
     nbformat.write(_nb(
         ('md', '# Alpha\n\n> Runs code.'),
-        ('md', 'A list right after text:\n- one\n  - nested\n- two'),
+        ('md', 'A list right after text:\n- one\n  - nested\n- two\n\nScores $s_i$ combine as\n\n$$C = 1 - \\prod_i (1 - s_i)$$\n\nand cost $2 or $3.'),
         ('code', 'print(6 * 7)'),
         ('code', '#| hide\nprint("HIDDEN-" + "CELL")'),
         ('code', '#| slow\nraise RuntimeError("a slow cell was executed")'),
@@ -183,6 +183,7 @@ def test_scratch_execution_outputs_and_flags(scratch):
     assert 'HIDDEN-CELL' not in alpha and 'HIDDEN-" + "CELL' not in alpha   # hidden cell and its output gone
     assert 'a slow cell was executed' in alpha             # shown as source, but not run (the build would fail)
     assert re.search(r'<li>one\s*<ul>\s*<li>nested', alpha)  # CommonMark-style list rendered as a list
+    assert alpha.count('<math') == 2 and '$2 or $3' in alpha   # TeX as MathML (no MathJax); prices left alone
     img = re.search(r'<img[^>]+src="(alpha_files/[^"]+\.png)"', alpha)
     assert img and (scratch / img.group(1)).stat().st_size > 1000
     bench = (scratch / 'benchmarks' / 'perf_x.html').read_text()

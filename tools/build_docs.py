@@ -225,6 +225,14 @@ def make_add_missing_show_docs(api: dict[str, list[str]]):
     return add_missing_show_docs
 
 
+def _import_lines(source: str) -> str:
+    "Only the top-level import statements of a cell."
+    import ast
+    try: tree = ast.parse(source)
+    except SyntaxError: return ''
+    return '\n'.join(ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
+
+
 def make_exec_cells(nb_dir: Path, execute: bool, skip_flags: set[str]):
     "A processor running the notebook's cells in a fresh shell with cwd = the notebook's folder."
     from execnb.shell import CaptureShell
@@ -250,10 +258,23 @@ def make_exec_cells(nb_dir: Path, execute: bool, skip_flags: set[str]):
 
         def __call__(self, cell):
             if not self._wanted(cell): return
-            self.k.cell(cell)
+            d = getattr(cell, 'directives_', {}) or {}
+            is_sd = getattr(cell, 'has_sd', False) or bool(re.match(r'\s*show_doc\(', cell.source))
+            if execute and not self.skip_nb or is_sd or 'exec_doc' in d: self.k.cell(cell)
+            elif {'export', 'exports', 'exporti'} & set(d): self.k.run(cell.source)
+            else:
+                # Not executing: a cell run only for its imports (nbdev's rule). Run just its import statements,
+                # keep its stored outputs, and don't fail the build on it (the rest of the cell may need state
+                # from cells that were not run).
+                self.k.run(_import_lines(cell.source))
+                if self.k.exc:
+                    print(f'  note: {getattr(self.nb, "path_", nb_dir)}: imports of cell {cell.idx_} failed: '
+                          f'{type(self.k.exc).__name__}: {self.k.exc}', flush=True)
+                    self.k.exc = None
             if self.k.exc:
                 e = self.k.exc
-                raise RuntimeError(f'{nb_dir}: cell {cell.idx_} failed:\n{cell.source}\n{type(e).__name__}: {e}') from e
+                raise RuntimeError(f'{getattr(self.nb, "path_", nb_dir)}: cell {cell.idx_} failed:\n{cell.source}\n'
+                                   f'{type(e).__name__}: {e}') from e
             self.k.user_ns['show_doc'] = site_show_doc  # an `from nbdev.showdoc import show_doc` cell may reset it
 
         def end(self):
@@ -476,6 +497,8 @@ def notebook_to_markdown(nb, page: str, docs_dir: Path, doc_prefix: str, pages_b
 def build_page(nb_path: str, page: str, root: str, execute: bool, api, docs_dir: str, doc_prefix: str,
                pages_by_html) -> Page:
     "Worker: process one notebook and write its page; runs in its own process (cwd changes, fresh shell)."
+    import warnings
+    warnings.filterwarnings('ignore', message='Found cells containing imports')   # nbdev's hint for authors
     os.environ['IN_TEST'] = '1'
     os.environ.setdefault('MPLBACKEND', 'Agg')
     t0 = time.perf_counter()
@@ -567,7 +590,9 @@ def mkdocs_config(cfg, nav: list, docs_dir: Path, site_dir: Path) -> dict:
         'markdown_extensions': [
             {'toc': {'permalink': True}}, 'attr_list', 'md_in_html', 'tables', 'admonition', 'def_list',
             'footnotes', {'pymdownx.highlight': {'use_pygments': True}}, 'pymdownx.superfences',
-            'pymdownx.inlinehilite', 'pymdownx.details', 'pymdownx.tilde'],
+            'pymdownx.inlinehilite', 'pymdownx.details', 'pymdownx.tilde',
+            {'pymdownx.arithmatex': {'generic': True}}],   # math -> MathML in docs_hooks.py, no MathJax
+        'hooks': [str(Path(__file__).resolve().parent / 'docs_hooks.py')],
         'validation': {'links': {'not_found': 'warn', 'anchors': 'info', 'unrecognized_links': 'info'}},
     }
 
