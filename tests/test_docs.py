@@ -11,6 +11,7 @@ import importlib
 import json
 import pkgutil
 import re
+import shutil
 import subprocess
 import sys
 from html import unescape
@@ -125,6 +126,19 @@ def test_site_search_works_offline(site):
     assert any(d['location'] == 'core.html#request' for d in docs)
     assert 'assets/javascripts/iframe-worker-shim.js' in (site / 'index.html').read_text()
     assert (site / 'assets' / 'javascripts' / 'iframe-worker-shim.js').exists()
+
+
+@pytest.mark.skipif(shutil.which('node') is None, reason='node is needed to run the search worker')
+def test_site_search_answers_queries(site):
+    "Material's own search worker, run in node on the built index, finds API entries by name."
+    def search(query):
+        res = subprocess.run(['node', str(ROOT / 'tests' / 'docs_search_check.js'), str(site), query],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout.strip().splitlines()[-1])['locations']
+    assert 'core.html#get_logger' in search('get_logger')
+    assert 'core.html#request' in search('Request')
+    assert search('zzzqqqnotaword') == []
 
 
 def test_remote_asset_detector_can_fail():

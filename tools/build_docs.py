@@ -597,6 +597,26 @@ def mkdocs_config(cfg, nav: list, docs_dir: Path, site_dir: Path) -> dict:
     }
 
 
+def _fix_member_links(pages: list[Page], docs_dir: Path):
+    "Point links to undocumented members (`core.md#modelspec.cost_usd`) at their documented class instead."
+    anchors = {p.page: {anchor(n) for n in p.documented} for p in pages}
+
+    def sub(m, page_dir):
+        target, frag = m.group(1), m.group(2)
+        target_page = os.path.normpath(os.path.join(page_dir, target)) if target else None
+        known = anchors.get(target_page, set())
+        if frag in known or '.' not in frag: return m.group(0)
+        owner = frag.rsplit('.', 1)[0]
+        return f'({target}#{owner})' if owner in known else m.group(0)
+
+    for p in pages:
+        path = docs_dir / p.page
+        page_dir = os.path.dirname(p.page)
+        md = path.read_text(encoding='utf-8')
+        new = re.sub(r'\(([^()\s#]*\.md)#([\w.]+)\)', lambda m: sub(m, page_dir), md)
+        if new != md: path.write_text(new, encoding='utf-8')
+
+
 def build(out: Path, work: Path, execute: bool, nbs: Path | None = None, benchmarks: Path | None = None,
           jobs: int | None = None) -> dict:
     "Build the site into `out`; returns a summary (pages, API names, missing entries, seconds)."
@@ -623,6 +643,7 @@ def build(out: Path, work: Path, execute: bool, nbs: Path | None = None, benchma
         futs = [pool.submit(build_page, str(s.nb_path), s.page, str(ROOT), execute, api, str(docs_dir),
                             doc_prefix, pages_by_html) for s in sources]
         pages = [f.result() for f in futs]
+    _fix_member_links(pages, docs_dir)
     # Images and other files the notebooks' Markdown refers to (nbs/images/..., benchmarks/*.png)
     for base, prefix in ((nbs, ''), (benchmarks, 'benchmarks/')):
         if not base.is_dir(): continue
