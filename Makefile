@@ -9,7 +9,7 @@ export no_proxy := 127.0.0.1,localhost
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: test check-clean check-export nbtest pytest lab install
+.PHONY: test check-clean check-export check-readme nbtest pytest lab install docs readme
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## test: everything CI checks, in CI's order; non-zero exit on any failure
-test: $(STAMP) check-clean check-export nbtest pytest
+test: $(STAMP) check-clean check-export check-readme nbtest pytest
 
 NOTEBOOKS = $(shell find nbs benchmarks -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
 check-clean: $(STAMP)
@@ -35,11 +35,23 @@ check-export: $(STAMP)
 	 if [ "$$before" != "$$after" ]; then echo "FAIL: library out of sync with notebooks (nbdev-export changed it)"; exit 1; fi; \
 	 echo "library in sync with notebooks"
 
+check-readme: $(STAMP)
+	$(BIN)/python tools/build_readme.py --check
+
 nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
+
+## readme: regenerate README.md from nbs/index.ipynb (no Quarto needed); `make test` fails while it is stale
+readme: $(STAMP)
+	$(BIN)/python tools/build_readme.py
+
+## docs: build the offline HTML site into site/ from nbs/ and benchmarks/ (executes the notebooks);
+## open site/index.html in a browser. `python tools/build_docs.py --no-execute` keeps stored outputs.
+docs: $(STAMP)
+	$(BIN)/python tools/build_docs.py
 
 ## lab: JupyterLab on the notebooks
 lab: $(STAMP)
