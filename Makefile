@@ -3,7 +3,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export NO_PROXY := 127.0.0.1,localhost
 export no_proxy := 127.0.0.1,localhost
 export MPLBACKEND := Agg
@@ -11,11 +11,12 @@ export PYTHONHASHSEED := 0
 
 .PHONY: test check-clean check-export check-readme nbtest pytest lab install docs readme
 
-$(STAMP): pyproject.toml
+# the stamp is named after pyproject.toml's content, so only a real change reinstalls
+$(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP)
 
