@@ -9,7 +9,7 @@ export no_proxy := 127.0.0.1,localhost
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: test check-clean check-export check-readme nbtest pytest lab install docs readme
+.PHONY: run test check-clean check-export check-readme nbtest pytest lab install docs readme
 
 # the stamp is named after pyproject.toml's content, so only a real change reinstalls
 $(STAMP):
@@ -19,6 +19,10 @@ $(STAMP):
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP)
+
+## run: the main job, offline — fake providers on 127.0.0.1, the real SDKs, learned vs legacy path
+run: $(STAMP)
+	$(BIN)/computepulse-ai demo --out out/demo
 
 ## test: everything CI checks, in CI's order; non-zero exit on any failure
 test: $(STAMP) check-clean check-export check-readme nbtest pytest
