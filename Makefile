@@ -45,6 +45,7 @@ check-readme: $(STAMP)
 
 nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2
+	$(BIN)/nbdev-test benchmarks --n-workers 2
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
