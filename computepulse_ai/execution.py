@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Protocol, Sequence
 
@@ -114,8 +115,8 @@ class ParallelExecutor:
                      **kwargs) -> AsyncIterator[Response]:
         "Call every adapter at once and yield each `Response` the moment it arrives (failures included)."
         result = ExecutionResult()
-        async for response in self._execute(list(adapters), [], prompt, request_id, None, None, result, kwargs):
-            yield response
+        async with aclosing(self._execute(list(adapters), [], prompt, request_id, None, None, result, kwargs)) as responses:
+            async for response in responses: yield response
 
     async def run(self, adapters: Sequence[Adapter], prompt: str, *, request_id: str | None = None,
                   reserves: Sequence[Adapter] = (),                                  # models to add, in order, when needed
@@ -125,11 +126,12 @@ class ParallelExecutor:
                   **kwargs) -> ExecutionResult:
         "Execute a plan: start `adapters`, stop early / escalate into `reserves` as the answers arrive."
         result = ExecutionResult()
-        async for response in self._execute(list(adapters), list(reserves), prompt, request_id, stop_when,
-                                            escalate_when, result, kwargs):
-            if on_result is not None:
-                outcome = on_result(response)
-                if asyncio.iscoroutine(outcome): await outcome
+        async with aclosing(self._execute(list(adapters), list(reserves), prompt, request_id, stop_when,
+                                          escalate_when, result, kwargs)) as responses:
+            async for response in responses:
+                if on_result is not None:
+                    outcome = on_result(response)
+                    if asyncio.iscoroutine(outcome): await outcome
         if not result.successes and result.responses:
             log.error("all models failed: %s", ", ".join(f"{r.model} ({r.error})" for r in result.failures))
         return result
