@@ -218,3 +218,49 @@ def test_a_restart_after_sigterm_or_kill_loses_nothing_acknowledged(tmp_path, si
         async with AIOrchestrator(cfg, adapters=adapters_for(cfg), folder=tmp_path) as orch:
             return orch.engine.sample_count("a", "price_extraction") + orch.engine.sample_count("b", "price_extraction")
     assert run(restart()) > 0
+
+
+def test_classifier_feedback_survives_a_restart(tmp_path):
+    cfg = config()
+    prompt = "请给出下个季度H100租赁价格的走势判断"
+    async def first():
+        async with AIOrchestrator(cfg, adapters=adapters_for(cfg), folder=tmp_path, seed=0) as orch:
+            res = await orch.process(Request(prompt))
+            wrong = res.request.task_type
+            right = next(t for t in TaskType if t != wrong)
+            orch.correct(res.request.id, prompt, kind="wrong_task_type", task_type=right)
+            return right
+    right = run(first())
+    async def second():
+        async with AIOrchestrator(cfg, adapters=adapters_for(cfg), folder=tmp_path, seed=0) as orch:
+            return orch.classifier.classify(prompt).task_type
+    assert run(second()) == right
+
+
+def test_a_missing_key_teaches_nothing_about_the_model(tmp_path):
+    from computepulse_ai.core import Response
+    cfg = config()
+    async def go():
+        async with AIOrchestrator(cfg, adapters=adapters_for(cfg), folder=tmp_path, seed=0) as orch:
+            before = orch.engine.score("a", "price_extraction")
+            verdicts = orch.feedback.after_validation(
+                "r", "price_extraction", [Response("a", success=False, error="MissingApiKeyError: set DASHSCOPE_API_KEY")],
+                {}, None)
+            return before, orch.engine.score("a", "price_extraction"), verdicts
+    before, after, verdicts = run(go())
+    assert before == after and verdicts[0].accuracy is None and not verdicts[0].learned
+
+
+def test_retention_runs_at_start(tmp_path):
+    from datetime import datetime, timedelta, timezone
+    from computepulse_ai.core import PerformanceRecord
+    old = datetime.now(timezone.utc) - timedelta(days=30)
+    history = HistoryLog(tmp_path / "performance_history.jsonl", durability="each")
+    for i in range(5): history.append(PerformanceRecord("a", "simple_query", timestamp=old + timedelta(minutes=i)))
+    cfg = config(storage={"retention": {"max_age_days": 7}})
+    async def go():
+        async with AIOrchestrator(cfg, adapters=adapters_for(cfg), folder=tmp_path, seed=0):
+            pass
+    run(go())
+    assert HistoryLog(tmp_path / "performance_history.jsonl").query() == []
+    assert len(HistoryLog(tmp_path / "performance_history.jsonl").query(include_archives=True)) == 5
