@@ -159,6 +159,7 @@ class MergeSpec:
     review_threshold: float = 0.5                    # flag for review when every contributor is below this confidence
     default_weight: float = 0.5                      # confidence of a model missing from `weights`
     display: Callable[[str, Any], Any] | None = None  # (key field, value) -> the name the merged record shows (None: as reported)
+    prepare: Callable[[Mapping[str, Any]], tuple[dict[str, Any], list[str]]] | None = None  # answers -> (answers, notes), before grouping
 
     def __post_init__(self):
         if self.numeric_choice not in ("mean", "median"):
@@ -320,6 +321,7 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
                    track_agreement: bool = False):
     "merge_records plus each model's (agreeing, total) field count, for truth discovery."
     notes: list[str] = []
+    if spec.prepare is not None: answers, notes = spec.prepare(answers)   # e.g. unit slips undone by ratio to the others
     answered = [m for m, a in answers.items() if a is not None]
     for m, a in answers.items():
         if a is None: notes.append(f"{m}: no answer")
