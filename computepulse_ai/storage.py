@@ -690,7 +690,7 @@ def history_frame(history: HistoryLog, include_archives: bool = False):
     df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True, format="ISO8601")
     return df
 
-# %% ../nbs/01_storage.ipynb #17144edc
+# %% ../nbs/01_storage.ipynb #e24508cb
 class GroupCommitWriter:
     "One background thread that writes and fsyncs the buffered records of every attached log together (group commit)."
 
