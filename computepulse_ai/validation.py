@@ -107,13 +107,13 @@ class ValidationRules:
     missing_markers: tuple[str, ...] = MISSING_MARKERS        # strings meaning "no value"
     unit_tolerance: float = 0.15               # a value ÷ factor within this of the others' median is that unit slip
     max_change_factor: float = 3.0             # a value moving more than this factor since the previous file ...
-    jump_action: str = "flag"                  # ... with one model behind it: "flag" (warning) or "reject"
+    jump_action: str = "flag"                  # ... with one model behind it: "flag" (warning), "keep_previous" or "reject"
 
     def __post_init__(self):
         if not (isinstance(self.cny_per_usd, (int, float)) and self.cny_per_usd > 0):
             raise InvalidFieldError("ValidationRules", "cny_per_usd", self.cny_per_usd, "a number > 0")
-        if self.jump_action not in ("flag", "reject"):
-            raise InvalidFieldError("ValidationRules", "jump_action", self.jump_action, "'flag' or 'reject'")
+        if self.jump_action not in ("flag", "keep_previous", "reject"):
+            raise InvalidFieldError("ValidationRules", "jump_action", self.jump_action, "'flag', 'keep_previous' or 'reject'")
         if not (isinstance(self.max_change_factor, (int, float)) and self.max_change_factor > 1):
             raise InvalidFieldError("ValidationRules", "max_change_factor", self.max_change_factor, "a number > 1")
         for name in ("gpu_price_range", "token_price_range", "token_ratio_range", "kwh_price_range", "annual_twh_range"):
@@ -270,6 +270,7 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
     declared = _currency_code(declared) if isinstance(declared, str) and declared.strip() else None
     units = " ".join(str(rec.get(k, "")) for k in ("unit", "price_unit") if rec.get(k))
     in_usd = False                 # True once a price's currency is known (declared, written, decided) or converted
+    if declared is None and data_type == "token" and rules.guess_cny: declared = _record_cny(rec, rules, out)
     for name in PRICE_FIELDS[data_type] + NUMBER_FIELDS[data_type]:
         if name not in rec: continue
         amount = parse_amount(rec[name], rules)
@@ -338,6 +339,20 @@ def _guess_cny(name: str, value: float, rec: dict, data_type: str, rules: Valida
     return value, None
 
 
+def _record_cny(rec: Mapping[str, Any], rules: ValidationRules, out: Normalised) -> str | None:
+    "'CNY' for a token record whose unlabelled prices are CNY: one price above its band that fits after ÷rate decides both."
+    if rec.get("provider") not in rules.chinese_providers: return None
+    amounts = {name: parse_amount(rec[name], rules) for name in PRICE_FIELDS["token"] if name in rec}
+    if any(a.currency is not None for a in amounts.values()): return None
+    (lo, hi), band = rules.token_band(rec.get("model"))
+    for name, amount in amounts.items():
+        if amount.value is not None and amount.value > hi and lo <= amount.value / rules.cny_per_usd <= hi:
+            out.warnings.append(f"{name} {amount.value:g} has no currency, is above {band} [{lo:g}, {hi:g}] USD and comes "
+                                f"from {rec['provider']}; the record's prices are taken as CNY")
+            return "CNY"
+    return None
+
+
 def _gpu_count(rec: Mapping[str, Any], rules: ValidationRules) -> int | None:
     count = rec.get("gpu_count")
     if isinstance(count, (int, float)) and not isinstance(count, bool) and math.isfinite(count) and count >= 1:
@@ -395,9 +410,9 @@ def _unit_slips(record: Mapping[str, Any], data_type: str, rules: ValidationRule
 def reconcile_units(answers: Mapping[str, Any],   # model -> its normalised answer
                     data_type: str,               # gpu or token (others are returned unchanged)
                     rules: ValidationRules,
-                    ) -> tuple[dict[str, Any], list[str]]:
+                    ) -> tuple[dict[str, Any], list[str], list[tuple[str, str, str, Any]]]:
     "Undo unit slips by ratio to the other models: a value ×7.2, ×GPUs or ÷1000 off their median that fits its band once undone."
-    if data_type not in ("gpu", "token"): return dict(answers), []
+    if data_type not in ("gpu", "token"): return dict(answers), [], []
     canon, fields, tol = rules.canonicaliser, PRICE_FIELDS[data_type], rules.unit_tolerance
     seen: dict[tuple[str, str], dict[str, list[float]]] = {}
     for model, records in answers.items():
@@ -434,7 +449,37 @@ def reconcile_units(answers: Mapping[str, Any],   # model -> its normalised answ
                              f"the other models say {reference:.4g}); corrected")
             fixed.append(changed if changed is not None else record)
         out[model] = fixed
-    return out, notes
+    set_aside: list[tuple[str, str, str, Any]] = []
+    return _outside_band_does_not_vote(out, data_type, rules, notes, set_aside), notes, set_aside
+
+
+def _outside_band_does_not_vote(answers: dict[str, Any], data_type: str, rules: ValidationRules, notes: list[str],
+                                set_aside: list[tuple[str, str, str, Any]]) -> dict[str, Any]:
+    "A value outside its band (no slip explains it) does not vote against another model's value inside the band."
+    canon, fields = rules.canonicaliser, PRICE_FIELDS[data_type]
+    inside: set[tuple[str, str, str]] = set()          # (entity, field, model) with a value inside the band
+    for model, records in answers.items():
+        for record in records if isinstance(records, (list, tuple)) else ():
+            key = canon.entity_key(data_type, record) if isinstance(record, Mapping) else None
+            for name in fields if key is not None else ():
+                value = record.get(name)
+                (lo, hi), _ = rules.gpu_band(record.get("gpu")) if data_type == "gpu" else rules.token_band(record.get("model"))
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi:
+                    inside.add((key, name, model))
+    for model, records in answers.items():
+        if not isinstance(records, (list, tuple)): continue
+        for i, record in enumerate(records):
+            key = canon.entity_key(data_type, record) if isinstance(record, Mapping) else None
+            for name in fields if key is not None else ():
+                value = record.get(name)
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or (key, name, model) in inside: continue
+                (lo, hi), band = rules.gpu_band(record.get("gpu")) if data_type == "gpu" else rules.token_band(record.get("model"))
+                if lo <= value <= hi or not any(k == key and f == name and m != model for k, f, m in inside): continue
+                records[i] = record = dict(record, **{name: None})
+                set_aside.append((model, key, name, value))
+                notes.append(f"{model}: {key} {name} {value:g} is outside {band} [{lo:g}, {hi:g}] while another model's "
+                             "value is inside it; not voted")
+    return answers
 
 
 # %% ../nbs/08_validation.ipynb #2df5ec2f
@@ -753,6 +798,10 @@ def _check_jump(outcome: RecordOutcome, before: Mapping[str, Mapping[str, float]
         text = f"{name} moved ×{factor:.2f} since the previous file ({was:.4g} → {now:.4g})"
         if backers >= 2:
             outcome.notes.append(f"{text}; {backers} models agree on the new value")
+        elif rules.jump_action == "keep_previous":
+            rec[name] = was
+            outcome.notes.append(f"{text} with {backers} model(s) behind it; kept the previous value (a move beyond "
+                                 f"×{rules.max_change_factor:g} in an hour needs two models' agreement)")
         elif rules.jump_action == "reject":
             outcome.errors.append(f"{text} with {backers} model(s) behind it; a move beyond ×{rules.max_change_factor:g} "
                                   "in an hour needs two models' agreement")

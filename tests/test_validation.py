@@ -199,7 +199,7 @@ def test_unit_slips_are_undone_by_ratio_to_the_other_models(gpu, where, slip, sp
 def test_per_1k_token_prices_undone_by_ratio_to_the_other_models():
     answers = {"a": [{"provider": "OpenAI", "model": "gpt-4o", "input_price": 0.0025, "output_price": 0.01}],
                "b": [{"provider": "OpenAI", "model": "GPT-4o", "input_price": 2.5, "output_price": 10.0}]}
-    fixed, notes = reconcile_units(answers, "token", ValidationRules())
+    fixed, notes, _ = reconcile_units(answers, "token", ValidationRules())
     assert fixed["a"][0]["input_price"] == 2.5 and abs(fixed["a"][0]["output_price"] - 10.0) < 1e-9
     assert len(notes) == 2 and "per-1K-token" in notes[0]
 
