@@ -421,6 +421,7 @@ class Canonicaliser:
         self._placeholder_names = {kind: _NAMES | _names_of(common + list(self.placeholders.get(kind, ())))
                                    for kind in ALIAS_KINDS}
         self._cache: dict[tuple[str, str], Any] = {}
+        self._keys: dict[tuple, str | None] = {}
 
     def _memo(self, kind: str, value: str, make: Callable[[str], Any]) -> Any:
         key = (kind, value)
@@ -470,6 +471,15 @@ class Canonicaliser:
         "The record's entity key ('provider|region|gpu' or 'provider|model'), None when a key field is missing."
         fields = ENTITY_FIELDS.get(data_type)
         if fields is None: raise InvalidFieldError("entity_key", "data_type", data_type, f"one of {sorted(ENTITY_FIELDS)}")
+        raw = (data_type, *map(record.get, fields))
+        try: return self._keys[raw]
+        except KeyError: pass
+        except TypeError: return self._entity_key(fields, record)          # an unhashable value: no caching
+        key = self._entity_key(fields, record)
+        if len(self._keys) < 200_000: self._keys[raw] = key
+        return key
+
+    def _entity_key(self, fields: tuple[str, ...], record: Mapping[str, Any]) -> str | None:
         parts = []
         for name in fields:
             value = record.get(name)

@@ -407,79 +407,77 @@ def _unit_slips(record: Mapping[str, Any], data_type: str, rules: ValidationRule
     return slips
 
 
+@dataclass
+class _Row:
+    "One price of one model's record, keyed and banded once (the table reconcile_units works on)."
+    model: str
+    position: int                  # index of the record in the model's answer
+    key: str                       # canonical entity key
+    name: str                      # price field
+    value: float
+    band: tuple[float, float]
+    band_name: str
+
+
+def _price_rows(answers: Mapping[str, Any], data_type: str, rules: ValidationRules) -> list[_Row]:
+    "Every positive price of every keyed record: normalised and keyed once, shared by both passes."
+    canon, fields, rows = rules.canonicaliser, PRICE_FIELDS[data_type], []
+    for model, records in answers.items():
+        for position, record in enumerate(records if isinstance(records, (list, tuple)) else ()):
+            key = canon.entity_key(data_type, record) if isinstance(record, Mapping) else None
+            if key is None: continue
+            band, band_name = rules.gpu_band(record.get("gpu")) if data_type == "gpu" else rules.token_band(record.get("model"))
+            for name in fields:
+                value = record.get(name)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                    rows.append(_Row(model, position, key, name, float(value), band, band_name))
+    return rows
+
+
 def reconcile_units(answers: Mapping[str, Any],   # model -> its normalised answer
                     data_type: str,               # gpu or token (others are returned unchanged)
                     rules: ValidationRules,
                     ) -> tuple[dict[str, Any], list[str], list[tuple[str, str, str, Any]]]:
     "Undo unit slips by ratio to the other models: a value ×7.2, ×GPUs or ÷1000 off their median that fits its band once undone."
     if data_type not in ("gpu", "token"): return dict(answers), [], []
-    canon, fields, tol = rules.canonicaliser, PRICE_FIELDS[data_type], rules.unit_tolerance
-    seen: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for model, records in answers.items():
-        for record in records if isinstance(records, (list, tuple)) else ():
-            key = canon.entity_key(data_type, record) if isinstance(record, Mapping) else None
-            if key is None: continue
-            for name in fields:
-                value = record.get(name)
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-                    seen.setdefault((key, name), {}).setdefault(model, []).append(float(value))
-    out, notes = {}, []
-    for model, records in answers.items():
-        if not isinstance(records, (list, tuple)):
-            out[model] = records
-            continue
-        fixed = []
-        for record in records:
-            key = canon.entity_key(data_type, record) if isinstance(record, Mapping) else None
-            changed = None
-            for name in fields if key is not None else ():
-                value = record.get(name)
-                others = [v for m, vs in seen.get((key, name), {}).items() if m != model for v in vs]
-                if not others or not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0: continue
-                reference = statistics.median(others)
-                (lo, hi), band = rules.gpu_band(record.get("gpu")) if data_type == "gpu" else rules.token_band(record.get("model"))
-                if abs(value - reference) <= tol * reference or not lo <= reference <= hi: continue
-                fits = [(abs(value / factor - reference), factor, meaning) for factor, meaning in _unit_slips(record, data_type, rules)
-                        if abs(value / factor - reference) <= tol * reference and lo <= value / factor <= hi]
-                if not fits: continue
-                _, factor, meaning = min(fits)                       # the slip that lands closest to the others
-                changed = dict(record) if changed is None else changed
-                changed[name] = value / factor
-                notes.append(f"{model}: {key} {name} {value:g} is {meaning} (÷{factor:g} = {value / factor:.4g}, "
-                             f"the other models say {reference:.4g}); corrected")
-            fixed.append(changed if changed is not None else record)
-        out[model] = fixed
+    rows = _price_rows(answers, data_type, rules)
+    by_entity: dict[tuple[str, str], list[_Row]] = {}
+    for row in rows: by_entity.setdefault((row.key, row.name), []).append(row)
+    out = {m: list(a) if isinstance(a, (list, tuple)) else a for m, a in answers.items()}
+    notes: list[str] = []
+    changed: set[tuple[str, int]] = set()
+    for row in rows:
+        others = [r.value for r in by_entity[(row.key, row.name)] if r.model != row.model]
+        if not others: continue
+        reference = statistics.median(others)
+        lo, hi = row.band
+        if abs(row.value - reference) <= rules.unit_tolerance * reference or not lo <= reference <= hi: continue
+        record = out[row.model][row.position]
+        fits = [(abs(row.value / f - reference), f, meaning) for f, meaning in _unit_slips(record, data_type, rules)
+                if abs(row.value / f - reference) <= rules.unit_tolerance * reference and lo <= row.value / f <= hi]
+        if not fits: continue
+        _, factor, meaning = min(fits)                           # the slip that lands closest to the others
+        if (row.model, row.position) not in changed:
+            out[row.model][row.position] = record = dict(record)
+            changed.add((row.model, row.position))
+        record[row.name] = row.value = row.value / factor
+        notes.append(f"{row.model}: {row.key} {row.name} {row.value * factor:g} is {meaning} (÷{factor:g} = "
+                     f"{row.value:.4g}, the other models say {reference:.4g}); corrected")
     set_aside: list[tuple[str, str, str, Any]] = []
-    return _outside_band_does_not_vote(out, data_type, rules, notes, set_aside), notes, set_aside
-
-
-def _outside_band_does_not_vote(answers: dict[str, Any], data_type: str, rules: ValidationRules, notes: list[str],
-                                set_aside: list[tuple[str, str, str, Any]]) -> dict[str, Any]:
-    "A value outside its band (no slip explains it) does not vote against another model's value inside the band."
-    canon, fields = rules.canonicaliser, PRICE_FIELDS[data_type]
-    inside: set[tuple[str, str, str]] = set()          # (entity, field, model) with a value inside the band
-    for model, records in answers.items():
-        for record in records if isinstance(records, (list, tuple)) else ():
-            key = canon.entity_key(data_type, record) if isinstance(record, Mapping) else None
-            for name in fields if key is not None else ():
-                value = record.get(name)
-                (lo, hi), _ = rules.gpu_band(record.get("gpu")) if data_type == "gpu" else rules.token_band(record.get("model"))
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi:
-                    inside.add((key, name, model))
-    for model, records in answers.items():
-        if not isinstance(records, (list, tuple)): continue
-        for i, record in enumerate(records):
-            key = canon.entity_key(data_type, record) if isinstance(record, Mapping) else None
-            for name in fields if key is not None else ():
-                value = record.get(name)
-                if not isinstance(value, (int, float)) or isinstance(value, bool) or (key, name, model) in inside: continue
-                (lo, hi), band = rules.gpu_band(record.get("gpu")) if data_type == "gpu" else rules.token_band(record.get("model"))
-                if lo <= value <= hi or not any(k == key and f == name and m != model for k, f, m in inside): continue
-                records[i] = record = dict(record, **{name: None})
-                set_aside.append((model, key, name, value))
-                notes.append(f"{model}: {key} {name} {value:g} is outside {band} [{lo:g}, {hi:g}] while another model's "
-                             "value is inside it; not voted")
-    return answers
+    inside = {(r.key, r.name, r.model) for r in rows if r.band[0] <= r.value <= r.band[1]}
+    for row in rows:                                           # outside its band, against an in-band answer: no vote
+        lo, hi = row.band
+        if lo <= row.value <= hi: continue
+        if not any((row.key, row.name, m) in inside for m in answers if m != row.model): continue
+        if (row.key, row.name, row.model) in inside: continue
+        if (row.model, row.position) not in changed:
+            out[row.model][row.position] = dict(out[row.model][row.position])
+            changed.add((row.model, row.position))
+        out[row.model][row.position][row.name] = None
+        set_aside.append((row.model, row.key, row.name, row.value))
+        notes.append(f"{row.model}: {row.key} {row.name} {row.value:g} is outside {row.band_name} [{lo:g}, {hi:g}] "
+                     "while another model's value is inside it; not voted")
+    return out, notes, set_aside
 
 
 # %% ../nbs/08_validation.ipynb #2df5ec2f

@@ -252,3 +252,20 @@ def test_bands_and_aliases_come_from_the_config_section():
         try: ValidationRules.from_config(bad)
         except ValueError as e: assert str(e)
         else: raise AssertionError(f"{bad} accepted")
+
+
+def test_an_out_of_band_value_does_not_outvote_an_in_band_one():
+    answers = {"trusted": [{"provider": "AWS", "region": "us-east-1", "gpu": "H100", "price": 24.9}],   # a decimal slip
+               "other": [{"provider": "AWS", "region": "us-east-1", "gpu": "H100", "price": 2.49}]}
+    merged = merge_records(normalise_answers(answers, "gpu")[0], {"trusted": 0.9, "other": 0.5}, merge_spec("gpu"))
+    assert merged.data[0]["price"] == 2.49 and any("not voted" in n for n in merged.notes)
+    result = validate(merged, "gpu")
+    assert result.accepted and result.outcomes[0].supporters == {"other": 0.5}   # the set-aside value is a dissent
+
+
+def test_a_token_records_prices_share_one_currency():
+    # Qwen-Max in unlabelled CNY: 11.52 fits the USD band on its own, 46.08 does not; both are CNY
+    record, notes = normalise_record({"provider": "阿里云", "model": "qwen-max", "input_price": 11.52, "output_price": 46.08},
+                                     "token")
+    assert abs(record["input_price"] - 1.6) < 1e-9 and abs(record["output_price"] - 6.4) < 1e-9
+    assert record["currency"] == "USD" and any("taken as CNY" in n for n in notes)
