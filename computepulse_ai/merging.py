@@ -317,6 +317,14 @@ def _value_of(entries: list[tuple[str, Any, float]], choice: str) -> Any:
 
 
 # %% ../nbs/07_merging.ipynb #3d20fc04
+def _dissent(provenance: list[Provenance], k: str, set_aside, reporters: list[str], group: Mapping[str, Mapping[str, Any]],
+             conf: Mapping[str, float], share: float) -> None:
+    "A value the prepare step kept out of the vote is a dissent on record: field provenance naming who gave it."
+    for m, name, value in set_aside:
+        voters = {r: conf[r] for r in reporters if r != m and not is_missing(group[r].get(name))}
+        provenance.append(_provenance(f"{k}.{name}", voters, [{"value": value, "supporters": {m: conf[m]}}], share))
+
+
 def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spec: MergeSpec,
                    track_agreement: bool = False):
     "merge_records plus each model's (agreeing, total) field count, for truth discovery."
@@ -379,6 +387,7 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
             all_wrong = 1.0
             for m in reporters: all_wrong *= 1.0 - conf[m]
             record_conf.append(share * (1.0 - all_wrong) * lowest)
+            _dissent(provenance, k, set_aside.get(k, ()), reporters, group, conf, share)
             continue
         records = [group[m] for m in reporters]
         top = records[0]
@@ -418,9 +427,7 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
         all_wrong = 1.0
         for m in reporters: all_wrong *= 1.0 - conf[m]
         record_conf.append(share * (1.0 - all_wrong))
-        for m, name, value in set_aside.get(k, ()):             # a value kept out of the vote is a dissent on record
-            voters = {r: conf[r] for r in reporters if r != m and not is_missing(group[r].get(name))}
-            provenance.append(_provenance(f"{k}.{name}", voters, [{"value": value, "supporters": {m: conf[m]}}], share))
+        _dissent(provenance, k, set_aside.get(k, ()), reporters, group, conf, share)
 
     if pending:
         label_rows = np.full((len(pending), len(order)), -1, dtype=np.int64)

@@ -21,10 +21,10 @@ from .merging import MergeSpec, default_merge_spec, field_key
 
 # %% auto #0
 __all__ = ['log', 'DATA_TYPES', 'DEFAULT_PROVIDER_ALIASES', 'CHINESE_PROVIDERS', 'MISSING_MARKERS', 'GPU_PRICE_BANDS',
-           'TOKEN_PRICE_BANDS', 'NO_CONSUMER_GPUS', 'PRICE_FIELDS', 'NUMBER_FIELDS', 'ValidationRules',
-           'canonical_provider', 'split_gpu', 'Amount', 'parse_amount', 'Normalised', 'normalise_record',
-           'reconcile_units', 'record_key', 'merge_spec', 'normalise_answers', 'RecordOutcome', 'ValidationResult',
-           'validate']
+           'TOKEN_PRICE_BANDS', 'NO_CONSUMER_GPUS', 'GPU_CONTEXT_PROVIDERS', 'PRICE_FIELDS', 'NUMBER_FIELDS',
+           'ValidationRules', 'canonical_provider', 'split_gpu', 'Amount', 'parse_amount', 'Normalised',
+           'normalise_record', 'reconcile_units', 'record_key', 'merge_spec', 'normalise_answers', 'RecordOutcome',
+           'ValidationResult', 'validate']
 
 # %% ../nbs/08_validation.ipynb #c83720b5
 log = get_logger("validation")
@@ -244,6 +244,7 @@ class Normalised:
     missing: dict[str, str] = field(default_factory=dict)    # field -> why its value counts as missing
 
 
+GPU_CONTEXT_PROVIDERS = {"Google": "Google Cloud", "Meta": "Meta"}   # a model vendor's name on a GPU offer: its cloud
 PRICE_FIELDS = {"gpu": ("price",), "token": ("input_price", "output_price"), "grid_load": ("kwh_price",)}
 NUMBER_FIELDS = {"gpu": ("gpu_count",), "token": (), "grid_load": ("annual_twh", "estimated_gw", "active_gpu_est")}
 _PER_INSTANCE = re.compile(r"instance|node|server|machine|实例|台|节点|整机", re.I)
@@ -258,6 +259,7 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
     rec = out.record
     if isinstance(rec.get("provider"), str) and rec["provider"].strip():
         name = canonical_provider(rec["provider"], rules)
+        if data_type == "gpu": name = GPU_CONTEXT_PROVIDERS.get(name, name)      # "Google" renting GPUs is Google Cloud
         if name != rec["provider"]: out.notes.append(f"provider {rec['provider']!r} → {name!r}")
         rec["provider"] = name
     for text_field in ("region", "model"):
