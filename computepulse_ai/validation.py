@@ -398,12 +398,15 @@ def normalise_record(record: Mapping[str, Any],  # one record as a model returne
 # %% ../nbs/08_validation.ipynb #3a36f062
 def _unit_slips(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> list[tuple[float, str]]:
     "(factor, what it means) pairs a value may be off by: value ÷ factor is what was meant."
+    decimal = [(10.0, "a decimal-point slip")]
+    if record.get("provider") in rules.chinese_providers:     # an unlabelled ×10 slip the normaliser took as CNY
+        decimal.append((10.0 / rules.cny_per_usd, "a decimal-point slip then read as CNY"))
     if data_type == "token":
         return [(1e-3, "a per-1K-token price read as per-1M"), (rules.cny_per_usd, "a CNY price read as USD"),
-                (rules.cny_per_usd * 1e-3, "a per-1K-token CNY price")]
+                (rules.cny_per_usd * 1e-3, "a per-1K-token CNY price"), *decimal]
     count = _gpu_count(record, rules)
     sizes = sorted({count or 8, 8, 4, 2})
-    slips = [(rules.cny_per_usd, "a CNY price read as USD")]
+    slips = [(rules.cny_per_usd, "a CNY price read as USD"), *decimal]
     slips += [(n, f"a {n}-GPU instance price read as per-GPU") for n in sizes if n > 1]
     slips += [(n * rules.cny_per_usd, f"a {n}-GPU instance price in CNY") for n in sizes if n > 1]
     return slips
