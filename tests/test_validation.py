@@ -255,12 +255,15 @@ def test_bands_and_aliases_come_from_the_config_section():
 
 
 def test_an_out_of_band_value_does_not_outvote_an_in_band_one():
-    answers = {"trusted": [{"provider": "AWS", "region": "us-east-1", "gpu": "H100", "price": 24.9}],   # a decimal slip
+    answers = {"trusted": [{"provider": "AWS", "region": "us-east-1", "gpu": "H100", "price": 31.7}],   # no slip explains it
                "other": [{"provider": "AWS", "region": "us-east-1", "gpu": "H100", "price": 2.49}]}
     merged = merge_records(normalise_answers(answers, "gpu")[0], {"trusted": 0.9, "other": 0.5}, merge_spec("gpu"))
     assert merged.data[0]["price"] == 2.49 and any("not voted" in n for n in merged.notes)
     result = validate(merged, "gpu")
     assert result.accepted and result.outcomes[0].supporters == {"other": 0.5}   # the set-aside value is a dissent
+    slipped = {**answers, "trusted": [dict(answers["trusted"][0], price=24.9)]}      # a decimal-point slip: corrected
+    fixed = merge_records(normalise_answers(slipped, "gpu")[0], {"trusted": 0.9, "other": 0.5}, merge_spec("gpu"))
+    assert abs(fixed.data[0]["price"] - 2.49) < 1e-9 and any("decimal-point slip" in n for n in fixed.notes)
 
 
 def test_a_token_records_prices_share_one_currency():
