@@ -105,7 +105,7 @@ class ValidationRules:
     chinese_providers: frozenset[str] = CHINESE_PROVIDERS     # canonical names whose unlabelled prices may be CNY
     no_consumer_gpus: frozenset[str] = NO_CONSUMER_GPUS       # providers that rent data-centre GPUs only
     missing_markers: tuple[str, ...] = MISSING_MARKERS        # strings meaning "no value"
-    unit_tolerance: float = 0.15               # a value ÷ factor within this of the others' median is that unit slip
+    unit_tolerance: float = 0.10               # a value ÷ factor within this of the others' median is that unit slip
     max_change_factor: float = 3.0             # a value moving more than this factor since the previous file ...
     jump_action: str = "flag"                  # ... with one model behind it: "flag" (warning), "keep_previous" or "reject"
 
@@ -408,7 +408,7 @@ def _unit_slips(record: Mapping[str, Any], data_type: str, rules: ValidationRule
     sizes = sorted({count or 8, 8, 4, 2})
     slips = [(rules.cny_per_usd, "a CNY price read as USD"), *decimal]
     slips += [(n, f"a {n}-GPU instance price read as per-GPU") for n in sizes if n > 1]
-    slips += [(n * rules.cny_per_usd, f"a {n}-GPU instance price in CNY") for n in sizes if n > 1]
+    slips += [(n * rules.cny_per_usd, f"a {n}-GPU instance price in CNY") for n in {count or 8} if n > 1]
     return slips
 
 

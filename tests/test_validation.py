@@ -272,3 +272,18 @@ def test_a_token_records_prices_share_one_currency():
                                      "token")
     assert abs(record["input_price"] - 1.6) < 1e-9 and abs(record["output_price"] - 6.4) < 1e-9
     assert record["currency"] == "USD" and any("taken as CNY" in n for n in notes)
+
+
+SLIP_FACTORS = (7.2, 10.0, 10 / 7.2, 2, 4, 8, 8 * 7.2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(true=st.floats(0.9, 12.0), ratio=st.floats(1.05, 80.0).filter(
+    lambda r: all(abs(r / f - 1) > 0.12 for f in SLIP_FACTORS)))
+def test_a_disagreement_no_slip_explains_is_never_rewritten(true, ratio):
+    answers = {"a": [{"provider": "RunPod", "region": "US", "gpu": "H100", "price": true * ratio}],
+               "b": [{"provider": "RunPod", "region": "US", "gpu": "H100", "price": true}]}
+    fixed, notes, _ = reconcile_units(answers, "gpu", ValidationRules())
+    assert fixed["a"][0]["price"] in (true * ratio, None)          # left alone, or set aside when outside the band
+    assert fixed["b"][0]["price"] == true
+    assert not any("corrected" in n for n in notes)
