@@ -141,13 +141,13 @@ class ValidationRules:
 
     def gpu_band(self, gpu: Any) -> tuple[tuple[float, float], str]:
         "The plausible USD/GPU-h band of a GPU and what it is (its class, or the global range)."
-        name = self._canon.name("gpu", gpu) if isinstance(gpu, str) else gpu
+        name = self._canon.name("gpu", gpu) if isinstance(gpu, str) else None
         if name in self._gpu_bands: return self._gpu_bands[name], f"the {name} band"
         return self.gpu_price_range, "the accepted range"
 
     def token_band(self, model: Any) -> tuple[tuple[float, float], str]:
         "The plausible USD/1M-token band of an LLM and what it is (its own, or the global range)."
-        name = self._canon.name("model", model) if isinstance(model, str) else model
+        name = self._canon.name("model", model) if isinstance(model, str) else None
         if name in self._token_bands: return self._token_bands[name], f"the {name} band"
         return self.token_price_range, "the accepted range"
 
@@ -327,7 +327,7 @@ def _currency_code(text: str) -> str:
 def _guess_cny(name: str, value: float, rec: dict, data_type: str, rules: ValidationRules,
                out: Normalised) -> tuple[float, str | None]:
     "An unlabelled price from a Chinese provider that is above its band and fits it after ÷rate is CNY."
-    if rec.get("provider") not in rules.chinese_providers: return value, None
+    if not isinstance(rec.get("provider"), str) or rec["provider"] not in rules.chinese_providers: return value, None
     if data_type == "gpu":
         (lo, hi), band = rules.gpu_band(rec.get("gpu"))
         value_per_gpu = value / (_gpu_count(rec, rules) or 1)
@@ -343,7 +343,7 @@ def _guess_cny(name: str, value: float, rec: dict, data_type: str, rules: Valida
 
 def _record_cny(rec: Mapping[str, Any], rules: ValidationRules, out: Normalised) -> str | None:
     "'CNY' for a token record whose unlabelled prices are CNY: one price above its band that fits after ÷rate decides both."
-    if rec.get("provider") not in rules.chinese_providers: return None
+    if not isinstance(rec.get("provider"), str) or rec["provider"] not in rules.chinese_providers: return None
     amounts = {name: parse_amount(rec[name], rules) for name in PRICE_FIELDS["token"] if name in rec}
     if any(a.currency is not None for a in amounts.values()): return None
     (lo, hi), band = rules.token_band(rec.get("model"))
@@ -399,7 +399,7 @@ def normalise_record(record: Mapping[str, Any],  # one record as a model returne
 def _unit_slips(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> list[tuple[float, str]]:
     "(factor, what it means) pairs a value may be off by: value ÷ factor is what was meant."
     decimal = [(10.0, "a decimal-point slip")]
-    if record.get("provider") in rules.chinese_providers:     # an unlabelled ×10 slip the normaliser took as CNY
+    if isinstance(record.get("provider"), str) and record["provider"] in rules.chinese_providers:   # ×10 taken as CNY
         decimal.append((10.0 / rules.cny_per_usd, "a decimal-point slip then read as CNY"))
     if data_type == "token":
         return [(1e-3, "a per-1K-token price read as per-1M"), (rules.cny_per_usd, "a CNY price read as USD"),
@@ -580,7 +580,9 @@ def _check_gpu(n: Normalised, rules: ValidationRules, errors: list[str], warning
     band, what = rules.gpu_band(rec.get("gpu"))
     _check_band(rec, "price", band, what, "USD/GPU-hour", _unit_slips(rec, "gpu", rules), n.missing, errors)
     read = rules.canonicaliser.gpu(rec["gpu"]) if isinstance(rec.get("gpu"), str) else None
-    if read is not None and read.known and read.model.consumer and rec.get("provider") in rules.no_consumer_gpus:
+    provider = rec.get("provider")
+    datacentre_only = isinstance(provider, str) and provider in rules.no_consumer_gpus
+    if read is not None and read.known and read.model.consumer and datacentre_only:
         errors.append(f"{rec['provider']} rents data-centre GPUs only; a {read.name} offer there is not real")
 
 

@@ -287,3 +287,14 @@ def test_a_disagreement_no_slip_explains_is_never_rewritten(true, ratio):
     assert fixed["a"][0]["price"] in (true * ratio, None)          # left alone, or set aside when outside the band
     assert fixed["b"][0]["price"] == true
     assert not any("corrected" in n for n in notes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(answers=st.dictionaries(st.sampled_from(["qwen", "deepseek", "doubao"]),
+                               st.one_of(st.none(), json_value, st.lists(garbage_record, max_size=5)), max_size=3),
+       data_type=st.sampled_from(["gpu", "token"]))
+def test_garbage_answers_never_crash_the_merge_with_its_unit_reconciliation(answers, data_type):
+    normalised, _ = normalise_answers(answers, data_type)
+    merged = merge_records(normalised, {"qwen": 0.8, "deepseek": 0.6}, merge_spec(data_type))
+    result = validate(merged, data_type)
+    assert len(result.outcomes) == len(merged.data)
