@@ -122,8 +122,8 @@ _COUNT_PATTERNS = (re.compile(r"^\s*(\d{1,3})\s*(?:x|×|\*|卡|块|张)\s*", re.
                    re.compile(r"\s*(?:x|×|\*)\s*(\d{1,3})\s*$", re.I),
                    re.compile(r"\s*\(?\s*(\d{1,3})\s*(?:卡|块|张|gpus?|cards?)\s*\)?\s*$", re.I))
 _VENDOR_WORDS = re.compile(r"\b(?:nvidia|geforce|tesla|amd|instinct|intel|habana|huawei|google|cloud|gpu|gpus|"
-                           r"graphics card|accelerator)\b|英伟达|华为|显卡|加速卡|算力卡|\bcard\b", re.I)
-_MEMORY = re.compile(r"(?<![\d.])(\d{1,3})\s*(?:gb|gib|g)(?![a-z])(?:\s*(?:hbm\d?e?|gddr\d?x?))?", re.I)
+                           r"graphics card|accelerator)\b|英伟达|华为|显卡|显存|加速卡|算力卡|\bcard\b", re.I)
+_MEMORY = re.compile(r"(?<![A-Za-z0-9.])(\d{1,3})\s*(?:gb|gib|g)(?![a-z])(?:\s*(?:hbm\d?e?|gddr\d?x?))?", re.I)
 _FORM = re.compile(r"\b(?:sxm\d?|pci-?e(?:\s*gen\s*\d)?|pci\s+express|nvl|nvlink)\b", re.I)
 _FORM_NAMES = {"sxm": "SXM", "pci": "PCIe", "nvl": "NVL"}
 _CONSUMER_NUMBER = re.compile(r"^(?:rtx)?([2-5]0[5-9]0)(ti|d|super|tisuper)?$")
@@ -349,8 +349,9 @@ def parse_model(name: Any,                                     # an LLM name as 
             version, i = token + "o", i + 1
         elif is_number and version is None:
             version = token
-            if following and following.isdigit() and len(token) == 1 and len(following) == 1:   # claude-3-5 → 3.5
-                version, i = f"{token}.{following}", i + 1
+            after = tokens[i + 2] if i + 2 < len(tokens) else None
+            if following and following.isdigit() and len(token) == 1 and len(following) == 1 and after not in ("b", "m", "k"):
+                version, i = f"{token}.{following}", i + 1             # claude-3-5 → 3.5 (not qwen2-7b)
         elif token in ("v", "r", "k") and following and following[0].isdigit() and version is None:
             version, i = token.upper() + following, i + 1
         elif token in ("v", "r") and following and following[0].isdigit():
