@@ -316,8 +316,8 @@ def _model_tokens(text: str) -> list[str]:
     low = _MOE.sub(lambda m: f" {m.group(1)}x{m.group(2)}b ", low)
     tokens = []
     for piece in re.split(r"\s+", low):
-        if re.fullmatch(r"\d+x\d+(?:\.\d+)?b", piece): tokens.append(piece); continue
-        tokens += _TOKEN.findall(piece)
+        if re.fullmatch(r"\d+x\d+(?:\.\d+)?b", piece): tokens.append(piece)
+        else: tokens += _TOKEN.findall(piece)
     return tokens
 
 
@@ -355,7 +355,8 @@ def parse_model(name: Any,                                     # an LLM name as 
         elif token in ("v", "r", "k") and following and following[0].isdigit() and version is None:
             version, i = token.upper() + following, i + 1
         elif token in ("v", "r") and following and following[0].isdigit():
-            extras.append(token.upper() + following); i += 1
+            extras.append(token.upper() + following)
+            i += 1
         elif token in MODEL_TIERS: tiers.append(MODEL_TIERS[token])
         elif token in DROPPED_WORDS or (is_number and len(token) >= 4): pass          # snapshot numbers like 0613
         else: extras.append(token)

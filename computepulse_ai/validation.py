@@ -291,7 +291,9 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
                 value, currency = _guess_cny(name, value, rec, data_type, rules, out)
             if data_type == "token" and value == 0 and rules.zero_price_is_missing:
                 out.missing[name] = "0 means unknown (or a free tier), not a price"
-                out.notes.append(f"{name} 0 → missing"); rec[name] = None; continue
+                out.notes.append(f"{name} 0 → missing")
+                rec[name] = None
+                continue
             if currency is None:                 # unlabelled: read as USD, but the record does not claim a currency
                 if name == "price": units = units + " " + amount.unit
                 rec[name] = value
@@ -304,9 +306,6 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
                 converted = value * rules._rates[currency]
                 out.notes.append(f"{name} {value:g} {currency} → {converted:.4g} USD")
                 value = converted
-            if data_type == "token" and value == 0 and rules.zero_price_is_missing:
-                out.missing[name] = "0 means unknown (or a free tier), not a price"
-                out.notes.append(f"{name} 0 → missing"); rec[name] = None; continue
             if name == "price": units = units + " " + amount.unit
         rec[name] = value
     if data_type == "gpu": _normalise_gpu(rec, rules, out, units)
