@@ -132,6 +132,7 @@ class ValidationRules:
         self._token_bands = {name_of("model", k): v
                              for k, v in {**bands["token_price_bands"], **bands["extra_token_price_bands"]}.items()}
         self._markers = {m.casefold() for m in self.missing_markers}
+        self._normalised: dict[tuple, Normalised] = {}      # memo of _normalise: (data type, record items) -> result
         self._rates = {"USD": 1.0, "CNY": 1.0 / self.cny_per_usd, **{k.upper(): float(v) for k, v in self.usd_rates.items()}}
 
     @property
@@ -253,6 +254,20 @@ _PER_THOUSAND = re.compile(r"1\s*k\b|1,?000\s*tokens|千", re.I)
 
 
 def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> Normalised:
+    "The normalised record, memoised per rules: the same record (an unchanged offer, hour after hour) is read once."
+    try:
+        memo_key = (data_type, tuple(record.items()))
+        found = rules._normalised.get(memo_key)
+    except (TypeError, AttributeError):          # unhashable values, or not a mapping: read it afresh
+        return _normalise_fresh(record, data_type, rules)
+    if found is None:
+        found = _normalise_fresh(record, data_type, rules)
+        if len(rules._normalised) >= 50_000: rules._normalised.clear()
+        rules._normalised[memo_key] = found
+    return Normalised(dict(found.record), list(found.notes), list(found.warnings), dict(found.missing))
+
+
+def _normalise_fresh(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> Normalised:
     if data_type not in DATA_TYPES: raise InvalidFieldError("validate", "data_type", data_type, f"one of {DATA_TYPES}")
     if not isinstance(record, Mapping): raise InvalidFieldError("normalise_record", "record", record, "a JSON object")
     out = Normalised(dict(record))

@@ -298,3 +298,16 @@ def test_garbage_answers_never_crash_the_merge_with_its_unit_reconciliation(answ
     merged = merge_records(normalised, {"qwen": 0.8, "deepseek": 0.6}, merge_spec(data_type))
     result = validate(merged, data_type)
     assert len(result.outcomes) == len(merged.data)
+
+
+def test_normalising_the_same_record_again_is_memoised_but_never_shared():
+    rules = ValidationRules()
+    raw = {"provider": "阿里云", "region": "杭州", "gpu": "A100 (80GB)", "price": "¥15"}
+    first, first_notes = normalise_record(raw, "gpu", rules)
+    first["price"] = -1.0
+    first_notes.append("changed by the caller")
+    again, again_notes = normalise_record(raw, "gpu", rules)
+    assert again["price"] == 15 / 7.2 and "changed by the caller" not in again_notes
+    assert again == normalise_record(raw, "gpu", ValidationRules())[0]          # the memo changes nothing
+    unhashable = {"provider": "AWS", "region": "us", "gpu": "H100", "price": 2.5, "tags": ["a"]}
+    assert normalise_record(unhashable, "gpu", rules)[0]["tags"] == ["a"]
