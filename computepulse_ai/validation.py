@@ -262,7 +262,7 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
         return _normalise_fresh(record, data_type, rules)
     if found is None:
         found = _normalise_fresh(record, data_type, rules)
-        if len(rules._normalised) >= 50_000: rules._normalised.clear()
+        if len(rules._normalised) >= 10_000: rules._normalised.clear()
         rules._normalised[memo_key] = found
     return Normalised(dict(found.record), list(found.notes), list(found.warnings), dict(found.missing))
 
