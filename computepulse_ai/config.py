@@ -145,7 +145,7 @@ OPTIONS: list[Option] = [
     Option("merging.numeric_choice", "mean", choice("mean", "median"), "Value of an agreeing group of numbers: confidence-weighted mean or median."),
     Option("merging.min_supporters", 1, number(1, integer=True), "Keep a record only when at least this many models report it."),
     Option("merging.tolerances", {}, _tolerances, "Relative tolerance per data type and field (numbers within it count as the same value), e.g. {\"gpu\": {\"price\": 0.05}}."),
-    Option("validation", {}, mapping_of(lambda v: v), "Validation rules (ValidationRules fields): cny_per_usd, ranges, extra_provider_aliases, ..."),
+    Option("validation", {}, mapping_of(lambda v: v), "Validation rules (ValidationRules fields, checked when the rules are built): cny_per_usd; price bands per GPU class / LLM (extra_gpu_price_bands, extra_token_price_bands, e.g. {\"H100\": [0.8, 13]}); canonical names: aliases ({\"gpu\"|\"provider\"|\"model\"|\"region\": {spelling: canonical}}), extra_provider_aliases, placeholders ({field or \"any\": [names]}); max_change_factor and jump_action (flag, keep_previous, reject) for values that moved since the previous file; ..."),
     Option("feedback.correct_share", 0.9, number(0, 1), "An answer is 'correct' when at least this share of its data points matches the accepted result."),
     Option("feedback.signal", "binary", choice("fraction", "binary"), "Learn from the all-or-nothing verdict (default: it separates a 30 %-accurate model from a 95 % one; the per-point fraction compresses them to 0.85 vs 0.96 in the orchestrator example) or from the share of data points right."),
     Option("cache.enabled", True, boolean, "Reuse recent merged results for identical requests."),
