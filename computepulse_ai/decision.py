@@ -16,11 +16,25 @@ from .core import InvalidFieldError, RoutingStrategy
 from .learning import Estimator, Evidence, update_calls, update_state
 
 # %% auto #0
-__all__ = ['MAX_WEIGHT', 'log_odds', 'Posterior', 'answer_posterior', 'call_gain', 'pair_gain', 'next_call', 'merge_weights',
-           'Signal', 'learning_signal', 'learn']
+__all__ = ['MAX_WEIGHT', 'STRATEGY_PRESETS', 'last_sum', 'last_max', 'log_odds', 'Posterior', 'answer_posterior', 'call_gain',
+           'pair_gain', 'next_call', 'Preset', 'merge_weights', 'Signal', 'learning_signal', 'learn']
 
 # %% ../nbs/10c_decision.ipynb #a01afceb
 MAX_WEIGHT = 12.0   # |log-odds| cap: a reliability of 1 − 1e-5 at most; keeps exp() finite and merge weights in [0, 1]
+
+
+def last_sum(x: np.ndarray) -> np.ndarray:
+    "Sum over a short last axis (a few models): column adds, much faster than a numpy reduction per row."
+    out = x[..., 0].astype(float)
+    for k in range(1, x.shape[-1]): out = out + x[..., k]
+    return out
+
+
+def last_max(x: np.ndarray) -> np.ndarray:
+    "Maximum over a short last axis (see `last_sum`)."
+    out = x[..., 0].copy()
+    for k in range(1, x.shape[-1]): out = np.maximum(out, x[..., k])
+    return out
 
 
 def log_odds(reliability, n_classes):
@@ -53,18 +67,18 @@ def answer_posterior(labels: np.ndarray,     # (runs, models) int answer class (
     same = (answered[:, :, None] & answered[:, None, :] & (labels[:, :, None] == labels[:, None, :])).astype(float)
     score = np.matmul(same, weights[:, :, None])[:, :, 0]
     if pair_discount is not None:      # Σ over agreeing pairs inside each class, counted once
-        score = score - 0.5 * (np.matmul(same, pair_discount) * same).sum(-1)
-    size = same.sum(-1)
-    named = (answered / np.maximum(size, 1.0)).sum(-1)
+        score = score - 0.5 * last_sum(np.matmul(same, pair_discount) * same)
+    size = last_sum(same)
+    named = last_sum(answered / np.maximum(size, 1.0))
     n_unseen = np.maximum(np.asarray(n_classes, dtype=float) - named, 0.0)
     masked = np.where(answered, score, -np.inf)
-    top = np.maximum(masked.max(-1), 0.0)
+    top = np.maximum(last_max(masked), 0.0)
     mass = np.where(answered, np.exp(score - top[:, None]), 0.0)
     unseen_mass = np.exp(-top)
-    total = (mass / np.maximum(size, 1.0)).sum(-1) + n_unseen * unseen_mass
+    total = last_sum(mass / np.maximum(size, 1.0)) + n_unseen * unseen_mass
     post = mass / total[:, None]
     winner = np.argmax(masked + 1e-9 * weights, axis=-1)
-    answers = answered.sum(-1)
+    answers = last_sum(answered)
     winner = np.where(answers > 0, winner, -1)
     p_right = np.where(answers > 0, np.take_along_axis(post, np.maximum(winner, 0)[:, None], -1)[:, 0], 0.0)
     return Posterior(post, size, same, winner, p_right, unseen_mass / total, n_unseen, answers)
@@ -81,15 +95,15 @@ def call_gain(posterior: Posterior,        # the answers so far
     off = (1.0 - p) / (k - 1.0)                                          # (runs, j) chance of naming one given wrong class
     post, same, size = posterior.post, posterior.same, posterior.size
     answered = size > 0
-    top = post.max(-1)
+    top = last_max(post)
     in_top = (np.take_along_axis(same, np.maximum(posterior.winner, 0)[:, None, None], 1)[:, 0, :] > 0)
-    second = np.where(answered & ~in_top, post, 0.0).max(-1)
+    second = last_max(np.where(answered & ~in_top, post, 0.0))
     unseen = posterior.unseen
     n_unseen = posterior.n_unseen
     unseen_other = np.where(n_unseen > 0, unseen, 0.0)
     rival = np.where(in_top, np.maximum(second, unseen_other)[:, None], np.maximum(top, unseen_other)[:, None])  # (runs, i)
     named = np.maximum(post[:, None, :] * p[:, :, None], off[:, :, None] * rival[:, None, :])  # (runs, j, i)
-    named = (np.where(answered[:, None, :], named, 0.0) / np.maximum(size, 1.0)[:, None, :]).sum(-1)
+    named = last_sum(np.where(answered[:, None, :], named, 0.0) / np.maximum(size, 1.0)[:, None, :])
     rival_new = np.maximum(top, np.where(n_unseen > 1, unseen, 0.0))
     fresh = n_unseen[:, None] * np.maximum(unseen[:, None] * p, off * rival_new[:, None])
     after = failure_rate * posterior.p_right[:, None] + (1.0 - failure_rate) * (named + fresh)
@@ -131,7 +145,7 @@ def pair_gain(posterior: Posterior,      # the answers so far
     for zj, zk, mult in combos:
         lj = np.where(y == zj, p[:, :, None], off[:, :, None])         # (runs, j, slots)
         lk = np.where(y == zk, p[:, :, None], off[:, :, None])         # (runs, k, slots)
-        best = (mass[:, None, None, :] * lj[:, :, None, :] * lk[:, None, :, :]).max(-1)   # (runs, j, k)
+        best = last_max(mass[:, None, None, :] * lj[:, :, None, :] * lk[:, None, :, :])   # (runs, j, k)
         total += mult[:, None, None] * best
     single = call_gain(posterior, reliability, failure_rate, n_classes) + posterior.p_right[:, None]   # after one call
     f_j, f_k = failure_rate[:, :, None], failure_rate[:, None, :]
@@ -190,6 +204,21 @@ def next_call(gain: np.ndarray,          # (runs, models) from `call_gain`
 def _rows(posterior: Posterior, rows: np.ndarray) -> Posterior:
     "The posterior of some runs only."
     return Posterior(*(getattr(posterior, name)[rows] for name in Posterior.__dataclass_fields__))
+
+# %% ../nbs/10c_decision.ipynb #bedcff2d
+@dataclass(frozen=True)
+class Preset:
+    "How a strategy uses the decision rule."
+    target: int                  # answers wanted before judging them (a failed call leaves a hole to fill)
+    value_of_information: bool   # after that, call more while the bar is not met and a call pays
+
+
+STRATEGY_PRESETS: dict[RoutingStrategy, Preset] = {
+    RoutingStrategy.SINGLE_FAST: Preset(1, False),
+    RoutingStrategy.DUAL_VALIDATION: Preset(2, True),
+    RoutingStrategy.TRIPLE_CONSENSUS: Preset(3, True),
+    RoutingStrategy.ADAPTIVE: Preset(1, True),
+}
 
 # %% ../nbs/10c_decision.ipynb #e00ecd9b
 def merge_weights(weights: np.ndarray) -> np.ndarray:
