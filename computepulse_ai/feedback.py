@@ -31,10 +31,9 @@ OUR_FAULT = ("MissingApiKeyError", "AuthenticationError")   # failures of our co
 
 
 def model_at_fault(response: Response) -> bool:
-    "Whether a failed call was the model's doing: the executor's `model_at_fault` flag when set, else not one of OUR_FAULT."
-    flag = getattr(response, "model_at_fault", None)
-    if flag is not None: return bool(flag)
-    return not (response.error or "").startswith(OUR_FAULT)
+    "Whether a failed call was the model's doing: the executor's verdict (`Response.model_at_fault`) and not one of OUR_FAULT."
+    if (response.error or "").startswith(OUR_FAULT): return False
+    return bool(getattr(response, "model_at_fault", True))
 
 # %% ../nbs/10_feedback.ipynb #9f16a4bc
 def values_agree(a: Any, b: Any, tolerance: float) -> bool:

@@ -244,7 +244,7 @@ POLICIES = ROUTER_STRATEGIES + BASELINES
 @dataclass
 class SimConfig:
     "How the simulated system learns and explores (the knobs a sweep turns)."
-    estimator: EwmaEstimator | BetaEstimator | AgreementEstimator = field(default_factory=AgreementEstimator)  # the real estimator
+    estimator: EwmaEstimator | BetaEstimator | AgreementEstimator = field(default_factory=lambda: AgreementEstimator(discount=0.98))  # the real estimator (the shipped learning.discount)
     exploration: str = "epsilon"          # "epsilon", "thompson" or "none" (as RouterConfig.exploration)
     epsilon: float = 0.1                  # ε-greedy probability of adding one model
     explore_below_samples: float = 10     # only models with fewer observations are explored (inf: audit any model)
@@ -253,7 +253,7 @@ class SimConfig:
     truth_feedback: float = 0.0           # share of requests whose ground truth reaches feedback (user corrections)
     review_threshold: float = 0.0         # nothing is learned when every contributor's score is below this (0: as the orchestrator, which always learns from cross-checked answers)
     task_thresholds: Mapping[str, float] | None = None  # bar per task type (others: quality_threshold), as routing.task_thresholds
-    error_price: float = math.inf         # USD an error costs: a call is made only while it pays (inf: the bar alone decides)
+    error_price: float = 0.15             # USD an error costs: a call is made only while it pays (inf: the bar alone decides); the shipped routing.error_price_usd
     prior_q: float = 0.2                  # chance that two wrong answers coincide (K = 1 + 1/q), as learning.prior_q
 
     @classmethod
