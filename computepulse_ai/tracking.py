@@ -7,7 +7,9 @@ Docs: https://computepulse.github.io/computepulse-ai/tracking.html.md"""
 # %% ../nbs/09_tracking.ipynb #07ef2624
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -23,9 +25,9 @@ from .core import (InvalidFieldError, JsonModel, PerformanceRecord, Response, Ro
 from .storage import HistoryLog
 
 # %% auto #0
-__all__ = ['log', 'SUMMARY_COLUMNS', 'record_from_response', 'RequestRecord', 'correctness', 'summarise', 'Anomaly', 'robust_z',
-           'proportion_z', 'compare_windows', 'outcome_rows', 'detect_anomalies', 'Report', 'RunningStats',
-           'PerformanceTracker', 'plot_report', 'save_report']
+__all__ = ['log', 'SMALL_ANSWER_CHARS', 'SUMMARY_COLUMNS', 'record_from_response', 'RequestRecord', 'answer_digest', 'call_entry',
+           'correctness', 'summarise', 'Anomaly', 'robust_z', 'proportion_z', 'compare_windows', 'outcome_rows',
+           'detect_anomalies', 'Report', 'RunningStats', 'PerformanceTracker', 'plot_report', 'save_report']
 
 # %% ../nbs/09_tracking.ipynb #5798b8e7
 log = get_logger("computepulse_ai.tracking")
@@ -64,6 +66,10 @@ class RequestRecord(JsonModel):
     rejected: int | None = None                      # data points rejected by validation
     degraded: list[str] = field(default_factory=list)  # stages that degraded (e.g. "storage", "classifier")
     data_type: str | None = None                     # ComputePulse data set, when there is one
+    probabilities: dict[str, float] | None = None    # replay: probability each routable model had of being called first (the router's propensities)
+    explored: str | None = None                      # replay: the model added by ε-exploration, if any
+    calls: list[dict] | None = None                  # replay: per call {model, digest, answer (small ones), latency_s, input_tokens, output_tokens, cost_usd, success, model_at_fault}
+    merged_digest: str | None = None                 # replay: digest of the merged, validated data
 
     def __post_init__(self):
         n = "RequestRecord"
@@ -72,6 +78,33 @@ class RequestRecord(JsonModel):
         self.timestamp = as_utc(n, "timestamp", self.timestamp)
         self.total_time_s = check_number(n, "total_time_s", self.total_time_s, lo=0)
         self.total_cost_usd = check_number(n, "total_cost_usd", self.total_cost_usd, lo=0)
+        if self.probabilities is not None:
+            if not isinstance(self.probabilities, dict): raise InvalidFieldError(n, "probabilities", self.probabilities, "model -> probability")
+            self.probabilities = {str(k): check_number(n, "probabilities", v, lo=0, hi=1) for k, v in self.probabilities.items()}
+        if self.calls is not None and not (isinstance(self.calls, list) and all(isinstance(c, dict) and "model" in c for c in self.calls)):
+            raise InvalidFieldError(n, "calls", self.calls, "a list of {model, digest, ...} objects")
+
+
+SMALL_ANSWER_CHARS = 600   # answers up to this JSON size are kept verbatim in `RequestRecord.calls`; larger: digest only
+
+
+def answer_digest(answer: Any) -> str | None:
+    "16 hex digits naming a normalised answer (canonical JSON): equal digests, equal answers; None for no answer."
+    if answer is None: return None
+    text = json.dumps(answer, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def call_entry(response: Response, answer: Any) -> dict:
+    "What replay needs of one call: the answer's digest (and the answer when small), latency, tokens, cost, failure."
+    entry = {"model": response.model, "digest": answer_digest(answer) if response.success else None,
+             "latency_s": round(float(response.latency_s), 4), "input_tokens": response.input_tokens,
+             "output_tokens": response.output_tokens, "cost_usd": float(response.cost_usd), "success": response.success,
+             "model_at_fault": response.model_at_fault}
+    if response.success and answer is not None:
+        text = json.dumps(answer, sort_keys=True, separators=(",", ":"), default=str)
+        if len(text) <= SMALL_ANSWER_CHARS: entry["answer"] = answer
+    return entry
 
 # %% ../nbs/09_tracking.ipynb #8a1f6d51
 def correctness(df: pd.DataFrame) -> pd.Series:
