@@ -190,3 +190,6 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
 
 register_command("simulate", "Compare routing strategies and baselines on a simulated scenario (offline, seconds).",
                  _configure_simulate, "computepulse_ai.simulation:run_simulate")
+register_command("replay", "Replay strategies and parameters on your own request log (exact on shadow-mode rows, off-policy estimates elsewhere).",
+                 lambda parser: importlib.import_module("computepulse_ai.replay").configure_replay_parser(parser), "computepulse_ai.replay:run_replay")
+

@@ -31,7 +31,7 @@ from .learning import AgreementEstimator, BetaEstimator, EwmaEstimator, Learning
 from .merging import MergeSpec, merge_answers, merge_scalars, truth_discovery
 from .routing import AdaptiveRouter, NoRoutableModelError, RouterConfig, RoutingDecision
 from .storage import Durability, HistoryLog, RetentionPolicy, StorageManager, atomic_write_bytes
-from .tracking import PerformanceTracker, RequestRecord, answer_digest, call_entry
+from .tracking import PerformanceTracker, RequestRecord, answer_digest, answer_values, call_entry
 from .validation import ValidationResult, ValidationRules, merge_spec, normalise_answers, validate
 
 # %% auto #0
@@ -519,7 +519,8 @@ class AIOrchestrator:
             accepted=len(validation.accepted) if validation else None, rejected=len(validation.rejected) if validation else None,
             degraded=list(result.degraded), data_type=request.data_type,
             probabilities=dict(decision.probabilities) if decision else None, explored=decision.explored if decision else None,
-            calls=calls, merged_digest=answer_digest(result.data) if decision and result.success else None))
+            calls=calls, merged_digest=answer_digest(result.data) if decision and result.success else None,
+            merged_values=answer_values(result.data) if decision and result.success else None))
 
     def _logged_answer(self, response: Response, data_type: str | None):
         "The normalised answer of a response, as the merger saw it (replay logs its digest)."
