@@ -265,14 +265,15 @@ class ModelAdapter:
         except ProviderError as error:
             _log.warning("%s", error)
             raise
-        return self._response(result, request_id, self.clock() - start, max(attempts, 1))
+        return self._response(result, request_id, self.clock() - start, max(attempts, 1), kw.get("data_type"))
 
-    def _response(self, result: CallResult, request_id: str | None, latency_s: float, attempts: int) -> Response:
+    def _response(self, result: CallResult, request_id: str | None, latency_s: float, attempts: int,
+                  data_type: str | None = None) -> Response:
         extra = dict(result.extra or {})
         data = result.data
         if data is None and result.text:
             try:
-                extracted = extract_json(result.text)
+                extracted = extract_json(result.text, data_type)   # the data set's fields pick the answer
                 data = extracted.data
                 if extracted.issues: extra["extraction_issues"] = extracted.issues
                 if extracted.truncated: extra["truncated"] = True
