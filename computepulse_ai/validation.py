@@ -129,7 +129,7 @@ class Amount:
     note: str | None = None             # what was done to get `value` (a range's midpoint, …)
 
 
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
+_NUMBER = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")   # 2.95e1 is 29.5
 _CNY = re.compile(r"¥|￥|元|rmb|cny|人民币", re.I)
 _USD = re.compile(r"\$|usd|美元|美金", re.I)
 _EUR = re.compile(r"€|eur\b|欧元", re.I)
