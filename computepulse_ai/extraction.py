@@ -62,7 +62,8 @@ _LONGEST_WORD = len(_WORDS_LONGEST_FIRST[0])
 _NUMBER_RE = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _NUMBER_CUT_RE = re.compile(r"-?+(?:\d++(?:\.\d*+)?+|\.\d*+)?+(?:[eE][-+]?+\d*+)?+\Z")   # what is left is a number's start
 _BARE_KEY_RE = re.compile(r"[A-Za-z_\u00a0-\uffff][\w\u00a0-\uffff$-]*")
-_SPACE_RE = re.compile(r"[ \t\r\n\ufeff\u3000]*")
+_SPACES = " \t\r\n\ufeff\u3000"
+_SPACE_RE = re.compile(f"[{_SPACES}]*")
 _PLAIN_RE = {'"': re.compile(r'[^"\\]*'), "'": re.compile(r"[^'\\]*")}
 _HEX4_RE = re.compile(r"[0-9a-fA-F]{4}")
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -81,8 +82,10 @@ class _TolerantParser:
         if len(self.issues) < _MAX_ISSUES: self.issues[issue] = None
 
     def _skip(self) -> None:
-        self.pos = _SPACE_RE.match(self.text, self.pos).end()
-        if self.pos >= len(self.text): raise _Truncated()
+        text, pos = self.text, self.pos
+        if pos < len(text) and text[pos] not in _SPACES: return      # the common case: no space to skip
+        self.pos = pos = _SPACE_RE.match(text, pos).end()
+        if pos >= len(text): raise _Truncated()
 
     def value(self, depth: int = 0) -> Any:
         if depth > _MAX_DEPTH: raise _Invalid("nested too deeply", self.pos, deep=True)
