@@ -336,75 +336,7 @@ class _Scan:
             except (ValueError, RecursionError):
                 self.strict_left -= 1
             else:
-                issues = self.notes[:_MAX_ISSUES]
-                if _NONFINITE_RE.search(text, start, end): issues.insert(0, "replaced NaN/Infinity by null")
-                self._offer(_score(value, fields, True, end - start), value, issues)
-                return end
-        parser = _TolerantParser(text, start, fields)
-        try:
-            value = parser.value()
-        except _Truncated as cut:
-            value = cut.partial
-            if not value and not (isinstance(value, list) and parser.dropped): return len(text)
-            kept = f"kept {len(value)} complete record(s)" if isinstance(value, list) else f"kept {len(value)} complete field(s)"
-            issues = list(parser.issues) + [f"text was cut off: {kept}, dropped {parser.dropped} incomplete value(s)"]
-            self._offer(_score(value, fields, False, len(text) - start), value, issues, True)
-            return len(text)
-        except _Invalid as error:          # inner values that were complete stay candidates; go on after the failure
-            if parser.best_inner is not None: self._offer(*parser.best_inner)
-            return _OPEN_RUN_RE.match(text, error.pos).end() if error.deep else error.pos
-        except RecursionError:
-            return start + 1
-        self._offer(_score(value, fields, True, parser.pos - start), value, list(parser.issues))
-        return parser.pos
-
-# %% ../nbs/02_extraction.ipynb #600c79ad
-_FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[ \t]*\r?\n?(.*?)(?:```|\Z)", re.S)
-_OPEN_RE = re.compile(r"[\[{]")
-_OPEN_RUN_RE = re.compile(r"[\[{]*")
-_NONFINITE_RE = re.compile(r"(?<![\"\w])(-?Infinity|NaN)(?![\"\w])")
-_STRICT_FAILURES = 16   # a failed strict parse costs O(position) (its error message counts lines): try it this often
-
-
-class _Scan:
-    "One left-to-right pass over a text, keeping the best-scored JSON value found."
-
-    def __init__(self, text: str, fields: frozenset[str] | None):
-        self.text, self.fields = text, fields
-        self.best: tuple[tuple, ExtractionResult] | None = None
-        self.strict_left = _STRICT_FAILURES
-        self.notes: list[str] = []
-        self.decoder = json.JSONDecoder(strict=False, parse_constant=lambda word: None,
-                                        parse_float=self._number, parse_int=self._number)
-
-    def _number(self, literal: str) -> Any:
-        value, issue = _number(literal)
-        if issue: self.notes.append(issue)
-        return value
-
-    def _offer(self, score: tuple, data: Any, issues: list[str], truncated: bool = False) -> None:
-        if self.best is None or score > self.best[0]: self.best = (score, ExtractionResult(data, issues, truncated))
-
-    def run(self) -> tuple[tuple, ExtractionResult] | None:
-        "Try every opening bracket once, never going back; the best candidate, or None."
-        pos = 0
-        while True:
-            opening = _OPEN_RE.search(self.text, pos)
-            if opening is None: return self.best
-            start = opening.start()
-            pos = max(self._at(start), start + 1)
-
-    def _at(self, start: int) -> int:
-        "Offer the value opening at `start` (strict JSON, else the tolerant parser); where the scan goes on."
-        text, fields = self.text, self.fields
-        if self.strict_left > 0:
-            self.notes.clear()
-            try:
-                value, end = self.decoder.raw_decode(text, start)
-            except (ValueError, RecursionError):
-                self.strict_left -= 1
-            else:
-                issues = self.notes[:_MAX_ISSUES]
+                issues = list(dict.fromkeys(self.notes))[:_MAX_ISSUES]   # each repair once
                 if _NONFINITE_RE.search(text, start, end): issues.insert(0, "replaced NaN/Infinity by null")
                 self._offer(_score(value, fields, True, end - start), value, issues)
                 return end
