@@ -12,18 +12,20 @@ import functools
 import json
 import logging
 import math
+import threading
+import time
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 # %% auto #0
-__all__ = ['current_request_id', 'ComputePulseError', 'InvalidFieldError', 'TaskType', 'RoutingStrategy', 'utcnow', 'new_id',
-           'as_utc', 'check_number', 'check_enum', 'check_text', 'check_int', 'RequestIdFilter', 'get_logger',
-           'to_jsonable', 'JsonModel', 'Request', 'ModelSpec', 'Response', 'PerformanceRecord', 'Provenance',
-           'MergedResult']
+__all__ = ['current_request_id', 'repeats', 'ComputePulseError', 'InvalidFieldError', 'TaskType', 'RoutingStrategy', 'utcnow',
+           'new_id', 'as_utc', 'check_number', 'check_enum', 'check_text', 'check_int', 'RequestIdFilter',
+           'RepeatFilter', 'get_logger', 'to_jsonable', 'JsonModel', 'Request', 'ModelSpec', 'Response',
+           'PerformanceRecord', 'Provenance', 'MergedResult']
 
 # %% ../nbs/00_core.ipynb #780fada8
 class ComputePulseError(Exception):
@@ -133,10 +135,54 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class RepeatFilter(logging.Filter):
+    "Passes the first record of each message, then holds its repeats back and counts them in the next one let through."
+
+    def __init__(self, interval_s: float = 60.0,                  # seconds between two records of the same message
+                 min_level: int = logging.WARNING,                 # records below this level are never held back
+                 clock: Callable[[], float] = time.monotonic):     # the time source (injected by tests)
+        super().__init__()
+        self.interval_s, self.min_level, self.clock = interval_s, min_level, clock
+        self._seen: dict[tuple, list] = {}     # (logger, level, template) -> [time let through, repeats held, last record]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.min_level or getattr(record, "repeat_summary", False): return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self.interval_s:
+                seen[1] += 1
+                seen[2] = record
+                return False
+            held = seen[1] if seen is not None else 0
+            since = now - seen[0] if seen is not None else 0.0
+            self._seen[key] = [now, 0, None]
+        if held:
+            record.msg = f"{record.getMessage()} [message repeated {held} times in the last {since:.0f} s]"
+            record.args = None
+        return True
+
+    def flush(self) -> int:
+        "Log one '… repeated N times' summary per message with repeats held back; returns how many were logged."
+        with self._lock:
+            pending = [(key, seen[1], seen[2]) for key, seen in self._seen.items() if seen[1]]
+            self._seen.clear()
+        for (name, level, _), held, last in pending:
+            logging.getLogger(name).log(level, "%s [message repeated %d times]", last.getMessage(), held,
+                                        extra={"repeat_summary": True, "request_id": getattr(last, "request_id", "-")})
+        return len(pending)
+
+
+repeats = RepeatFilter()   # shared by every package logger; `repeats.interval_s = 0` lets every record through
+
+
 def get_logger(name: str) -> logging.Logger:
-    "The package logger `name`, its records tagged with the current request id."
+    "The package logger `name`: records tagged with the current request id, repeated warnings aggregated."
     logger = logging.getLogger(name if name.startswith("computepulse_ai") else f"computepulse_ai.{name}")
     if not any(isinstance(f, RequestIdFilter) for f in logger.filters): logger.addFilter(RequestIdFilter())
+    if repeats not in logger.filters: logger.addFilter(repeats)
     return logger
 
 # %% ../nbs/00_core.ipynb #2f28aae5
