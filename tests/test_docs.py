@@ -433,8 +433,9 @@ SEARCH = """new Promise((done, fail) => {
   (function ask() {
     input.value = %s; input.dispatchEvent(new Event('focus')); input.dispatchEvent(new Event('input', {bubbles: true}));
     const hits = [...document.querySelectorAll('.md-search-result__item a, .md-search-result__link')].map(a => a.getAttribute('href'));
-    if (hits.length) return done(hits);
-    if (Date.now() - t0 > 20000) return done([]);
+    const meta = (document.querySelector('.md-search-result__meta') || {}).textContent || '';
+    if (hits.length || /no matching/i.test(meta)) return done(hits);   // the worker answered
+    if (Date.now() - t0 > 20000) return fail('no answer from the search worker in 20 s: ' + meta);
     setTimeout(ask, 100);
   })();
 })"""
