@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 import traceback
 from dataclasses import dataclass
@@ -103,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return USAGE_ERROR
+    package_logger = logging.getLogger("computepulse_ai")
+    before = package_logger.level, list(package_logger.handlers)   # a command's logging ends with it (main() in-process)
     try:
         return int(_resolve(COMMANDS[args.command].run)(args) or 0)
     except KeyboardInterrupt:
@@ -115,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         core = sys.modules.get("computepulse_ai.core")
         if core is not None: core.repeats.flush()    # the last "repeated N times" of held-back warnings
+        for handler in [h for h in package_logger.handlers if h not in before[1]]: package_logger.removeHandler(handler)
+        package_logger.setLevel(before[0])
 
 # %% ../nbs/15_cli.ipynb #eb3be1e9
 def port_number(text: str) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .core import (ComputePulseError, InvalidFieldError, ModelSpec, RequestIdFilter, RoutingStrategy,
-                                  TaskType, get_logger)
+                                  TaskType, get_logger, repeats)
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_STRATEGIES', 'DEFAULT_TASK_THRESHOLDS', 'OPTIONS', 'ConfigError', 'Option', 'number', 'choice',
@@ -338,6 +338,7 @@ def configure_logging(cfg: Config | None = None,      # the configuration (its l
         new = ProgressAwareHandler(stream or sys.stderr)
         new._computepulse = True
         new.addFilter(RequestIdFilter())
+        new.addFilter(repeats)                                 # repeated warnings aggregated (core.RepeatFilter)
         as_json = cfg is not None and cfg["logging.json"]
         new.setFormatter(JsonLineFormatter() if as_json else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))

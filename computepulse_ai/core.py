@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -135,20 +136,24 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+_NUMBERS = re.compile(r"\b[0-9a-f]{8,}\b|\d+(?:\.\d+)?")   # ids and numbers: what varies between repeats
+
+
 class RepeatFilter(logging.Filter):
-    "Passes the first record of each message, then holds its repeats back and counts them in the next one let through."
+    "Passes a package warning's first record, then holds its repeats back and counts them in the next one let through."
 
     def __init__(self, interval_s: float = 60.0,                  # seconds between two records of the same message
-                 min_level: int = logging.WARNING,                 # records below this level are never held back
+                 levels: tuple[int, ...] = (logging.WARNING,),      # levels whose repeats are held back (errors: never)
                  clock: Callable[[], float] = time.monotonic):     # the time source (injected by tests)
         super().__init__()
-        self.interval_s, self.min_level, self.clock = interval_s, min_level, clock
-        self._seen: dict[tuple, list] = {}     # (logger, level, template) -> [time let through, repeats held, last record]
+        self.interval_s, self.levels, self.clock = interval_s, levels, clock
+        self._seen: dict[tuple, list] = {}     # (logger, level, message less numbers) -> [time let through, repeats held, last]
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < self.min_level or getattr(record, "repeat_summary", False): return True
-        key = (record.name, record.levelno, str(record.msg))
+        if not record.name.startswith("computepulse_ai") or record.levelno not in self.levels: return True
+        if getattr(record, "repeat_summary", False): return True
+        key = (record.name, record.levelno, _NUMBERS.sub("#", record.getMessage()))
         now = self.clock()
         with self._lock:
             seen = self._seen.get(key)
@@ -164,6 +169,10 @@ class RepeatFilter(logging.Filter):
             record.args = None
         return True
 
+    def reset(self) -> None:
+        "Forget every message seen (nothing is logged)."
+        with self._lock: self._seen.clear()
+
     def flush(self) -> int:
         "Log one '… repeated N times' summary per message with repeats held back; returns how many were logged."
         with self._lock:
@@ -175,14 +184,15 @@ class RepeatFilter(logging.Filter):
         return len(pending)
 
 
-repeats = RepeatFilter()   # shared by every package logger; `repeats.interval_s = 0` lets every record through
+repeats = RepeatFilter()   # on the outputs the package controls; `repeats.interval_s = 0` lets every record through
+if logging.lastResort is not None and repeats not in logging.lastResort.filters:
+    logging.lastResort.addFilter(repeats)   # Python's stderr output when the application configured no handler
 
 
 def get_logger(name: str) -> logging.Logger:
-    "The package logger `name`: records tagged with the current request id, repeated warnings aggregated."
+    "The package logger `name`, its records tagged with the current request id."
     logger = logging.getLogger(name if name.startswith("computepulse_ai") else f"computepulse_ai.{name}")
     if not any(isinstance(f, RequestIdFilter) for f in logger.filters): logger.addFilter(RequestIdFilter())
-    if repeats not in logger.filters: logger.addFilter(repeats)
     return logger
 
 # %% ../nbs/00_core.ipynb #2f28aae5

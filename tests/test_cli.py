@@ -237,32 +237,48 @@ def test_orchestrator_keeps_the_level_the_application_set(tmp_path):
     assert logging.getLogger("computepulse_ai").level == logging.ERROR
 
 
-def test_a_warning_on_every_request_is_aggregated(tmp_path):
-    "Sixty requests below the bar through the real router: one warning line, not sixty."
-    from computepulse_ai.core import Request, repeats
-    from computepulse_ai.orchestrator import AIOrchestrator
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    root = logging.getLogger()
-    root.addHandler(handler)
-    repeats._seen.clear()
-    models = [{"name": n, "provider": "simulated", "input_price": 1.0, "output_price": 2.0,
-               "options": {"accuracy": 0.5, "latency_s": 0.0, "seed": i}} for i, n in enumerate(["a", "b"])]
-    cfg = Config.from_dict({"cache": {"enabled": False}, "models": models})
+AGGREGATION_SCRIPT = """
+import asyncio, sys, tempfile
+from computepulse_ai.config import Config, configure_logging
+from computepulse_ai.core import Request
+from computepulse_ai.orchestrator import AIOrchestrator
+if sys.argv[1] == "cli": configure_logging(level="WARNING", handler=True)   # the command line's handler
+models = [{"name": n, "provider": "simulated", "input_price": 1.0, "output_price": 2.0,
+           "options": {"accuracy": 0.5, "latency_s": 0.0, "seed": i}} for i, n in enumerate(["a", "b"])]
+cfg = Config.from_dict({"cache": {"enabled": False}, "models": models})
+async def play():
+    async with AIOrchestrator(cfg, folder=tempfile.mkdtemp(), seed=0) as orch:
+        for _ in range(60): await orch.process(Request("请返回主要云厂商的GPU租赁价格(JSON)", data_type="gpu"))
+asyncio.run(play())
+from computepulse_ai.core import repeats
+repeats.flush()
+"""
 
-    async def play():
-        async with AIOrchestrator(cfg, folder=tmp_path, seed=0) as orch:
-            for _ in range(60): await orch.process(Request("请返回主要云厂商的GPU租赁价格(JSON)", data_type="gpu"))
+
+@pytest.mark.parametrize("output", ["last_resort", "cli"])
+def test_a_warning_on_every_request_is_aggregated(output):
+    "Sixty requests below the bar through the real router: one warning line and a summary, not sixty lines."
+    res = subprocess.run([sys.executable, "-c", AGGREGATION_SCRIPT, output], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    bar = [l for l in res.stderr.splitlines() if "meet the bar" in l]
+    assert len(bar) == 2, bar
+    assert "message repeated" not in bar[0] and re.search(r"\[message repeated (\d+) times\]$", bar[1])
+    assert int(re.search(r"repeated (\d+) times", bar[1]).group(1)) >= 50
+
+
+def test_aggregation_leaves_the_applications_handlers_alone():
+    "A handler the application installed sees every warning: the filter is only on outputs the package controls."
+    from computepulse_ai.core import get_logger
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = get_logger("computepulse_ai.routing")
+    logger.addHandler(handler)
     try:
-        asyncio.run(play())
-        bar = [r for r in records if "meet the bar" in r.getMessage()]
-        assert repeats.flush() >= 1
-        summary = [r for r in records if "meet the bar" in r.getMessage() and "message repeated" in r.getMessage()]
+        for i in range(5): logger.warning("no or too few models meet the bar %.2f for %s", 0.95, "price_extraction")
     finally:
-        root.removeHandler(handler)
-    assert len(bar) == 1, [r.getMessage() for r in bar]
-    assert summary and re.search(r"message repeated \d+ times", summary[-1].getMessage())
+        logger.removeHandler(handler)
+    assert len(seen) == 5
 
 
 # ---------------------------------------------------------------------------------------------------------------
