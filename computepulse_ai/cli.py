@@ -248,8 +248,9 @@ def run_fetch(args: argparse.Namespace) -> int:
     metrics = FetchMetrics()
     if args.metrics_textfile: metrics.load_textfile(args.metrics_textfile)
     if args.metrics_port is not None:
-        try: metrics.serve(args.metrics_port)
+        try: port = metrics.serve(args.metrics_port)
         except OSError as e: raise CommandError(f"cannot serve metrics on port {args.metrics_port}: {e.strerror or e}") from None
+        print(f"serving Prometheus metrics on port {port} (/metrics) while the job runs", file=sys.stderr)
     async def job():
         async with AIOrchestrator(cfg) as orch:
             return await fetch_data_sets(orch, args.kinds, out, args.path, metrics=metrics)
@@ -257,6 +258,7 @@ def run_fetch(args: argparse.Namespace) -> int:
         return run_until_signal(job)
     finally:
         if args.metrics_textfile: metrics.write_textfile(args.metrics_textfile)
+        metrics.close()
 
 
 register_command("fetch", "Refresh ComputePulse data files (the hourly job); old files stay when new data fails validation.",

@@ -309,3 +309,20 @@ def test_report_headline_units_and_empty_selection(capsys, server, fake_config, 
     status, out, err = run(capsys, "report", "--history", str(history), "--out", str(tmp_path / "empty"), "--since", "2099-01-01")
     assert status == 1 and "no records" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "empty").exists()
+
+
+def test_fetch_metrics_port(capsys, server, fake_config, tmp_path, monkeypatch):
+    monkeypatch.setenv(OFFLINE_KEY_ENV, "placeholder")
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        status, _, err = run(capsys, "fetch", "gpu", "--config", str(fake_config), "--out", str(tmp_path / "out"),
+                             "--metrics-port", str(port))
+    assert status == 1 and f"cannot serve metrics on port {port}" in err and len(err.strip().splitlines()) == 1
+    assert server.requests == []
+    status, _, err = run(capsys, "fetch", "gpu", "--config", str(fake_config), "--out", str(tmp_path / "out"), "--metrics-port", "0")
+    assert status == 0, err
+    served = int(re.search(r"serving Prometheus metrics on port (\d+)", err).group(1))
+    with socket.socket() as probe:            # the endpoint is closed with the job
+        assert probe.connect_ex(("127.0.0.1", served)) != 0
