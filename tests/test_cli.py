@@ -326,3 +326,13 @@ def test_fetch_metrics_port(capsys, server, fake_config, tmp_path, monkeypatch):
     served = int(re.search(r"serving Prometheus metrics on port (\d+)", err).group(1))
     with socket.socket() as probe:            # the endpoint is closed with the job
         assert probe.connect_ex(("127.0.0.1", served)) != 0
+
+
+def test_demo_progress_bar_is_not_broken_by_warnings(tmp_path):
+    "The demo asks for errors only; the orchestrator it builds no longer resets that to INFO (warnings under the bar)."
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    res = subprocess.run([str(Path(sys.executable).parent / "computepulse-ai"), "demo", "--rounds", "2", "--out", str(tmp_path / "demo")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "meet the bar" not in res.stderr and "WARNING" not in res.stderr, res.stderr
+    assert "learned" in res.stdout
