@@ -336,3 +336,14 @@ def test_demo_progress_bar_is_not_broken_by_warnings(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "meet the bar" not in res.stderr and "WARNING" not in res.stderr, res.stderr
     assert "learned" in res.stdout
+
+
+def test_fetch_runs_with_the_models_that_have_keys(capsys, server, fake_config, tmp_path, monkeypatch):
+    monkeypatch.setenv(OFFLINE_KEY_ENV, "placeholder")
+    doc = json.loads(fake_config.read_text())
+    doc["models"][0]["api_key_env"] = "COMPUTEPULSE_TEST_UNSET_KEY"       # qwen has no key in this run
+    fake_config.write_text(json.dumps(doc))
+    status, out, err = run(capsys, "fetch", "gpu", "--config", str(fake_config), "--out", str(tmp_path / "out"), "--path", "shadow")
+    assert status == 0, err
+    assert err.count("COMPUTEPULSE_TEST_UNSET_KEY is not set: qwen left out of this run") == 1
+    assert {r.model for r in server.requests} == {"deepseek-chat", "doubao-seed-1-6"}   # qwen was never called
