@@ -285,9 +285,9 @@ def plot_headline(top: pd.DataFrame):
     "Calls and cost per fetch (learned vs legacy) and agreement with legacy, per period."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), constrained_layout=True)
-    x = top["period"].astype(str) if "period" in top else []
-    panels = [(["calls per fetch"], "model calls per fetch", None),
-              (["cost per fetch (USD)", "legacy cost per fetch (USD)"], "cost per fetch (USD)", None),
+    x = [_round("period", p) for p in top["period"]] if "period" in top else []
+    panels = [(["calls per fetch"], "model calls per fetch", (0, None)),
+              (["cost per fetch (USD)", "legacy cost per fetch (USD)"], "cost per fetch (USD)", (0, None)),
               (["same as legacy (%)", "records accepted (%)"], "share (%)", (0, 102))]
     for ax, (cols, title, ylim) in zip(axes, panels):
         for col in cols:
