@@ -100,20 +100,14 @@ def _configure_fetch(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config.json", help="the JSON configuration (models, keys' variables, thresholds)")
     parser.add_argument("--path", choices=["learned", "legacy", "shadow"], default=None,
                         help="override the config's features.path for this run")
+    parser.add_argument("--force", action="store_true",
+                        help="write a data file even when it would shrink below data_files.min_keep_share of the previous one")
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    "Refresh the data files; non-zero when any data set failed validation (its old file is kept)."
-    from pathlib import Path
-    from computepulse_ai.jobs import fetch_data_sets, run_until_signal
-    from computepulse_ai.orchestrator import AIOrchestrator
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    async def job():
-        from computepulse_ai.config import configure_logging
-        async with AIOrchestrator(args.config) as orch:
-            configure_logging(orch.manager.current(), handler=True)    # the hourly job logs to stderr, as configured
-            return await fetch_data_sets(orch, args.kinds, out, args.path)
-    return run_until_signal(job)
+    "Refresh the data files; non-zero when any data set was not updated (its old file is kept) or records were not saved."
+    from computepulse_ai.jobs import run_fetch_job
+    return run_fetch_job(args.config, args.kinds, args.out, args.path, force=args.force)
 
 
 register_command("fetch", "Refresh ComputePulse data files (the hourly job); old files stay when new data fails validation.",

@@ -503,16 +503,17 @@ class Fault:
     delay_s: float = 0.0                         # delay for kinds "delay" and "slow_sse"
     delay_range_s: tuple[float, float] | None = None  # random delay range for kind "delay"
     text: str = ""                               # model content for kind "content"
+    prompt_contains: str = ""                    # only requests whose prompt contains this text ("": any)
     hits: int = 0                                # how many requests it has hit so far
 
     def __post_init__(self):
         if self.kind not in FAULT_KINDS: raise ComputePulseError(f"unknown fault kind {self.kind!r}: expected one of {FAULT_KINDS}")
         if self.route != "*" and self.route not in ROUTES: raise ComputePulseError(f"unknown route {self.route!r}: expected one of {ROUTES}")
 
-    def matches(self, route: str, model: str) -> bool:
-        "Whether this fault applies to a request on `route` for `model` (ignoring probability)."
+    def matches(self, route: str, model: str, prompt: str = "") -> bool:
+        "Whether this fault applies to a request on `route` for `model` asking `prompt` (ignoring probability)."
         if self.times is not None and self.hits >= self.times: return False
-        return self.route in ("*", route) and self.model in ("*", model)
+        return self.route in ("*", route) and self.model in ("*", model) and self.prompt_contains in prompt
 
 
 @dataclass
@@ -779,10 +780,10 @@ class FakeProviderServer:
         return (random.Random(f"{self.seed}:{model}:{digest}:{which}"),
                 random.Random(f"{self.seed}:faults:{route}:{model}:{digest}:{round_}:{n}"))
 
-    def _pick_fault(self, route: str, model: str, rng: random.Random) -> Fault | None:
+    def _pick_fault(self, route: str, model: str, prompt: str, rng: random.Random) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.matches(route, model) and (fault.probability >= 1 or rng.random() < fault.probability):
+                if fault.matches(route, model, prompt) and (fault.probability >= 1 or rng.random() < fault.probability):
                     fault.hits += 1
                     return fault
         return None
@@ -803,8 +804,9 @@ class FakeProviderServer:
             entry.body = body if isinstance(body, dict) else {}
             entry.model = str(entry.body.get("model", ""))
             entry.stream = self._wants_stream(request, route, entry.body)
-            answer_rng, fault_rng = self._rngs(route, entry.model, _prompt_of(route, entry.body))
-            fault = self._pick_fault(route, entry.model, fault_rng)
+            prompt = _prompt_of(route, entry.body)
+            answer_rng, fault_rng = self._rngs(route, entry.model, prompt)
+            fault = self._pick_fault(route, entry.model, prompt, fault_rng)
             entry.fault = fault.kind if fault else None
             response = await self._respond(request, route, entry, fault, answer_rng, fault_rng)
             return response

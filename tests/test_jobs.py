@@ -105,3 +105,143 @@ def test_demo_json_has_the_promised_fields(tmp_path):
     assert summary["rounds"] == 3 and summary["legacy_calls_per_fetch"] == 3
     assert summary["cost_usd"] <= summary["legacy_cost_usd"] and summary["calls_per_fetch"] <= 3   # never more than calling everyone
     for kind in FILES.values(): assert (tmp_path / kind).exists()
+
+
+# ---- each data set is its own unit of work (issue 11) ------------------------------------------------------------------
+
+GPU_PROMPT_WORD = "GPU租赁价格"   # appears only in the gpu prompt
+assert "token价格" in PROMPTS["token"]
+assert GPU_PROMPT_WORD in PROMPTS["gpu"] and not any(GPU_PROMPT_WORD in PROMPTS[k] for k in ("token", "grid_load"))
+
+
+def run_fetch(config, out, *kinds, extra=()):
+    return main(["fetch", *kinds, "--config", str(config), "--out", str(out), *extra])
+
+
+@pytest.mark.parametrize("answer", [
+    '[{"provider": ["Azure"], "region": "East US", "gpu": "H100", "price": 2.95}]',       # a list where a name belongs
+    '[{"provider": "Azure\\ud800", "region": "East US", "gpu": "H100", "price": 2.95, "currency": "USD"}]',  # lone surrogate
+    '[{"provider": "Azure", "region": "East US", "gpu": "H100", "price": 2.95, "gpu_count": ' + "9" * 401 + '}]',  # huge int
+])
+@pytest.mark.parametrize("path", ["shadow", "legacy", "learned"])
+def test_one_bad_answer_never_stops_the_other_data_sets(tmp_path, server, keys, capsys, answer, path):
+    for fake, _ in demo_models(): server.add_fault("content", model=fake.name, text=answer, prompt_contains=GPU_PROMPT_WORD)
+    config = fake_config_file(tmp_path, server, features={"path": path})
+    out = tmp_path / "site"
+    status = run_fetch(config, out, "gpu", "token", "grid")
+    printed = capsys.readouterr().out
+    assert (out / FILES["token"]).exists() and (out / FILES["grid_load"]).exists(), printed
+    gpu = out / FILES["gpu"]
+    if gpu.exists():                                     # accepted (the surrogate replaced): the file is valid UTF-8 JSON
+        json.loads(gpu.read_bytes().decode("utf-8"))
+        assert status == 0
+    else:
+        assert status == 1 and "not updated: gpu" in printed
+
+
+def test_a_data_file_path_that_is_a_directory_is_that_data_sets_error(tmp_path, server, keys, capsys):
+    out = tmp_path / "site"
+    (out / FILES["token"]).mkdir(parents=True)
+    config = fake_config_file(tmp_path, server)
+    assert run_fetch(config, out, "gpu", "token", "grid") == 1
+    printed = capsys.readouterr().out
+    assert "token: NOT updated, no model called" in printed and "is a directory" in printed
+    assert (out / FILES["gpu"]).exists() and (out / FILES["grid_load"]).exists()
+    assert not any("token价格" in json.dumps(r.body, ensure_ascii=False) for r in server.requests)   # no model paid for it
+
+
+def test_an_unwritable_output_is_reported_before_any_model_is_called(tmp_path, server, keys, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    config = fake_config_file(tmp_path, server)
+    assert run_fetch(config, blocker / "site", "gpu", "token") == 1
+    assert "no model called" in capsys.readouterr().out
+    assert server.requests == []
+
+
+def test_a_corrupt_previous_file_is_set_aside_and_the_log_says_what_happened(tmp_path, server, keys, caplog, capsys):
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / FILES["gpu"]).write_text('[{"provider": "AWS", "gpu": "H1')
+    config = fake_config_file(tmp_path, server)
+    with caplog.at_level(logging.INFO, logger="computepulse_ai"):
+        assert run_fetch(config, out, "gpu") == 0
+    assert isinstance(json.loads((out / FILES["gpu"]).read_text()), list)
+    asides = list(out.glob(FILES["gpu"] + ".corrupt-*"))
+    assert len(asides) == 1 and asides[0].read_text() == '[{"provider": "AWS", "gpu": "H1'
+    assert "left in place" not in caplog.text and asides[0].name in caplog.text
+
+
+def test_records_that_could_not_be_saved_make_fetch_exit_non_zero_with_an_error(tmp_path, server, keys, caplog):
+    config = fake_config_file(tmp_path, server)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "performance_history.jsonl").mkdir()    # the history cannot be written
+    with caplog.at_level(logging.INFO, logger="computepulse_ai"):
+        status = run_fetch(config, tmp_path / "site", "grid")
+    assert (tmp_path / "site" / FILES["grid_load"]).exists()      # the data set itself went fine
+    assert status == 1
+    assert any(r.levelno == logging.ERROR and "could not all be saved" in r.getMessage() for r in caplog.records)
+
+
+# ---- the data file is the product (issue 12) ---------------------------------------------------------------------------
+
+def many_records(n, hours_ago):
+    from datetime import datetime, timedelta, timezone
+    stamp = (datetime.now(timezone.utc) - timedelta(hours=hours_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [{"provider": f"Cloud{i}", "region": "Region", "gpu": "H100", "price": 2.0 + i / 100, "currency": "USD",
+             "updated_at": stamp} for i in range(n)]
+
+
+ONE_RECORD = '[{"provider": "AWS", "region": "US-East-1", "gpu": "H100", "price": 2.49, "currency": "USD"}]'
+
+
+@pytest.mark.parametrize("path", ["learned", "shadow"])
+def test_records_not_seen_this_hour_are_kept_with_their_age(tmp_path, server, keys, path):
+    for fake, _ in demo_models(): server.add_fault("content", model=fake.name, text=ONE_RECORD)
+    out = tmp_path / "site"
+    out.mkdir()
+    previous = many_records(89, hours_ago=3) + [{"provider": "Amazon Web Services", "region": "US-East-1", "gpu": "H100",
+                                                 "price": 2.2, "currency": "USD", "updated_at": "2020-01-01T00:00:00Z"}]
+    (out / FILES["gpu"]).write_text(json.dumps(previous))
+    config = fake_config_file(tmp_path, server, features={"path": path})
+    assert run_fetch(config, out, "gpu") == 0
+    written = json.loads((out / FILES["gpu"]).read_text())
+    assert len(written) == 90                                        # 1 refreshed (AWS = Amazon Web Services) + 89 kept
+    aws = [r for r in written if r["gpu"] == "H100" and r["region"] == "US-East-1"]
+    assert len(aws) == 1 and aws[0]["price"] == 2.49 and aws[0]["updated_at"] != "2020-01-01T00:00:00Z"
+    kept = [r for r in written if r["provider"].startswith("Cloud")]
+    assert {r["updated_at"] for r in kept} == {previous[0]["updated_at"]}   # kept with their age, not made fresh
+
+
+def test_stale_records_are_dropped_with_a_log_line(tmp_path, server, keys, caplog):
+    for fake, _ in demo_models(): server.add_fault("content", model=fake.name, text=ONE_RECORD)
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / FILES["gpu"]).write_text(json.dumps(many_records(3, hours_ago=30) + many_records(2, hours_ago=1)[:0]))
+    config = fake_config_file(tmp_path, server, data_files={"max_record_age_h": 24, "min_keep_share": 0})
+    with caplog.at_level(logging.INFO, logger="computepulse_ai"):
+        assert run_fetch(config, out, "gpu") == 0
+    assert len(json.loads((out / FILES["gpu"]).read_text())) == 1
+    assert "dropped 3 record(s) not refreshed for over 24 h" in caplog.text
+
+
+def test_a_file_that_would_shrink_is_not_written_unless_forced(tmp_path, server, keys, capsys):
+    for fake, _ in demo_models(): server.add_fault("content", model=fake.name, text=ONE_RECORD)
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / FILES["gpu"]).write_text(json.dumps(many_records(90, hours_ago=48)))   # all stale: the new file would hold 1
+    before = (out / FILES["gpu"]).read_bytes()
+    config = fake_config_file(tmp_path, server)
+    assert run_fetch(config, out, "gpu") == 1
+    assert (out / FILES["gpu"]).read_bytes() == before
+    printed = capsys.readouterr().out
+    assert "would shrink from 90 to 1 record(s)" in printed and "--force" in printed
+    assert run_fetch(config, out, "gpu", extra=["--force"]) == 0
+    assert len(json.loads((out / FILES["gpu"]).read_text())) == 1
+
+
+def test_the_energy_file_keeps_exactly_its_five_fields(tmp_path, server, keys):
+    config = fake_config_file(tmp_path, server)
+    assert run_fetch(config, tmp_path / "site", "grid") == 0
+    grid = json.loads((tmp_path / "site" / FILES["grid_load"]).read_text())
+    assert set(grid) == {"annual_twh", "estimated_gw", "kwh_price", "active_gpu_est", "source"}
