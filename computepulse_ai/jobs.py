@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 from .adapters import RetryPolicy, make_adapter
 from .compat import CollaborationService, canonical_data_type, file_format
 from .config import Config
-from .core import InvalidFieldError, TaskType, as_utc, get_logger, utcnow
+from .core import ComputePulseError, InvalidFieldError, TaskType, as_utc, get_logger, utcnow
 from .feedback import answer_accuracy
 from .orchestrator import AIOrchestrator, merge_spec_from_config
 from .storage import atomic_write_bytes
@@ -31,9 +31,10 @@ from .tracking import save_report
 from .validation import merge_spec, normalise_answers, validate
 
 # %% auto #0
-__all__ = ['log', 'PROMPTS', 'FILES', 'run_until_signal', 'PreviousFile', 'read_previous', 'check_writable', 'write_data_file',
-           'FileUpdate', 'update_records', 'fetch_data_sets', 'run_fetch_job', 'demo_models', 'demo_config',
-           'served_accuracy', 'run_demo', 'summarise_demo', 'format_demo']
+__all__ = ['log', 'PROMPTS', 'FILES', 'DEMO_MARKER', 'run_until_signal', 'PreviousFile', 'read_previous', 'check_writable',
+           'write_data_file', 'FileUpdate', 'update_records', 'fetch_data_sets', 'run_fetch_job',
+           'prepare_demo_storage', 'demo_models', 'demo_config', 'served_accuracy', 'run_demo', 'summarise_demo',
+           'format_demo']
 
 # %% ../nbs/13a_jobs.ipynb #6b63d93f
 log = get_logger("computepulse_ai.jobs")
@@ -289,6 +290,24 @@ def run_fetch_job(config: str | Path,               # the JSON configuration
     return run_until_signal(job)
 
 # %% ../nbs/13a_jobs.ipynb #ec48ec29
+DEMO_MARKER = ".computepulse-demo"   # in the demo's storage folder: "made by the demo, the next demo may remove it"
+
+
+def prepare_demo_storage(folder: Path,   # the demo's storage folder (OUT/data)
+                         resume: bool,   # keep what is there
+                         ) -> None:
+    "A fresh storage folder for the demo (the previous demo's removed) unless `resume`; a folder it did not make is never removed."
+    made_by_demo = (folder / DEMO_MARKER).exists() or (folder.parent / "demo_summary.json").exists()
+    if folder.exists() and not resume and any(folder.iterdir()):
+        if not made_by_demo:
+            raise ComputePulseError(f"{folder} exists and was not made by the demo; it is not removed: choose another --out, "
+                                    "or pass --resume to run on top of it")
+        shutil.rmtree(folder)
+        log.info("demo: removed the previous demo's state in %s (--resume keeps it)", folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / DEMO_MARKER).write_text("made by computepulse-ai demo; the next demo run starts afresh unless --resume\n")
+
+
 def demo_models():
     "The fake server's models for the demo: (FakeModel, ModelSpec kwargs) per provider."
     from computepulse_ai.fakes import FakeModel
@@ -330,10 +349,13 @@ def served_accuracy(data: Any, kind: str, rules=None, share: float = 0.9) -> flo
 async def run_demo(rounds: int = 20,                 # rounds of the three fetches
                    out_dir: Path | str = "out/demo", # data files, report and the orchestrator's storage
                    seed: int = 0,                    # seeds the fake answers and exploration
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True,
+                   resume: bool = False,             # continue with the previous demo's learned state (default: fresh)
+                   ) -> dict[str, Any]:
     "Run the demo; returns the summary (also written to `out_dir/demo_summary.json`)."
     from computepulse_ai.fakes import FakeProviderServer
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    prepare_demo_storage(out / "data", resume)
     env = {"DASHSCOPE_API_KEY": "demo-placeholder-not-a-key", "DEEPSEEK_API_KEY": "demo-placeholder-not-a-key",
            "ARK_API_KEY": "demo-placeholder-not-a-key"}
     fakes = [m for m, _ in demo_models()]
@@ -348,6 +370,7 @@ async def run_demo(rounds: int = 20,                 # rounds of the three fetch
             bar = tqdm(total=rounds * 3, desc="demo fetches", disable=not progress, file=sys.stderr)
             last: dict[str, Any] = {}
             for round_ in range(rounds):
+                server.set_round(round_)    # each round is one fixed "hour" of answers, whatever the call order
                 for kind in ("gpu", "token", "grid_load"):
                     outcome = await service.fetch(PROMPTS[kind], kind, path="shadow")
                     learned, legacy = outcome.learned, outcome.legacy

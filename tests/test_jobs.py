@@ -245,3 +245,55 @@ def test_the_energy_file_keeps_exactly_its_five_fields(tmp_path, server, keys):
     assert run_fetch(config, tmp_path / "site", "grid") == 0
     grid = json.loads((tmp_path / "site" / FILES["grid_load"]).read_text())
     assert set(grid) == {"annual_twh", "estimated_gw", "kwh_price", "active_gpu_est", "source"}
+
+
+# ---- the demo: deterministic for a seed, fresh unless --resume, README figures reproduced (issue 16) --------------
+
+def _summary_without_timing(summary):
+    return {k: v for k, v in summary.items() if "latency" not in k and k != "files"}
+
+
+def test_the_demo_is_deterministic_and_starts_fresh_unless_resumed(tmp_path):
+    from computepulse_ai.jobs import run_demo
+    first = asyncio.run(run_demo(rounds=2, out_dir=tmp_path / "a", seed=5, progress=False))
+    again = asyncio.run(run_demo(rounds=2, out_dir=tmp_path / "a", seed=5, progress=False))           # same folder: fresh
+    elsewhere = asyncio.run(run_demo(rounds=2, out_dir=tmp_path / "b", seed=5, progress=False))
+    assert _summary_without_timing(first) == _summary_without_timing(again) == _summary_without_timing(elsewhere)
+    resumed = asyncio.run(run_demo(rounds=2, out_dir=tmp_path / "a", seed=5, progress=False, resume=True))
+    total = lambda s: sum(n for by_task in s["trust_samples"].values() for n in by_task.values())
+    assert total(resumed) > total(first)                       # it continued from the learned state
+    assert total(asyncio.run(run_demo(rounds=2, out_dir=tmp_path / "a", seed=5, progress=False))) == total(first)
+
+
+def test_the_demo_never_removes_a_folder_it_did_not_make(tmp_path):
+    from computepulse_ai.core import ComputePulseError
+    from computepulse_ai.jobs import run_demo
+    precious = tmp_path / "data" / "confidence_scores.json"
+    precious.parent.mkdir()
+    precious.write_text("{}")
+    with pytest.raises(ComputePulseError, match="not made by the demo"):
+        asyncio.run(run_demo(rounds=1, out_dir=tmp_path, progress=False))
+    assert precious.read_text() == "{}"
+
+
+def test_the_readme_demo_figures_are_what_a_fresh_run_prints(tmp_path):
+    import re
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### What `make run` does and prints", 1)[1]
+    block = section.split("```text\n", 1)[1].split("\n```", 1)[0]
+    prose = section.split("\n```", 2)[2].split("\n## ", 1)[0]
+    out = tmp_path / "out" / "demo"
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
+    proc = subprocess.run([str(Path(sys.executable).parent / "computepulse-ai"), "demo", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = proc.stdout.rstrip("\n").replace(str(out), "out/demo")
+    untimed = lambda text: [line for line in text.splitlines() if not line.startswith("latency p50")]
+    assert untimed(printed) == untimed(block)                  # every figure but the machine-dependent latency
+    for figure in re.findall(r"(\d+\.\d) %", prose):           # the prose quotes the block's figures
+        assert f"{figure}%" in block, figure
+    calls = re.search(r"with (\d\.\d\d) model calls per\s+fetch", prose).group(1)
+    assert re.search(rf"model calls per fetch\s+{calls}\s", block)
+    cost = re.search(r"cost \(USD\)\s+([\d.]+)\s+([\d.]+)", block)
+    share = re.search(r"at (\d+) %\s+of\s+its\s+cost", prose).group(1)
+    assert round(100 * float(cost.group(1)) / float(cost.group(2))) == int(share)
