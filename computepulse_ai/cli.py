@@ -157,7 +157,9 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the fake answers and of exploration")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table (no progress bar)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue with the previous demo's learned state in OUT/data (default: start fresh)")
+                        help="continue with the previous demo's learned state in OUT/data instead of starting afresh")
+    parser.add_argument("--messy", action="store_true",
+                        help="fake answers written like real models' (spellings, CNY, cut-off JSON …: fakes.DefectRates)")
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
@@ -168,7 +170,12 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from computepulse_ai.jobs import format_demo, run_demo, run_until_signal
     if args.rounds < 1: print("--rounds must be at least 1", file=sys.stderr); return 2
     logging.getLogger("computepulse_ai").setLevel(logging.ERROR)   # the demo's own output is the table
-    try: summary = run_until_signal(lambda: run_demo(args.rounds, args.out, args.seed, progress=not args.json, resume=args.resume))
+    defects = None
+    if args.messy:
+        from computepulse_ai.fakes import DefectRates
+        defects = DefectRates()
+    try: summary = run_until_signal(lambda: run_demo(args.rounds, args.out, args.seed, progress=not args.json, resume=args.resume,
+                                                     defects=defects))
     except ComputePulseError as e: print(f"demo: {e}", file=sys.stderr); return 1
     print(_json.dumps(summary, ensure_ascii=False) if args.json else format_demo(summary))
     return 0

@@ -340,21 +340,22 @@ def _per_1k(record: dict, rng: random.Random, defects: list[str]) -> None:
 
 def _value_defect(record: dict, data_type: str, rates: DefectRates, rng: random.Random, defects: list[str]) -> None:
     "At most one defect of the values of one record (they do not stack: one real slip per record)."
-    prices = PRICE_NAMES[data_type]
     numbers = [k for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    prices = [k for k in PRICE_NAMES[data_type] if k in numbers]   # a wrong answer may already carry a string there
+    if not prices: return
     if rng.random() < rates.string_number:
         name = rng.choice(numbers)
         record[name] = rng.choice(MISSING_TEXTS)
         defects.append(f"string_number:{name}")
     elif rng.random() < rates.zero:
-        name = rng.choice(list(prices))
+        name = rng.choice(prices)
         record[name] = 0
         defects.append(f"zero:{name}")
     elif (data_type == "grid_load" or record.get("provider") in CHINESE_SELLERS) and rng.random() < rates.cny:
         _as_cny(record, prices, rng, defects)
     elif data_type == "gpu" and record.get("gpu") in ("H100", "A100") and rng.random() < rates.per_instance:
         _per_instance(record, rng, defects)
-    elif data_type == "token" and rng.random() < rates.per_1k:
+    elif data_type == "token" and len(prices) == 2 and rng.random() < rates.per_1k:
         _per_1k(record, rng, defects)
 
 # %% ../nbs/02a_fakes.ipynb #380d324e
@@ -406,7 +407,8 @@ def messy_answer(data_type: str,                     # gpu, token or grid_load
     if isinstance(clean, list) and clean and rng.random() < rates.duplicate:
         index = rng.randrange(len(clean))
         record, defects = copy.deepcopy(clean[index]), ["duplicate"]
-        if record.get("provider") in CHINESE_SELLERS and rng.random() < 0.5: _as_cny(record, PRICE_NAMES[data_type], rng, defects)
+        prices = [k for k in PRICE_NAMES[data_type] if isinstance(record.get(k), (int, float)) and not isinstance(record.get(k), bool)]
+        if record.get("provider") in CHINESE_SELLERS and prices and rng.random() < 0.5: _as_cny(record, prices, rng, defects)
         record["provider"] = rng.choice(PROVIDER_SPELLINGS.get(record["provider"], (record["provider"],)))
         emitted.insert(rng.randrange(len(emitted) + 1), EmittedRecord(record, index, defects))
     if isinstance(clean, list) and clean and rng.random() < rates.placeholder:

@@ -351,6 +351,7 @@ async def run_demo(rounds: int = 20,                 # rounds of the three fetch
                    seed: int = 0,                    # seeds the fake answers and exploration
                    progress: bool = True,
                    resume: bool = False,             # continue with the previous demo's learned state (default: fresh)
+                   defects=None,                     # fakes.DefectRates: answers written like real models' (None: clean)
                    ) -> dict[str, Any]:
     "Run the demo; returns the summary (also written to `out_dir/demo_summary.json`)."
     from computepulse_ai.fakes import FakeProviderServer
@@ -359,6 +360,7 @@ async def run_demo(rounds: int = 20,                 # rounds of the three fetch
     env = {"DASHSCOPE_API_KEY": "demo-placeholder-not-a-key", "DEEPSEEK_API_KEY": "demo-placeholder-not-a-key",
            "ARK_API_KEY": "demo-placeholder-not-a-key"}
     fakes = [m for m, _ in demo_models()]
+    for fake in fakes: fake.defects = defects
     rows = []
     with FakeProviderServer(seed=seed, models=fakes) as server:
         cfg = demo_config(server, out / "data", seed)

@@ -258,3 +258,15 @@ def test_a_model_with_defects_answers_messily_over_http():
         clean = ask(server, "clean", "GPU 租赁价格")
     assert extract_json(clean).data == GPU_PRICES
     assert extract_json(text).data != GPU_PRICES
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(DATA_TYPES), st.integers(0, 10**9), st.sampled_from(CORRUPTIONS))
+def test_messy_answers_of_wrong_data_never_fail(data_type, seed, kind):
+    if kind == "drop" and data_type == "grid_load": kind = "scale"
+    rng = random.Random(seed)
+    wrong = corrupt(ground_truth(data_type), rng, kind)     # strings, scaled and dropped records, CNY: written messily too
+    everything = DefectRates(spelling=1, cny=1, per_instance=1, per_1k=1, string_number=0.3, zero=0.3, placeholder=1,
+                             duplicate=1, citation=1, truncation=0.5)
+    text, truth = messy_answer(data_type, rng, everything, wrong)
+    assert truth.records == wrong and isinstance(text, str)
