@@ -228,7 +228,9 @@ async def _fetch_one(service: CollaborationService, kind: str, previous: Previou
     existing = previous.data if kind == "grid_load" else None   # lists: `update_records` keeps the previous records
     outcome = await service.fetch(PROMPTS[kind], kind, existing=existing, path=path)
     served = outcome.data
-    check = validate(served, kind, orchestrator.rules) if served is not None else None
+    merged = outcome.learned.merged if outcome.path == "learned" and outcome.learned is not None else None
+    subject = merged if merged is not None else served     # with provenance: a value that jumped needs two models behind it
+    check = validate(subject, kind, orchestrator.rules, previous=previous.data) if served is not None else None
     accepted = None if check is None else (check.accepted if kind != "grid_load" else (check.accepted or [None])[0])
     if not accepted:
         reasons = []

@@ -297,3 +297,17 @@ def test_the_readme_demo_figures_are_what_a_fresh_run_prints(tmp_path):
     cost = re.search(r"cost \(USD\)\s+([\d.]+)\s+([\d.]+)", block)
     share = re.search(r"at (\d+) %\s+of\s+its\s+cost", prose).group(1)
     assert round(100 * float(cost.group(1)) / float(cost.group(2))) == int(share)
+
+
+def test_fetch_checks_new_values_against_the_previous_file(tmp_path, server, keys, capsys):
+    jumped = '[{"provider": "AWS", "region": "US-East-1", "gpu": "H100", "price": 8.5, "currency": "USD"}]'   # ×3.4 in an hour
+    for fake, _ in demo_models(): server.add_fault("content", model=fake.name, text=jumped)
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / FILES["gpu"]).write_text(ONE_RECORD)
+    config = fake_config_file(tmp_path, server, validation={"jump_action": "reject"})
+    assert run_fetch(config, out, "gpu", extra=["--path", "legacy"]) == 1       # no provenance on the legacy path: one voice
+    assert "moved ×3.41 since the previous file" in capsys.readouterr().out
+    assert json.loads((out / FILES["gpu"]).read_text()) == json.loads(ONE_RECORD)
+    assert run_fetch(config, out, "gpu", extra=["--path", "learned"]) == 0      # the learned path: models agree on it
+    assert json.loads((out / FILES["gpu"]).read_text())[0]["price"] == 8.5
