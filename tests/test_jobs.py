@@ -94,17 +94,24 @@ def test_report_command_prints_tables_and_writes_files(tmp_path, server, keys, c
     assert main(["report", "--history", str(tmp_path / "missing.jsonl")]) == 1
 
 
-def test_demo_json_has_the_promised_fields(tmp_path):
+@pytest.fixture(scope="module")
+def fresh_demo(tmp_path_factory):
+    "`computepulse-ai demo --json` as `make run` runs it (20 rounds, seed 0), once for the tests below."
+    out = tmp_path_factory.mktemp("demo") / "out" / "demo"
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
-    proc = subprocess.run([str(Path(sys.executable).parent / "computepulse-ai"), "demo", "--rounds", "3", "--json", "--out", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([str(Path(sys.executable).parent / "computepulse-ai"), "demo", "--json", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1]), out
+
+
+def test_demo_json_has_the_promised_fields(fresh_demo):
+    summary, out = fresh_demo
     for field in ("rounds", "cost_usd", "legacy_cost_usd", "accuracy", "legacy_accuracy", "latency_p50_s", "legacy_latency_p50_s"):
         assert field in summary
-    assert summary["rounds"] == 3 and summary["legacy_calls_per_fetch"] == 3
+    assert summary["rounds"] == 20 and summary["legacy_calls_per_fetch"] == 3
     assert summary["cost_usd"] <= summary["legacy_cost_usd"] and summary["calls_per_fetch"] <= 3   # never more than calling everyone
-    for kind in FILES.values(): assert (tmp_path / kind).exists()
+    for kind in FILES.values(): assert (out / kind).exists()
 
 
 # ---- each data set is its own unit of work (issue 11) ------------------------------------------------------------------
@@ -276,18 +283,15 @@ def test_the_demo_never_removes_a_folder_it_did_not_make(tmp_path):
     assert precious.read_text() == "{}"
 
 
-def test_the_readme_demo_figures_are_what_a_fresh_run_prints(tmp_path):
+def test_the_readme_demo_figures_are_what_a_fresh_run_prints(fresh_demo):
     import re
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme.split("### What `make run` does and prints", 1)[1]
     block = section.split("```text\n", 1)[1].split("\n```", 1)[0]
     prose = section.split("\n```", 2)[2].split("\n## ", 1)[0]
-    out = tmp_path / "out" / "demo"
-    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
-    proc = subprocess.run([str(Path(sys.executable).parent / "computepulse-ai"), "demo", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    printed = proc.stdout.rstrip("\n").replace(str(out), "out/demo")
+    from computepulse_ai.jobs import format_demo
+    summary, out = fresh_demo
+    printed = format_demo(summary).replace(str(out), "out/demo")   # what `computepulse-ai demo` prints for this run
     untimed = lambda text: [line for line in text.splitlines() if not line.startswith("latency p50")]
     assert untimed(printed) == untimed(block)                  # every figure but the machine-dependent latency
     for figure in re.findall(r"(\d+\.\d) %", prose):           # the prose quotes the block's figures
