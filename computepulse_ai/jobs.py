@@ -31,10 +31,10 @@ from .tracking import save_report
 from .validation import merge_spec, normalise_answers, validate
 
 # %% auto #0
-__all__ = ['log', 'PROMPTS', 'FILES', 'DEMO_MARKER', 'run_until_signal', 'PreviousFile', 'read_previous', 'check_writable',
-           'write_data_file', 'FileUpdate', 'update_records', 'fetch_data_sets', 'run_fetch_job',
-           'prepare_demo_storage', 'demo_models', 'demo_config', 'served_accuracy', 'run_demo', 'summarise_demo',
-           'format_demo']
+__all__ = ['log', 'PROMPTS', 'FILES', 'DEMO_MARKER', 'run_until_signal', 'PreviousFile', 'read_previous', 'read_existing',
+           'check_writable', 'write_data_file', 'FileUpdate', 'update_records', 'shrink_reason', 'fetch_data_sets',
+           'run_fetch_job', 'prepare_demo_storage', 'demo_models', 'demo_config', 'served_accuracy', 'run_demo',
+           'summarise_demo', 'format_demo']
 
 # %% ../nbs/13a_jobs.ipynb #6b63d93f
 log = get_logger("computepulse_ai.jobs")
@@ -96,6 +96,13 @@ def read_previous(path: Path) -> PreviousFile:
     mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
     try: return PreviousFile(path, json.loads(raw.decode("utf-8-sig")), mtime=mtime)
     except ValueError as e: return PreviousFile(path, error=f"{path} is not valid JSON ({e})", mtime=mtime)
+
+
+def read_existing(path: Path) -> Any:
+    "The previous content of a data file, or None when it is missing or unreadable (the reason logged)."
+    previous = read_previous(path)
+    if previous.error: log.error("previous data file: %s", previous.error)
+    return previous.data
 
 
 def check_writable(folder: Path) -> str | None:
@@ -181,6 +188,16 @@ def _safe_key(key: Callable[[Mapping[str, Any]], Any], record: Mapping[str, Any]
     try: return key(record)
     except Exception: return None
 
+
+def shrink_reason(previous_records: int,   # records in the previous file
+                  new_records: int,        # records the new file would hold
+                  min_keep_share: float,   # data_files.min_keep_share
+                  ) -> str | None:
+    "Why a new data file must not replace the previous one (it holds too few records), or None when it may."
+    if new_records >= min_keep_share * previous_records: return None
+    return (f"it would shrink from {previous_records} to {new_records} record(s), under data_files.min_keep_share "
+            f"{min_keep_share:g} of the previous file")
+
 # %% ../nbs/13a_jobs.ipynb #6fe2ca96
 async def fetch_data_sets(orchestrator: AIOrchestrator,   # a started orchestrator
                           kinds: list[str],                # data sets: gpu, token, grid_load (grid)
@@ -251,10 +268,9 @@ async def _fetch_one(service: CollaborationService, kind: str, previous: Previou
                      cfg["data_files.max_record_age_h"], ", ".join(update.dropped[:10]))
         data, count = update.records, len(update.records)
         note = f" ({update.refreshed} refreshed, {len(update.kept)} kept, {len(update.dropped)} dropped as stale)"
-        floor = cfg["data_files.min_keep_share"] * previous.records
-        if count < floor:
-            shrink = (f"{target.name} would shrink from {previous.records} to {count} record(s), under "
-                      f"data_files.min_keep_share {cfg['data_files.min_keep_share']:g} of the previous file")
+        shrink = shrink_reason(previous.records, count, cfg["data_files.min_keep_share"])
+        if shrink is not None:
+            shrink = f"{target.name}: {shrink}"
             if not force:
                 echo(f"{kind}: NOT updated, {target.name} left as it was — {shrink}; --force writes it anyway")
                 return False
