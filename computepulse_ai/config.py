@@ -163,6 +163,8 @@ OPTIONS: list[Option] = [
     Option("storage.retention.max_age_days", 365, number(0.001, optional=True), "History older than this moves to compressed archives (null: keep all)."),
     Option("storage.retention.max_bytes", None, number(1, optional=True, integer=True), "Live history file size limit in bytes (null: none)."),
     Option("storage.retention.archive", True, boolean, "Archive pruned history (readable by queries) instead of deleting it."),
+    Option("data_files.max_record_age_h", 24.0, number(0, optional=True), "fetch: a record not refreshed for longer than this (hours) is dropped from its data file, with a log line (null: kept for ever)."),
+    Option("data_files.min_keep_share", 0.5, number(0, 1), "fetch: a new data file with fewer than this share of the previous file's records is not written (exit 1) unless --force."),
     Option("features.path", "learned", choice("learned", "legacy", "shadow"), "Which path serves fetches: learned routing, the legacy call-everyone path, or shadow (both run, legacy served)."),
     Option("features.legacy_priority", ["deepseek", "qwen", "doubao"], list_of(text), "Legacy path priority, highest first (the old DeepSeek > Qwen > Doubao); models not listed rank below these."),
     Option("tracking.anomaly_window", 20, number(2, integer=True), "Recent calls compared with each model's own history for anomalies."),

@@ -147,13 +147,14 @@ class RepeatFilter(logging.Filter):
                  clock: Callable[[], float] = time.monotonic):     # the time source (injected by tests)
         super().__init__()
         self.interval_s, self.levels, self.clock = interval_s, levels, clock
-        self._seen: dict[tuple, list] = {}     # (logger, level, message less numbers) -> [time let through, repeats held, last]
+        self._seen: dict[tuple, list] = {}     # (logger, level, message template) -> [time let through, repeats held, last]
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith("computepulse_ai") or record.levelno not in self.levels: return True
         if getattr(record, "repeat_summary", False): return True
-        key = (record.name, record.levelno, _NUMBERS.sub("#", record.getMessage()))
+        template = record.msg if record.args else _NUMBERS.sub("#", str(record.msg))   # one message whatever its arguments
+        key = (record.name, record.levelno, template)
         now = self.clock()
         with self._lock:
             seen = self._seen.get(key)
