@@ -38,9 +38,9 @@ from .core import (ComputePulseError, InvalidFieldError, PerformanceRecord, Task
 
 # %% auto #0
 __all__ = ['log', 'SCORES_VERSION', 'ScoreKey', 'HISTORY_COLUMNS', 'StorageError', 'fsync_dir', 'atomic_write_bytes',
-           'remove_orphaned_temps', 'split_legacy_key', 'check_score_entry', 'ScoreStore', 'move_aside', 'Durability',
-           'RetentionPolicy', 'ReadReport', 'parse_history', 'parse_line', 'HistoryLog', 'read_history_bytes',
-           'history_frame', 'GroupCommitWriter', 'StorageManager']
+           'remove_orphaned_temps', 'split_legacy_key', 'check_score_entry', 'ScoreStore', 'move_aside',
+           'read_state_file', 'Durability', 'RetentionPolicy', 'ReadReport', 'parse_history', 'parse_line',
+           'HistoryLog', 'read_history_bytes', 'history_frame', 'GroupCommitWriter', 'StorageManager']
 
 # %% ../nbs/01_storage.ipynb #cc943d88
 log = get_logger("computepulse_ai.storage")
@@ -245,6 +245,28 @@ def move_aside(path: Path, why: str, clock: Callable[[], datetime] = utcnow) -> 
         n += 1
     os.replace(path, target)
     return target
+
+# %% ../nbs/01_storage.ipynb #64d163d8
+def read_state_file(path: Path | str,                # a JSON state file, e.g. classifier_state.json
+                    build: Callable[[Any], Any],       # checks the parsed JSON and builds the object (raises ValueError/TypeError)
+                    what: str = "state file") -> tuple[Any, str | None]:  # name used in log lines
+    "(object, None) for a good file, (None, None) when absent or corrupt (moved aside), (None, reason) when unreadable."
+    path = Path(path)
+    try: raw = path.read_bytes()
+    except FileNotFoundError: return None, None
+    except OSError as e:
+        reason = e.strerror or str(e)
+        log.error("%s %s unreadable (%s): using the defaults; the file is left as it is and will not be replaced",
+                  what, path, reason)
+        return None, reason
+    try: return build(json.loads(raw.decode("utf-8-sig"))), None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:   # not JSON, or JSON of the wrong shape
+        try: aside = move_aside(path, "corrupt")
+        except OSError as moved:
+            log.error("%s %s is invalid (%s) and could not be moved aside (%s); it will not be replaced", what, path, e, moved)
+            return None, f"invalid and not movable: {moved}"
+        log.error("%s %s is invalid (%s); kept as %s, using the defaults", what, path, e, aside.name)
+        return None, None
 
 # %% ../nbs/01_storage.ipynb #5246433a
 class Durability(str, Enum):
@@ -846,12 +868,16 @@ class StorageManager:
         self._replay = True                                 # False when the snapshot's epoch could not be trusted
         self.score_error: str | None = None
 
-    def log(self, file_name: str, record_type: type, durability: Durability | str | None = None,
-            background: bool = True) -> HistoryLog:
-        "Another log in the folder (same policies; `background=False` writes in the appending thread)."
+    def log(self, file_name: str,                          # file name inside the folder
+            record_type: type,                              # the JsonModel each line holds
+            durability: Durability | str | None = None,     # None: the history's policy
+            background: bool = True,                        # False: writes happen in the appending thread
+            retention: bool = True) -> HistoryLog:          # False: this log is never pruned
+        "Another log in the folder, with the history's policies unless told otherwise; closed and flushed with the rest."
         h = self.history
         new = HistoryLog(self.folder / file_name, durability or h.durability, h.batch_size, h.flush_interval_s,
-                         h.retention, record_type=record_type, writer=self.writer if background else None)
+                         h.retention if retention else None, record_type=record_type,
+                         writer=self.writer if background else None)
         self.logs.append(new)
         return new
 
@@ -952,21 +978,22 @@ class StorageManager:
         if self._unsaved_scores is not None: out.append(f"the scores for {self.scores.path} ({self.score_error})")
         return out
 
-    async def _run(self, fn, *args):
+    async def arun(self, fn: Callable, *args):
+        "Await `fn(*args)` run on the storage thread (after the writes queued before it)."
         if self.writer is None: return fn(*args)
         return await asyncio.wrap_future(self.writer.call(fn, *args))
 
     async def aopen(self) -> dict[ScoreKey, dict[str, Any]]:
         "`open` off the event loop."
-        return await self._run(self.open)
+        return await self.arun(self.open)
 
     async def aload_scores(self) -> dict[ScoreKey, dict[str, Any]]:
         "`load_scores` off the event loop."
-        return await self._run(self.load_scores)
+        return await self.arun(self.load_scores)
 
     async def asave_scores(self, entries: Mapping[ScoreKey, Mapping[str, Any]], meta: Mapping[str, Any] | None = None) -> bool:
         "`save_scores` off the event loop."
-        return await self._run(self.save_scores, dict(entries), meta)
+        return await self.arun(self.save_scores, dict(entries), meta)
 
     async def aappend(self, records: Iterable[PerformanceRecord | Mapping[str, Any]]) -> bool:
         "Append records and wait for their acknowledgement (True: on disk under `each`, or accepted under the other policies)."
@@ -975,7 +1002,7 @@ class StorageManager:
 
     async def aflush(self) -> bool:
         "`flush` off the event loop."
-        return await self._run(self.flush)
+        return await self.arun(self.flush)
 
     def close(self) -> bool:
         "Flush everything and stop the writer; True when nothing was left unsaved (else an ERROR names what is lost)."
