@@ -123,7 +123,7 @@ def combined(scores: list[float]) -> float:
     "Combined confidence of independent models: 1 − Π(1 − s)."
     return 1.0 - math.prod(1.0 - s for s in scores)
 
-# %% ../nbs/11_orchestrator.ipynb #c8e96a35
+# %% ../nbs/11_orchestrator.ipynb #8de6fee2
 def classifier_from_state(state: Any,              # the parsed classifier_state.json
                           low_confidence: float) -> TaskClassifier:  # the configured threshold (the file does not decide it)
     "A classifier restored from its state file, after checking the file's shape; raises `InvalidFieldError` naming what is wrong."

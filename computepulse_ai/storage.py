@@ -246,7 +246,7 @@ def move_aside(path: Path, why: str, clock: Callable[[], datetime] = utcnow) -> 
     os.replace(path, target)
     return target
 
-# %% ../nbs/01_storage.ipynb #64d163d8
+# %% ../nbs/01_storage.ipynb #a30b96c4
 def read_state_file(path: Path | str,                # a JSON state file, e.g. classifier_state.json
                     build: Callable[[Any], Any],       # checks the parsed JSON and builds the object (raises ValueError/TypeError)
                     what: str = "state file") -> tuple[Any, str | None]:  # name used in log lines
@@ -566,7 +566,7 @@ class HistoryLog:
     # ---- retention -------------------------------------------------------------------------------------
     def apply_retention(self, now: datetime | None = None) -> int:
         "Move (or delete) what the policy says from the live file; returns how many records left it."
-        if self.retention is None: return 0
+        if self.retention is None or (self.retention.max_age_days is None and self.retention.max_bytes is None): return 0
         with self._io:
             self._write(fsync=True, force=True)
             with self.lock:
@@ -659,7 +659,9 @@ def _rows_valid(table) -> bool:
         col = column(name)
         if optional and pa.types.is_null(col.type): return True
         return pa.types.is_string(col.type) and (optional or col.null_count == 0)
-    if not (text("model") and text("task_type") and text("timestamp")): return False
+    stamps = column("timestamp")   # Arrow parses ISO-8601 text without fractions as a timestamp type itself
+    if not (pa.types.is_timestamp(stamps.type) and stamps.null_count == 0) and not text("timestamp"): return False
+    if not (text("model") and text("task_type")): return False
     if not pc.all(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(column("model"))), 0)).as_py(): return False
     if not pc.all(pc.is_in(column("task_type"), value_set=pa.array(sorted(_TASKS)))).as_py(): return False
     for name in ("request_id", "source"):
