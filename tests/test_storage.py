@@ -550,3 +550,56 @@ def test_process_does_no_file_io_on_the_event_loop_thread(tmp_path, monkeypatch)
     assert all(thread != loop_thread for _, thread in calls)               # ...never on the event-loop thread
     assert {thread for _, thread in calls} == {storage.writer.thread_id}
     assert {r.request.id for r in results} <= on_disk and {r.request.id for r in results} <= perf   # acknowledged = on disk
+
+
+@pytest.mark.parametrize("case,content", [
+    ("a list", "[1, 2, 3]"),
+    ("weights a string", '{"weights": "nope"}'),
+    ("a weight a string", '{"weights": {"gpu": {"price_extraction": "high"}}}'),
+    ("an unknown task type", '{"weights": {"gpu": {"poetry": 1.0}}}'),
+    ("memory of floats", '{"memory": {"k": {"simple_query": 0.5}}}'),
+    ("an example of two fields", '{"examples": [["prompt", "simple_query"]]}'),
+    ("not JSON", '{"weights": {'),
+    ("NaN weight", '{"weights": {"gpu": {"price_extraction": NaN}}}'),
+])
+def test_a_classifier_state_of_the_wrong_shape_is_moved_aside_and_the_rules_are_used(tmp_path, caplog, case, content):
+    import asyncio
+    from computepulse_ai.adapters import SimulatedAdapter
+    from computepulse_ai.classifier import TaskClassifier
+    from computepulse_ai.config import Config
+    from computepulse_ai.core import Request
+    from computepulse_ai.orchestrator import AIOrchestrator
+    path = tmp_path / "classifier_state.json"
+    path.write_text(content)
+    cfg = Config.from_dict({"storage": {"durability": "each"}, "cache": {"enabled": False},
+                            "models": [{"name": n, "provider": "simulated", "typical_latency_s": 0} for n in "ab"]})
+    adapters = {s.name: SimulatedAdapter(s, accuracy=0.9, latency_s=0, seed=i) for i, s in enumerate(cfg.models)}
+
+    async def go():
+        async with AIOrchestrator(cfg, adapters=adapters, folder=tmp_path, seed=0) as orch:
+            fresh = TaskClassifier(low_confidence=orch.classifier.low_confidence)
+            same = orch.classifier.to_state() == fresh.to_state()
+            return same, await orch.process(Request("GPU 租赁价格", data_type="gpu"))
+
+    with caplog.at_level(logging.ERROR, logger="computepulse_ai"):
+        rules_only, result = asyncio.run(go())
+    assert rules_only and result.success, case                          # started, on the rules, and served
+    assert any("classifier state" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    aside = list(tmp_path.glob("classifier_state.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == content          # kept for inspection, not overwritten
+    json.loads(path.read_text())                                        # a good state was written at close
+
+
+def test_an_unreadable_classifier_state_is_not_replaced(tmp_path, caplog):
+    import asyncio
+    from computepulse_ai.config import Config
+    from computepulse_ai.orchestrator import AIOrchestrator
+    (tmp_path / "classifier_state.json").mkdir()
+    cfg = Config.from_dict({"models": [{"name": "a", "provider": "simulated"}]})
+    async def go():
+        async with AIOrchestrator(cfg, adapters={}, folder=tmp_path) as orch: pass
+        return orch.saved
+    with caplog.at_level(logging.ERROR, logger="computepulse_ai"):
+        assert asyncio.run(go()) is False                               # the run reports that state was not saved
+    assert (tmp_path / "classifier_state.json").is_dir()
+    assert any("not replaced" in r.getMessage() for r in caplog.records)
