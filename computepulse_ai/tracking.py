@@ -249,7 +249,8 @@ class PerformanceTracker:
         self.anomalies: list[Anomaly] = []
 
     def record(self, record: PerformanceRecord):
-        "Append one performance record, update the running statistics, check anomalies now and then; returns the append's ack."
+        "Append one performance record (stamped with the snapshot epoch), update the running statistics, check anomalies now and then."
+        if self.epoch is not None and record.epoch is None: record.epoch = self.epoch()   # its place in the write-ahead log
         ack = self.history.append(record)
         self.stats.add_record(record)
         self._since_check += 1
@@ -279,8 +280,7 @@ class PerformanceTracker:
                         accuracy: float | None = None, source: str = "validation",
                         learned: float | None = None) -> PerformanceRecord:
         "Record one response with its correctness and what the scores learned from it; returns the record written."
-        rec = record_from_response(response, task_type, was_correct, accuracy, source, learned,
-                                   self.epoch() if self.epoch is not None else None)
+        rec = record_from_response(response, task_type, was_correct, accuracy, source, learned)
         self.record(rec)
         return rec
 
