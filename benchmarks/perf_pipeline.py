@@ -7,7 +7,8 @@ history_1m_ratio (p50 overhead with a 1,000,000-record history / with a 1,000-re
 within 1 +- 0.10; history_1m_ratio_lists the same for the lists case), pipeline_overhead_ms_p50_scalar_each
 (the scalar case with the default durability "each": every process() waits for its group commit),
 history_1m_ratio_mean / _mean_lists (the same ratio of mean overheads: a periodic stall, such as re-reading the
-history every 50 records, hides from the median but not from the mean),
+history every 50 records, hides from the median but not from the mean), history_1m_ratio_cpu / _cpu_lists (the
+ratio of the event-loop thread's mean CPU time per request: what our code costs, without the machine's load),
 concurrent_1000_errors (target 0), concurrent_1000_s (reported).
 
 The overhead runs use in-process adapters of zero latency and three models, all called every time: every setting
@@ -106,23 +107,25 @@ def case(kind: str):
     return {"a": GRID, "b": GRID, "c": dict(GRID, kwh_price=0.3)}, "数据中心 年耗电量 估算", "grid_load"
 
 
-async def overhead(kind: str, folder: Path, n: int = 400, durability: str = "batch") -> tuple[float, float]:
+async def overhead(kind: str, folder: Path, n: int = 400, durability: str = "batch") -> tuple[float, float, float]:
     cfg = bench_config(folder, durability)
     data, prompt, data_type = case(kind)
     adapters = {s.name: FixedAdapter(s, data[s.name]) for s in cfg.models}
     async with AIOrchestrator(cfg, adapters=adapters, seed=0) as orch:
-        times = []
+        times, cpu = [], []
         for i in range(n):
             req = Request(prompt, data_type=data_type)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             res = await orch.process(req)
             times.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.thread_time() - c0) * 1000)   # CPU of the event-loop thread only: robust on a loaded machine
             assert res.success and len(res.responses) == 3, (res.error, res.decision)
-        steady = times[n // 10:]                      # skip warm-up
-        return statistics.median(steady), statistics.fmean(steady)   # the mean sees periodic stalls the median hides
+        steady, steady_cpu = times[n // 10:], cpu[n // 10:]   # skip warm-up
+        # the mean sees periodic stalls the median hides
+        return statistics.median(steady), statistics.fmean(steady), statistics.fmean(steady_cpu)
 
 
-def overhead_in(kind: str, history: int, n: int, durability: str = "batch", folder: Path | None = None) -> tuple[float, float]:
+def overhead_in(kind: str, history: int, n: int, durability: str = "batch", folder: Path | None = None) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:   # on the project's disk, not a tmpfs
         where = folder or Path(tmp) / "data"
         if folder is None and history: write_history(where, history)
@@ -169,17 +172,22 @@ def main(quick: bool = False) -> dict:
                 if not quick: runs[kind + "_1m"].append(overhead_in(kind, 0, n, folder=big))
     p50 = {k: statistics.median(r[0] for r in v) for k, v in runs.items() if v}
     mean = {k: statistics.median(r[1] for r in v) for k, v in runs.items() if v}
+    cpu = {k: statistics.median(r[2] for r in v) for k, v in runs.items() if v}
     results = {"pipeline_overhead_ms_p50_scalar": round(p50["scalar"], 3), "pipeline_overhead_ms_p50_lists": round(p50["lists"], 3),
+               "pipeline_cpu_ms_mean_scalar": round(cpu["scalar"], 3), "pipeline_cpu_ms_mean_lists": round(cpu["lists"], 3),
                "pipeline_overhead_ms_p50_scalar_each": round(overhead_in("scalar", 1_000, n, durability="each")[0], 3)}
     if not quick:
         for kind in ("scalar", "lists"):
             results[f"pipeline_overhead_ms_p50_{kind}_1m"] = round(p50[kind + "_1m"], 3)
             results[f"pipeline_overhead_ms_mean_{kind}"] = round(mean[kind], 3)
             results[f"pipeline_overhead_ms_mean_{kind}_1m"] = round(mean[kind + "_1m"], 3)
+            results[f"pipeline_cpu_ms_mean_{kind}_1m"] = round(cpu[kind + "_1m"], 3)
         results["history_1m_ratio"] = round(p50["scalar_1m"] / p50["scalar"], 3)
         results["history_1m_ratio_lists"] = round(p50["lists_1m"] / p50["lists"], 3)
         results["history_1m_ratio_mean"] = round(mean["scalar_1m"] / mean["scalar"], 3)
         results["history_1m_ratio_mean_lists"] = round(mean["lists_1m"] / mean["lists"], 3)
+        results["history_1m_ratio_cpu"] = round(cpu["scalar_1m"] / cpu["scalar"], 3)
+        results["history_1m_ratio_cpu_lists"] = round(cpu["lists_1m"] / cpu["lists"], 3)
         errors, elapsed, calls, exceptions, failed_calls = asyncio.run(concurrent())
         results.update({"concurrent_1000_errors": errors, "concurrent_1000_s": round(elapsed, 2),
                         "concurrent_1000_model_calls": calls})
