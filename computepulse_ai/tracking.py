@@ -24,8 +24,8 @@ from .storage import HistoryLog
 
 # %% auto #0
 __all__ = ['log', 'SUMMARY_COLUMNS', 'record_from_response', 'RequestRecord', 'correctness', 'summarise', 'Anomaly', 'robust_z',
-           'proportion_z', 'compare_windows', 'outcome_rows', 'detect_anomalies', 'Report', 'RunningStats',
-           'PerformanceTracker', 'plot_report', 'save_report']
+           'proportion_z', 'compare_windows', 'outcome_rows', 'detect_anomalies', 'Report', 'RingBuffer',
+           'RunningStats', 'PerformanceTracker', 'plot_report', 'save_report']
 
 # %% ../nbs/09_tracking.ipynb #5798b8e7
 log = get_logger("computepulse_ai.tracking")
@@ -192,24 +192,46 @@ class Report:
     rows: pd.DataFrame             # the performance rows the report was built from
 
 
+class RingBuffer:
+    "A fixed-size numpy ring of (success, latency, correctness) rows: O(1) push, the rows as one array without copying."
+
+    def __init__(self, size: int):   # rows kept; the oldest is overwritten
+        self.rows = np.full((size, 3), np.nan)
+        self.size, self.count, self.next = size, 0, 0
+
+    def push(self, row: tuple[float, float, float]) -> tuple[float, float, float] | None:
+        "Add a row; returns the row it overwrote (None while the ring is filling)."
+        evicted = tuple(self.rows[self.next]) if self.count == self.size else None
+        self.rows[self.next] = row
+        self.next = (self.next + 1) % self.size
+        self.count = min(self.count + 1, self.size)
+        return evicted
+
+    def values(self) -> np.ndarray:
+        "The rows held (in no particular order: the comparisons use medians and means)."
+        return self.rows if self.count == self.size else self.rows[:self.count]
+
+    def __len__(self) -> int: return self.count
+
+
 class RunningStats:
     "Each model's outcomes in two ring buffers updated on append: the last `window` calls and up to `baseline` before them."
 
     def __init__(self, window: int = 20,       # recent calls compared with the model's past
                  baseline: int = 1000):        # earlier calls kept as that past (the oldest drop out)
         self.window, self.baseline = window, baseline
-        self.recent: dict[str, deque] = {}
-        self.past: dict[str, deque] = {}
+        self.recent: dict[str, RingBuffer] = {}
+        self.past: dict[str, RingBuffer] = {}
 
     def add(self, model: str, success: bool, latency: float, correct: float) -> None:
         "One outcome: success, latency in seconds, correctness in [0, 1] (NaN when not judged)."
         recent = self.recent.get(model)
-        if recent is None: recent = self.recent[model] = deque(maxlen=self.window)
-        if len(recent) == self.window:
+        if recent is None: recent = self.recent[model] = RingBuffer(self.window)
+        evicted = recent.push((1.0 if success else 0.0, latency if success else math.nan, correct))
+        if evicted is not None:   # the call leaving the recent window joins the model's past
             past = self.past.get(model)
-            if past is None: past = self.past[model] = deque(maxlen=self.baseline)
-            past.append(recent[0])
-        recent.append((1.0 if success else 0.0, latency if success else math.nan, correct))
+            if past is None: past = self.past[model] = RingBuffer(self.baseline)
+            past.push(evicted)
 
     def add_record(self, record: PerformanceRecord | dict) -> None:
         "One performance record (or its dict)."
@@ -225,7 +247,7 @@ class RunningStats:
         for model in sorted(self.recent):
             recent, past = self.recent[model], self.past.get(model)
             if len(recent) < self.window or past is None or len(past) < min_history: continue
-            found += compare_windows(model, np.array(past), np.array(recent), min_history, threshold)
+            found += compare_windows(model, past.values(), recent.values(), min_history, threshold)
         return found
 
 
