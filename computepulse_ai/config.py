@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .core import (ComputePulseError, InvalidFieldError, ModelSpec, RequestIdFilter, RoutingStrategy,
-                                  TaskType, get_logger)
+                                  TaskType, get_logger, repeats)
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_STRATEGIES', 'DEFAULT_TASK_THRESHOLDS', 'OPTIONS', 'ConfigError', 'Option', 'number', 'choice',
            'boolean', 'text', 'mapping_of', 'list_of', 'options_table', 'Config', 'ConfigManager', 'JsonLineFormatter',
-           'configure_logging']
+           'ProgressAwareHandler', 'configure_logging']
 
 # %% ../nbs/10a_config.ipynb #973fc559
 log = get_logger("computepulse_ai.config")
@@ -129,12 +129,16 @@ OPTIONS: list[Option] = [
     Option("routing.explore_below_samples", 10, number(0), "Epsilon-greedy: models with fewer observations than this may be explored."),
     Option("routing.input_tokens", 1500, number(0, integer=True), "Expected input tokens per call, for expected cost."),
     Option("routing.output_tokens", 1500, number(0, integer=True), "Expected output tokens per call, for expected cost."),
-    Option("learning.estimator", "ewma", choice("ewma", "beta"), "Confidence estimator: exponentially weighted accuracy or discounted Beta."),
+    Option("routing.error_price_usd", 0.15, number(0, optional=True),
+           "Price of a wrong answer in USD: another model is called only while its expected gain in correctness times this exceeds its cost (null: the quality bar alone decides)."),
+    Option("learning.estimator", "agreement", choice("agreement", "ewma", "beta"),
+           "Reliability estimator: learned from agreement and labels (online one-coin EM), or the comparators: exponentially weighted accuracy, discounted Beta."),
+    Option("learning.label_weight", 3.0, number(0), "Agreement estimator: how many agreement observations one label (correction, rejection) is worth."),
     Option("learning.decay", 0.95, number(0, 1), "EWMA: weight of past observations per new one."),
     Option("learning.full_confidence_n", 10, number(1), "EWMA: samples after which a score is no longer shrunk toward the neutral prior."),
     Option("learning.smoothing", 0.7, number(0, 1), "EWMA: weight of the newly computed value against the previous score (1 = no smoothing)."),
     Option("learning.prior", 0.5, number(0, 1), "Neutral score of a model with no history."),
-    Option("learning.discount", 0.95, number(0, 1), "Beta: discount of past evidence per new observation."),
+    Option("learning.discount", 0.98, number(0, 1), "Agreement and Beta estimators: discount of past evidence per new observation."),
     Option("classifier.low_confidence", 0.6, number(0, 1), "Classification confidence below which the request is marked for the multi-model path."),
     Option("execution.timeout_s", 30.0, number(0.001), "Timeout of one model attempt, seconds."),
     Option("execution.deadline_s", 120.0, number(0.001, optional=True), "Deadline of one request's model calls, retries included, seconds (null: none)."),
@@ -145,7 +149,7 @@ OPTIONS: list[Option] = [
     Option("merging.numeric_choice", "mean", choice("mean", "median"), "Value of an agreeing group of numbers: confidence-weighted mean or median."),
     Option("merging.min_supporters", 1, number(1, integer=True), "Keep a record only when at least this many models report it."),
     Option("merging.tolerances", {}, _tolerances, "Relative tolerance per data type and field (numbers within it count as the same value), e.g. {\"gpu\": {\"price\": 0.05}}."),
-    Option("validation", {}, mapping_of(lambda v: v), "Validation rules (ValidationRules fields): cny_per_usd, ranges, extra_provider_aliases, ..."),
+    Option("validation", {}, mapping_of(lambda v: v), "Validation rules (ValidationRules fields, checked when the rules are built): cny_per_usd; price bands per GPU class / LLM (extra_gpu_price_bands, extra_token_price_bands, e.g. {\"H100\": [0.8, 13]}); canonical names: aliases ({\"gpu\"|\"provider\"|\"model\"|\"region\": {spelling: canonical}}), extra_provider_aliases, placeholders ({field or \"any\": [names]}); max_change_factor and jump_action (flag, keep_previous, reject) for values that moved since the previous file; ..."),
     Option("feedback.correct_share", 0.9, number(0, 1), "An answer is 'correct' when at least this share of its data points matches the accepted result."),
     Option("feedback.signal", "binary", choice("fraction", "binary"), "Learn from the all-or-nothing verdict (default: it separates a 30 %-accurate model from a 95 % one; the per-point fraction compresses them to 0.85 vs 0.96 in the orchestrator example) or from the share of data points right."),
     Option("cache.enabled", True, boolean, "Reuse recent merged results for identical requests."),
@@ -307,16 +311,42 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def configure_logging(cfg: Config, handler: bool = False, stream=None) -> logging.Logger:
-    "Set the package log level from `cfg`; with `handler`, (re)install one stderr handler in the configured format."
+class ProgressAwareHandler(logging.StreamHandler):
+    "A stream handler that writes through `tqdm.write` while a progress bar is shown, so lines do not break the bar."
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm = sys.modules.get("tqdm")          # no tqdm imported: no bar can be on the screen
+        if tqdm is None or not getattr(tqdm.tqdm, "_instances", None): return super().emit(record)
+        try:
+            tqdm.tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(cfg: Config | None = None,      # the configuration (its logging.level and logging.json)
+                      handler: bool = False,           # the command line: install the stderr handler, apply the level
+                      stream=None,                     # where the handler writes (sys.stderr)
+                      level: str | int | None = None   # a level that wins over the configuration's
+                      ) -> logging.Logger:
+    "Apply the configured log level unless the application set its own; with `handler`, install one stderr handler too."
     logger = logging.getLogger("computepulse_ai")
-    logger.setLevel(cfg["logging.level"])
+    wanted = level if level is not None else cfg["logging.level"] if cfg is not None else None
+    applied = getattr(logger, "_computepulse_level", None)    # the level this function set last, in library mode
+    if wanted is not None and handler:
+        logger.setLevel(wanted)
+        logger._computepulse_level = None                      # the command line's choice: later library calls keep it
+    elif wanted is not None and (logger.level == logging.NOTSET or logger.level == applied):
+        logger.setLevel(wanted)
+        logger._computepulse_level = logger.level
     if handler:
         for old in [h for h in logger.handlers if getattr(h, "_computepulse", False)]: logger.removeHandler(old)
-        new = logging.StreamHandler(stream or sys.stderr)
+        new = ProgressAwareHandler(stream or sys.stderr)
         new._computepulse = True
         new.addFilter(RequestIdFilter())
-        new.setFormatter(JsonLineFormatter() if cfg["logging.json"] else
+        new.addFilter(repeats)                                 # repeated warnings aggregated (core.RepeatFilter)
+        as_json = cfg is not None and cfg["logging.json"]
+        new.setFormatter(JsonLineFormatter() if as_json else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
         logger.addHandler(new)
     return logger

@@ -82,7 +82,8 @@ async def fetch_data_sets(orchestrator: AIOrchestrator,   # a started orchestrat
                           kinds: list[str],                # data sets: gpu, token, grid_load
                           out_dir: Path,                   # where the data files live
                           path: str | None = None,         # learned / legacy / shadow (None: the config's flag)
-                          echo: Callable[[str], Any] = print) -> int:
+                          echo: Callable[[str], Any] = print,
+                          metrics=None) -> int:           # a metrics.FetchMetrics told each fetch's outcome (optional)
     "Refresh the data files; a data set that fails validation keeps its old file. Returns the exit status."
     service = CollaborationService(orchestrator)
     status = 0
@@ -93,6 +94,7 @@ async def fetch_data_sets(orchestrator: AIOrchestrator,   # a started orchestrat
             served = outcome.data
             check = validate(served, kind, orchestrator.rules) if served is not None else None
             accepted = None if check is None else (check.accepted if kind != "grid_load" else (check.accepted or [None])[0])
+            if metrics is not None: metrics.observe_fetch(kind, outcome, accepted, check.rejected if check is not None else [])
             if not accepted:
                 reasons = []
                 if outcome.learned is not None and outcome.learned.error: reasons.append(outcome.learned.error)

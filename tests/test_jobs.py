@@ -77,9 +77,10 @@ def test_no_api_key_appears_in_logs_records_reports_or_output(tmp_path, server, 
 def test_missing_key_is_a_clear_error_naming_the_variable(tmp_path, server, monkeypatch, capsys):
     for k in ("DASHSCOPE_API_KEY", "DEEPSEEK_API_KEY", "ARK_API_KEY"): monkeypatch.delenv(k, raising=False)
     config = fake_config_file(tmp_path, server)
-    assert main(["fetch", "token", "--config", str(config), "--out", str(tmp_path / "o")]) == 1
-    out = capsys.readouterr().out
-    assert "NOT updated" in out and any(v in out for v in ("DASHSCOPE_API_KEY", "DEEPSEEK_API_KEY", "ARK_API_KEY"))
+    # issue 16: missing keys are found before any call (one line per variable on stderr, exit 2 with no key at all)
+    assert main(["fetch", "token", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert all(err.count(v) == 1 for v in ("DASHSCOPE_API_KEY", "DEEPSEEK_API_KEY", "ARK_API_KEY")) and not server.requests
 
 
 def test_report_command_prints_tables_and_writes_files(tmp_path, server, keys, capsys):
@@ -89,7 +90,7 @@ def test_report_command_prints_tables_and_writes_files(tmp_path, server, keys, c
     assert main(["report", "--history", str(tmp_path / "data" / "performance_history.jsonl"), "--out", str(tmp_path / "rep"),
                  "--period", "h"]) == 0
     out = capsys.readouterr().out
-    assert "By model" in out and "latency_p95" in out
+    assert "By model" in out and "p95 (s)" in out     # issue 16: columns carry their units
     assert (tmp_path / "rep" / "report.png").stat().st_size > 1000 and (tmp_path / "rep" / "report.html").exists()
     assert main(["report", "--history", str(tmp_path / "missing.jsonl")]) == 1
 
