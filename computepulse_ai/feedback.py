@@ -183,8 +183,7 @@ class FeedbackLoop:
                     v = Verdict(m, None, None, 0, "lone answer passed validation: no cross-check, no update")
             verdicts.append(v)
             if self.tracker is not None:
-                learned = (v.accuracy if self.signal == "fraction" else float(v.was_correct)) if v.learned else None
-                self.tracker.record_response(response, task_type, v.was_correct, v.accuracy, learned=learned)  # the scores' write-ahead log
+                self.tracker.record_response(response, task_type, v.was_correct, v.accuracy)
         log.info("feedback for %s: %s", task_type.value,
                  ", ".join(f"{v.model}={'?' if v.accuracy is None else f'{v.accuracy:.2f}'}" for v in verdicts))
         self._recent[request_id] = _Remembered(task_type, dict(answers), spec)

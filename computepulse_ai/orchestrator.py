@@ -220,7 +220,7 @@ class AIOrchestrator:
         self.executor = ParallelExecutor(timeout_s=cfg["execution.timeout_s"], deadline_s=cfg["execution.deadline_s"])
         requests = self.storage.log("requests.jsonl", RequestRecord)   # on the same group-commit writer as the history
         self.tracker = PerformanceTracker(self.storage.history, requests, cfg["tracking.anomaly_window"],
-                                          cfg["tracking.anomaly_threshold"], epoch=lambda: self.storage.epoch)
+                                          cfg["tracking.anomaly_threshold"])
         # corrections are rare and precious: written in the caller's thread, acknowledged = on disk, never pruned
         corrections = self.storage.log("corrections.jsonl", Correction, Durability.EACH, background=False, retention=False)
         self.feedback = FeedbackLoop(self.engine, self.tracker, corrections, cfg["feedback.correct_share"],
@@ -231,6 +231,7 @@ class AIOrchestrator:
         self._config_version = self.manager.version
         self._since_save = 0
         self._classifier_unreadable: str | None = None   # why classifier_state.json could not be read (then never replaced)
+        self._logged: dict[tuple[str, str], dict] = {}   # each score cell as the request log last recorded it
         self._runner: asyncio.Runner | None = None
         self.started = False
         self.saved: bool | None = None   # after closing: True when everything reached the disk
@@ -240,7 +241,8 @@ class AIOrchestrator:
         "Load the scores, replay what was learned after their snapshot, the classifier's feedback and recent history — off the loop."
         entries = await self.storage.aopen()         # orphaned temp files, retention, the scores snapshot
         loaded = self.engine.load_entries(entries) if entries else 0
-        replayed = self._replay(await self.storage.arun(self.storage.wal))
+        replayed = self._replay(await self.storage.arun(self.storage.wal, self.tracker.requests))
+        self._logged = self.engine.to_entries()
         for name in list(self.engine.models):   # scores of models no longer configured are kept on disk, not routed
             if name not in self.router.registry: log.info("stored scores for %s (not in the model table) kept", name)
         low = self.classifier.low_confidence
@@ -250,19 +252,20 @@ class AIOrchestrator:
         recent = await self.storage.arun(self.storage.history.tail, 20 * self.tracker.stats.baseline)
         self.tracker.warm_up(recent)
         if replayed: await asyncio.wrap_future(self.storage.snapshot(self.engine.to_entries()))
-        log.info("started: %d score cells loaded from %s, %d learned outcome(s) replayed from the history", loaded,
+        log.info("started: %d score cells loaded from %s, %d cell state(s) replayed from the request log", loaded,
                  self.folder, replayed)
         self.started = True
         return self
 
     def _replay(self, rows: list[dict]) -> int:
-        "Apply the learned outcomes of the write-ahead log (history rows newer than the snapshot) to the scores, in order."
+        "Load the score entries the request log recorded after the snapshot, in order (absolute states: idempotent)."
         replayed = 0
         for row in rows:
-            try:
-                self.engine.add_model(row["model"])
-                if self.engine.update(row["model"], row["task_type"], row["learned"]) is not None: replayed += 1
-            except (InvalidFieldError, KeyError, ValueError) as e: log.error("history row not replayed (%s): %r", e, row)
+            entries = {(e["model"], e["task_type"]): {k: v for k, v in e.items() if k not in ("model", "task_type")}
+                       for e in row["scores"]}
+            try: replayed += self.engine.load_entries(entries)
+            except (InvalidFieldError, KeyError, ValueError, TypeError) as e:
+                log.error("request %s: its score entries were not replayed (%s)", row.get("request_id"), e)
         return replayed
 
     def _save_classifier(self, state: dict) -> bool:
@@ -560,8 +563,20 @@ class AIOrchestrator:
         self._since_save = 0
         self.storage.snapshot(self.engine.to_entries())
 
+    def _changed_scores(self, models: list[str], task: TaskType) -> list[dict] | None:
+        "The score entries of this request's cells that changed since the request log last recorded them."
+        entries = self.engine.to_entries()
+        changed = []
+        for model in dict.fromkeys(models):
+            key = (model, task.value)
+            entry = entries.get(key)
+            if entry is not None and entry != self._logged.get(key):
+                self._logged[key] = entry
+                changed.append({"model": model, "task_type": task.value, **entry})
+        return changed or None
+
     async def _record_request(self, result: ProcessResult) -> None:
-        "Append the request record, then wait for the group commit: when `process` returns, its records are on disk."
+        "Append the request record (with the score entries it changed: the WAL), then wait for the group commit."
         request = result.request
         if self.storage.degraded and "storage" not in result.degraded: result.degraded.append("storage")
         if request.task_type is not None:
@@ -572,7 +587,8 @@ class AIOrchestrator:
                 success=result.success, incomplete=bool(result.merged and result.merged.incomplete),
                 needs_review=bool(result.merged and result.merged.needs_review),
                 accepted=len(validation.accepted) if validation else None, rejected=len(validation.rejected) if validation else None,
-                degraded=list(result.degraded), data_type=request.data_type))
+                degraded=list(result.degraded), data_type=request.data_type, epoch=self.storage.epoch,
+                scores=self._changed_scores(result.models, request.task_type)))
         if not await asyncio.wrap_future(self.storage.commit()) and "storage" not in result.degraded:
             result.degraded.append("storage")   # the records wait in memory until the disk works again
 
@@ -585,5 +601,5 @@ class AIOrchestrator:
         "Record a user's correction (ground truth): scores move, the cached result of that request is dropped."
         correction = self.feedback.correct(request_id, corrected, kind, note, task_type)
         self.cache.invalidate_request(request_id, f"user correction ({kind})")
-        self._maybe_save(self.manager.current(), now=True)   # corrections are not in the history's write-ahead log
+        self._maybe_save(self.manager.current(), now=True)   # corrections are not in the request log's write-ahead log
         return correction

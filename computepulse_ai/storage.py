@@ -121,6 +121,17 @@ def _is_finite_number(value: Any) -> bool:
     return isinstance(value, int) or math.isfinite(value)
 
 
+def _first_non_finite(value: Any, depth: int = 0) -> float | None:
+    "The first NaN or infinity inside `value` (numbers, lists, objects), or None."
+    if isinstance(value, float): return value if not math.isfinite(value) else None
+    if depth > 4: return None
+    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
+    for item in items:
+        bad = _first_non_finite(item, depth + 1)
+        if bad is not None: return bad
+    return None
+
+
 def check_score_entry(key: ScoreKey, entry: Mapping[str, Any]) -> dict[str, Any]:
     "A validated copy of one score entry: score in [0, 1], a finite sample_count >= 0, finite estimator fields, ISO `last_updated`."
     owner = f"scores[{key[0]}/{key[1]}]"
@@ -134,9 +145,9 @@ def check_score_entry(key: ScoreKey, entry: Mapping[str, Any]) -> dict[str, Any]
     if not _is_finite_number(count) or count < 0 or count > 1e15:
         raise InvalidFieldError(owner, "sample_count", count, "a finite number >= 0")
     out["sample_count"] = count
-    for name, value in out.items():   # the estimator's own fields: the learning engine does arithmetic on them
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidFieldError(owner, name, value, "a finite number")
+    for name, value in out.items():   # the estimator's own fields (and nested counts): the engine does arithmetic on them
+        bad = _first_non_finite(value)
+        if bad is not None: raise InvalidFieldError(owner, name, bad, "finite numbers")
     stamp = out.get("last_updated")
     out["last_updated"] = as_utc(owner, "last_updated", stamp).isoformat() if stamp else None
     return out
@@ -630,7 +641,7 @@ def _row_filter(model, task_type, since, until) -> Callable[[dict], bool]:
 
 # %% ../nbs/01_storage.ipynb #8f39fe5f
 HISTORY_COLUMNS = ["timestamp", "model", "task_type", "was_correct", "response_time", "cost", "token_count",
-                   "input_tokens", "output_tokens", "request_id", "success", "accuracy", "source", "learned", "epoch"]
+                   "input_tokens", "output_tokens", "request_id", "success", "accuracy", "source"]
 _FIELDS = frozenset(HISTORY_COLUMNS)
 
 
@@ -671,15 +682,15 @@ def _rows_valid(table) -> bool:
             col = column(name)
             if not (pa.types.is_boolean(col.type) or pa.types.is_null(col.type)): return False
             if name == "success" and col.null_count: return False
-    bounds = {"response_time": (False, None), "cost": (False, None), "accuracy": (True, 1), "learned": (True, 1),
-              "token_count": (False, None), "input_tokens": (False, None), "output_tokens": (False, None), "epoch": (True, None)}
+    bounds = {"response_time": (False, None), "cost": (False, None), "accuracy": (True, 1),
+              "token_count": (False, None), "input_tokens": (False, None), "output_tokens": (False, None)}
     for name, (optional, hi) in bounds.items():
         if name not in names: continue
         col = column(name)
         if pa.types.is_null(col.type):
             if optional: continue
             return False
-        integral = name in ("token_count", "input_tokens", "output_tokens", "epoch")
+        integral = name in ("token_count", "input_tokens", "output_tokens")
         if not (pa.types.is_integer(col.type) or (pa.types.is_floating(col.type) and not integral)): return False
         if col.null_count and not optional: return False
         values = col.drop_null() if col.null_count else col
@@ -902,15 +913,15 @@ class StorageManager:
         self.epoch = epoch
         return entries
 
-    def wal(self) -> list[dict[str, Any]]:
-        "Learned outcomes newer than the loaded snapshot, oldest first (the write-ahead log to replay)."
-        newer = []
+    def wal(self, log: HistoryLog | None = None) -> list[dict[str, Any]]:
+        "Score entries recorded in `log` (rows with `scores`) after the loaded snapshot, oldest first: the write-ahead log to replay."
+        newer: list[dict[str, Any]] = []
         if not self._replay: return newer
-        with contextlib.closing(self.history.reverse_rows()) as rows:
+        with contextlib.closing((log or self.history).reverse_rows()) as rows:
             for row in rows:
                 epoch = row.get("epoch")
                 if epoch is None or epoch < self.epoch: break   # the snapshot already holds this and everything before
-                if row.get("learned") is not None: newer.append(row)
+                if row.get("scores"): newer.append(row)
         newer.reverse()
         return newer
 

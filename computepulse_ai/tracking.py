@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .core import (InvalidFieldError, JsonModel, PerformanceRecord, Response, RoutingStrategy, TaskType,
-                                  as_utc, check_enum, check_number, get_logger, utcnow)
-from .storage import HistoryLog
+                                  as_utc, check_enum, check_int, check_number, get_logger, utcnow)
+from .storage import HistoryLog, check_score_entry
 
 # %% auto #0
 __all__ = ['log', 'SUMMARY_COLUMNS', 'record_from_response', 'RequestRecord', 'correctness', 'summarise', 'Anomaly', 'robust_z',
@@ -35,15 +35,16 @@ def record_from_response(response: Response,          # one model's response (fa
                          task_type: TaskType | str,    # the request's task type
                          was_correct: bool | None = None,  # correctness from validation/feedback, when known
                          accuracy: float | None = None,    # fraction of data points right, when known
-                         source: str = "validation",       # what set the correctness
-                         learned: float | None = None,     # the observation the learning engine took (None: no update)
-                         epoch: int | None = None) -> PerformanceRecord:  # the scores snapshot epoch it belongs to
-    "The history record of one response: latency, tokens, cost, timestamp, success, correctness and what was learned."
+                         source: str = "validation") -> PerformanceRecord:
+    "The history record of one response: latency, tokens, cost, timestamp, success and correctness."
     return PerformanceRecord(model=response.model, task_type=task_type, timestamp=response.timestamp,
                              was_correct=was_correct, response_time=response.latency_s, cost=response.cost_usd,
                              token_count=response.total_tokens, input_tokens=response.input_tokens,
                              output_tokens=response.output_tokens, request_id=response.request_id,
-                             success=response.success, accuracy=accuracy, source=source, learned=learned, epoch=epoch)
+                             success=response.success, accuracy=accuracy, source=source)
+
+
+_TASK_VALUES = frozenset(t.value for t in TaskType)
 
 
 @dataclass
@@ -64,9 +65,18 @@ class RequestRecord(JsonModel):
     rejected: int | None = None                      # data points rejected by validation
     degraded: list[str] = field(default_factory=list)  # stages that degraded (e.g. "storage", "classifier")
     data_type: str | None = None                     # ComputePulse data set, when there is one
+    epoch: int | None = None                         # the scores snapshot epoch it was recorded in (its place in the WAL)
+    scores: list[dict] | None = None                 # score entries ({model, task_type, score, ...}) as this request left them
 
     def __post_init__(self):
         n = "RequestRecord"
+        if self.epoch is not None: self.epoch = check_int(n, "epoch", self.epoch)
+        if self.scores is not None:   # checked as the scores file checks them: a replay must never load poison
+            if not isinstance(self.scores, list): raise InvalidFieldError(n, "scores", self.scores, "a list of score entries")
+            for entry in self.scores:
+                if not isinstance(entry, dict) or not isinstance(entry.get("model"), str) or entry.get("task_type") not in _TASK_VALUES:
+                    raise InvalidFieldError(n, "scores[]", entry, "an entry with a model and a task_type")
+                check_score_entry((entry["model"], entry["task_type"]), entry)
         self.task_type = check_enum(n, "task_type", self.task_type, TaskType)
         self.strategy = check_enum(n, "strategy", self.strategy, RoutingStrategy, optional=True)
         self.timestamp = as_utc(n, "timestamp", self.timestamp)
@@ -259,20 +269,17 @@ class PerformanceTracker:
                  anomaly_window: int = 20,                     # recent calls compared with each model's history
                  anomaly_threshold: float = 4.0,               # |z| above this is an anomaly
                  anomaly_every: int = 50,                      # check for anomalies every this many records
-                 baseline: int = 1000,                         # earlier calls per model kept in memory for the check
-                 epoch: Callable[[], int] | None = None):      # the scores snapshot epoch to stamp records with
+                 baseline: int = 1000):                        # earlier calls per model kept in memory for the check
         if requests is not None and requests.record_type is not RequestRecord:
             raise InvalidFieldError("PerformanceTracker", "requests", requests.record_type, "a HistoryLog of RequestRecord")
         self.history, self.requests = history, requests
         self.anomaly_window, self.anomaly_threshold, self.anomaly_every = anomaly_window, anomaly_threshold, anomaly_every
-        self.epoch = epoch
         self.stats = RunningStats(anomaly_window, baseline)
         self._since_check = 0
         self.anomalies: list[Anomaly] = []
 
     def record(self, record: PerformanceRecord):
-        "Append one performance record (stamped with the snapshot epoch), update the running statistics, check anomalies now and then."
-        if self.epoch is not None and record.epoch is None: record.epoch = self.epoch()   # its place in the write-ahead log
+        "Append one performance record, update the running statistics, check anomalies now and then; returns the append's ack."
         ack = self.history.append(record)
         self.stats.add_record(record)
         self._since_check += 1
@@ -299,10 +306,9 @@ class PerformanceTracker:
         return n
 
     def record_response(self, response: Response, task_type: TaskType | str, was_correct: bool | None = None,
-                        accuracy: float | None = None, source: str = "validation",
-                        learned: float | None = None) -> PerformanceRecord:
-        "Record one response with its correctness and what the scores learned from it; returns the record written."
-        rec = record_from_response(response, task_type, was_correct, accuracy, source, learned)
+                        accuracy: float | None = None, source: str = "validation") -> PerformanceRecord:
+        "Record one response with its correctness; returns the record written."
+        rec = record_from_response(response, task_type, was_correct, accuracy, source)
         self.record(rec)
         return rec
 
