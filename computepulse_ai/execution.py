@@ -109,7 +109,7 @@ async def call_model(adapter: Adapter, prompt: str, *,
         if response.request_id is None: response.request_id = request_id
         return response
     except TimeoutError:
-        error = f"timed out after {limit:g} s"
+        error = f"timed out after {limit:.3g} s"
         if "timeout_s" in limits: fault = "ours"     # the adapter did not stop at its own deadline: the loop was blocked
     except asyncio.CancelledError:
         raise

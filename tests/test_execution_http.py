@@ -18,7 +18,7 @@ import pytest
 from computepulse_ai.adapters import RetryPolicy, make_adapter
 from computepulse_ai.core import ModelSpec
 from computepulse_ai.execution import AllModelsFailedError, ExecutionResult, ParallelExecutor
-from computepulse_ai.fakes import FakeProviderServer, matches_truth
+from computepulse_ai.fakes import GPU_PRICES as GPU_TRUTH, FakeProviderServer, matches_truth
 
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
@@ -280,3 +280,38 @@ def test_a_failing_result_callback_cancels_the_calls_still_in_flight(caplog):
             return slow
     slow = run_clean(scenario, caplog)
     assert len(slow) == 1 and slow[0].disconnected and slow[0].status is None
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+def test_a_hang_is_a_typed_provider_timeout_on_every_protocol(caplog, protocol):
+    # issue 11: hangs on OpenAI and Ark surfaced as a plain "timed out" string from the executor's own timer
+    async def scenario():
+        async with FakeProviderServer(seed=8) as server, contextlib.AsyncExitStack() as stack:
+            server.add_fault("hang", route=route_of(protocol))
+            (adapter,) = await opened(stack, [build(server, protocol, f"hang-{protocol}")])
+            result = await ParallelExecutor(timeout_s=HUNG_TIMEOUT_S).run([adapter], PROMPT)
+            hung = server.requests_for(model=f"hang-{protocol}")
+            await server.wait_for(lambda: all(e.finished is not None for e in hung))
+            return result, hung
+    result, hung = run_clean(scenario, caplog)
+    (failure,) = result.failures
+    assert failure.error_type == "ProviderTimeoutError" and "ProviderTimeoutError" in failure.error
+    assert failure.fault == "model" and failure.model_at_fault and failure.queue_s == 0.0
+    assert len(hung) == 1 and hung[0].disconnected          # the request was sent, and hung up on when it timed out
+
+
+def test_a_partial_stream_is_retried_by_the_executor_not_merged_as_half_an_answer(caplog):
+    # issue 11: a DashScope stream closing before its finish_reason gave success=True with half the records
+    async def scenario():
+        async with FakeProviderServer(seed=9) as server, contextlib.AsyncExitStack() as stack:
+            server.set_model("qwen-cut", accuracy=1.0)
+            server.add_fault("truncate", route="dashscope", model="qwen-cut", times=1)
+            spec = ModelSpec("qwen-cut", "dashscope", "qwen-cut", base_url=server.dashscope_base_url,
+                             options={"stream": True})
+            adapter = await stack.enter_async_context(make_adapter(spec, env=ENV, retry=RetryPolicy(max_attempts=2, base_delay_s=0)))
+            result = await ParallelExecutor(timeout_s=20).run([adapter], PROMPT)
+            return result, server.requests_for(model="qwen-cut")
+    result, log = run_clean(scenario, caplog)
+    (response,) = result.responses
+    assert response.success and response.attempts == 2 and len(log) == 2
+    assert matches_truth(response.data, response.data) and len(response.data) == len(GPU_TRUTH)
