@@ -332,6 +332,8 @@ class PerformanceRecord(JsonModel):
     success: bool = True                        # False when the call itself failed
     accuracy: float | None = None               # fraction of data points right, in [0, 1], when known
     source: str = "validation"                  # what set the correctness: validation, user_correction, simulation
+    learned: float | None = None                # the observation the learning engine took from it, in [0, 1] (None: scores did not move)
+    epoch: int | None = None                    # the scores snapshot epoch it was recorded in (the write-ahead-log position)
 
     def __post_init__(self):
         n = "PerformanceRecord"
@@ -345,6 +347,8 @@ class PerformanceRecord(JsonModel):
         for f in ("token_count", "input_tokens", "output_tokens"): setattr(self, f, check_int(n, f, getattr(self, f)))
         if not isinstance(self.success, bool): raise InvalidFieldError(n, "success", self.success, "true or false")
         self.accuracy = check_number(n, "accuracy", self.accuracy, 0, 1, optional=True)
+        self.learned = check_number(n, "learned", self.learned, 0, 1, optional=True)
+        if self.epoch is not None: self.epoch = check_int(n, "epoch", self.epoch)
 
 # %% ../nbs/00_core.ipynb #b5b38509
 @dataclass
