@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .adapters import ModelAdapter, RetryPolicy, make_adapter
+from .adapters import ModelAdapter, RetryPolicy, make_adapter, warm_adapters
 from .cache import ResultCache, cache_key
 from .classifier import TaskClassifier, rule_scores
 from .config import Config, ConfigManager, configure_logging
@@ -178,6 +178,7 @@ class AIOrchestrator:
                 self.classifier = self.feedback.classifier = restored
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.error("classifier state %s unreadable (%s); starting from the rules", state_path, e)
+        await warm_adapters(self._adapter, [n for n, spec in self.router.registry.items() if spec.enabled])  # clients made now, not in the first call
         log.info("started: %d score cells loaded from %s", loaded, self.folder)
         self.started = True
         return self

@@ -315,3 +315,22 @@ def test_a_partial_stream_is_retried_by_the_executor_not_merged_as_half_an_answe
     (response,) = result.responses
     assert response.success and response.attempts == 2 and len(log) == 2
     assert matches_truth(response.data, response.data) and len(response.data) == len(GPU_TRUTH)
+
+
+def test_orchestrator_start_warms_the_client_of_every_enabled_model(tmp_path, monkeypatch):
+    # issue 11: the first call per provider paid for client creation and SDK imports inside its own timeout
+    from computepulse_ai.config import Config
+    from computepulse_ai.orchestrator import AIOrchestrator
+    for name, value in ENV.items(): monkeypatch.setenv(name, value)
+    async def go():
+        async with FakeProviderServer(seed=10) as server:
+            cfg = Config.from_dict({"storage": {"folder": str(tmp_path)}, "models": [
+                {"name": "q", "provider": "dashscope", "base_url": server.dashscope_base_url},
+                {"name": "d", "provider": "deepseek", "base_url": server.openai_base_url},
+                {"name": "off", "provider": "ark", "base_url": server.ark_base_url, "enabled": False}]})
+            async with AIOrchestrator(cfg, folder=tmp_path, seed=0) as orch:
+                ready = {name: (getattr(a, "_session", None) or getattr(a, "_client", None)) is not None
+                         for name, a in orch.adapters.items()}
+                return ready, len(server.requests)
+    ready, sent = asyncio.run(go())
+    assert ready == {"q": True, "d": True} and sent == 0      # made at start, disabled model skipped, nothing sent
