@@ -383,9 +383,9 @@ def test_building_the_client_does_not_block_the_event_loop(server):
 def test_long_answers_are_parsed_off_the_event_loop(server, monkeypatch):
     where = []
     real = adapters_module.extract_json
-    def spy(text):
+    def spy(text, *args, **kw):
         where.append((len(text), threading.current_thread() is threading.main_thread()))
-        return real(text)
+        return real(text, *args, **kw)
     monkeypatch.setattr(adapters_module, "extract_json", spy)
     records = json.dumps(GPU_PRICES, ensure_ascii=False)
     long_text = "以下是价格：" + " " * adapters_module.EXTRACT_OFF_LOOP_CHARS + "```json\n" + records + "\n```"

@@ -40,7 +40,7 @@ def test_estimator_parameter_changes_results_like_the_engine():
 
 
 def test_routing_matches_the_router_on_one_request():
-    "The batch select call (with strategy_arguments and reserve_mask) picks what AdaptiveRouter.route picks."
+    "The batch select call (with strategy_arguments) picks what AdaptiveRouter.route picks; the rest are its candidates."
     scenario = preset("computepulse")
     rng = np.random.default_rng(0)
     specs = [m.spec() for m in scenario.models]
@@ -56,9 +56,8 @@ def test_routing_matches_the_router_on_one_request():
             sel = sim.select(scores, costs, lat, np.ones(3, bool), 0.8, **sim.strategy_arguments(strategy))
             chosen = [engine.models[i] for i in np.nonzero(sel.chosen[0])[0]]
             assert sorted(chosen) == sorted(decision.models)
-            if strategy is RoutingStrategy.ADAPTIVE:
-                reserves = sim.reserve_mask(sel, costs, np.inf, np.array([-1]))[0]
-                assert sorted(engine.models[i] for i in np.nonzero(reserves)[0]) == sorted(decision.reserves)
+            reserves = (sel.eligible & ~sel.chosen)[0]   # every other routable model may follow (decision core)
+            assert sorted(engine.models[i] for i in np.nonzero(reserves)[0]) == sorted(decision.reserves)
 
 
 def test_merging_is_weighted_vote(monkeypatch):
@@ -97,7 +96,8 @@ def test_oracle_beats_learners_at_equal_model_count():
 
 def test_always_all_costs_the_most():
     summary, _ = compare("computepulse", sim.CLI_POLICIES, n_requests=150, n_runs=30, seed=4)
-    assert summary["cost"].idxmax() == "always_all"
+    # TRIPLE_CONSENSUS really calls three: with three models it ties with always_all (issue 13), nothing costs more
+    assert summary["cost"].max() == pytest.approx(summary.loc["always_all", "cost"], rel=1e-12)
     assert summary.loc["always_all", "models_per_request"] == 3
 
 
