@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .adapters import ModelAdapter, RetryPolicy, make_adapter
+from .adapters import ModelAdapter, RetryPolicy, make_adapter, warm_adapters
 from .cache import ResultCache, cache_key
 from .classifier import TaskClassifier, rule_scores
 from .config import Config, ConfigManager, configure_logging
@@ -252,6 +252,7 @@ class AIOrchestrator:
         recent = await self.storage.arun(self.storage.history.tail, 20 * self.tracker.stats.baseline)
         self.tracker.warm_up(recent)
         if replayed: await asyncio.wrap_future(self.storage.snapshot(self.engine.to_entries()))
+        await warm_adapters(self._adapter, [n for n, spec in self.router.registry.items() if spec.enabled])  # clients made now, not in the first call
         log.info("started: %d score cells loaded from %s, %d cell state(s) replayed from the request log", loaded,
                  self.folder, replayed)
         self.started = True
