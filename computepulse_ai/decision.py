@@ -65,9 +65,10 @@ def answer_posterior(labels: np.ndarray,     # (runs, models) int answer class (
                      ) -> Posterior:
     "Posterior of the merged answer under the one-coin model with log-odds votes."
     same = (answered[:, :, None] & answered[:, None, :] & (labels[:, :, None] == labels[:, None, :])).astype(float)
-    score = np.matmul(same, weights[:, :, None])[:, :, 0]
+    score = last_sum(same * weights[:, None, :])       # elementwise over a few models: faster than a batched matmul
     if pair_discount is not None:      # Σ over agreeing pairs inside each class, counted once
-        score = score - 0.5 * last_sum(np.matmul(same, pair_discount) * same)
+        inner = last_sum(pair_discount[:, None, :, :] * same[:, :, None, :])   # (runs, i, j): Σ_k d_jk same_ik
+        score = score - 0.5 * last_sum(same * inner)
     size = last_sum(same)
     named = last_sum(answered / np.maximum(size, 1.0))
     n_unseen = np.maximum(np.asarray(n_classes, dtype=float) - named, 0.0)
