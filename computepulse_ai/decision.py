@@ -114,7 +114,8 @@ def call_gain(posterior: Posterior,        # the answers so far
 def pair_gain(posterior: Posterior,      # the answers so far
               reliability: np.ndarray,   # (runs, models)
               failure_rate: np.ndarray,  # (runs, models)
-              n_classes) -> np.ndarray:
+              n_classes,
+              gain: np.ndarray | None = None) -> np.ndarray:   # `call_gain` of the same runs, when already computed
     "(runs, models, models) expected gain in P(right) from calling models j and k both (then merging)."
     runs, m = reliability.shape
     k_eff = np.maximum(np.asarray(n_classes, dtype=float), 2.0)
@@ -148,12 +149,12 @@ def pair_gain(posterior: Posterior,      # the answers so far
         lk = np.where(y == zk, p[:, :, None], off[:, :, None])         # (runs, k, slots)
         best = last_max(mass[:, None, None, :] * lj[:, :, None, :] * lk[:, None, :, :])   # (runs, j, k)
         total += mult[:, None, None] * best
-    single = call_gain(posterior, reliability, failure_rate, n_classes) + posterior.p_right[:, None]   # after one call
+    if gain is None: gain = call_gain(posterior, reliability, failure_rate, n_classes)
+    single = gain + posterior.p_right[:, None]   # after one call
     f_j, f_k = failure_rate[:, :, None], failure_rate[:, None, :]
     after = ((1 - f_j) * (1 - f_k) * total + f_j * (1 - f_k) * single[:, None, :] + (1 - f_j) * f_k * single[:, :, None]
              + f_j * f_k * posterior.p_right[:, None, None])
-    gain = np.maximum(after - posterior.p_right[:, None, None], 0.0)
-    return gain * (1.0 - np.eye(m))
+    return np.maximum(after - posterior.p_right[:, None, None], 0.0) * (1.0 - np.eye(m))
 
 # %% ../nbs/10c_decision.ipynb #76bede2e
 def next_call(gain: np.ndarray,          # (runs, models) from `call_gain`
@@ -185,11 +186,14 @@ def next_call(gain: np.ndarray,          # (runs, models) from `call_gain`
     ratio = np.where(ok, gain / np.maximum(costs, 1e-12), -1.0)
     pick = np.where(ok.any(-1), ratio.argmax(-1), -1)
     if reliability is None: return pick
-    blind = np.flatnonzero((pick < 0) & (short | fill) & (fits.sum(-1) >= 2))   # one step sees nothing: look at pairs
+    cheapest_pair = last_sum(np.sort(np.where(fits, costs, np.inf), axis=-1)[:, :2])
+    with np.errstate(invalid="ignore"):   # no pair fits (inf) at an infinite price (0): nan, compares False
+        worth_a_look = fill | ((1.0 - posterior.p_right) > cheapest_pair * per_error)   # a pair gains at most 1 − P(right)
+    blind = np.flatnonzero((pick < 0) & (short | fill) & worth_a_look & (last_sum(fits) >= 2))   # one step sees nothing
     if blind.size == 0: return pick
     sub = _rows(posterior, blind)
     k_sub = np.broadcast_to(np.asarray(n_classes, dtype=float), (runs,))[blind]
-    pairs = pair_gain(sub, reliability[blind], failure_rate[blind], k_sub)
+    pairs = pair_gain(sub, reliability[blind], failure_rate[blind], k_sub, gain[blind])
     c = costs[blind]
     pair_cost = c[:, :, None] + c[:, None, :]
     both = fits[blind][:, :, None] & fits[blind][:, None, :]
