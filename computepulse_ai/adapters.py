@@ -8,6 +8,8 @@ Docs: https://computepulse.github.io/computepulse-ai/adapters.html.md"""
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import importlib
 import math
 import os
@@ -16,7 +18,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Awaitable, Callable, ClassVar, Mapping
+from typing import Any, Awaitable, Callable, ClassVar, Iterable, Mapping
 
 from .core import (ComputePulseError, InvalidFieldError, ModelSpec, Response, TaskType,
                                   current_request_id, get_logger, utcnow)
@@ -24,21 +26,26 @@ from .extraction import ExtractionError, extract_json
 from .fakes import corrupt, detect_data_type, ground_truth, matches_truth
 
 # %% auto #0
-__all__ = ['DEFAULT_KEY_ENV', 'ProviderError', 'RateLimitedError', 'ProviderTimeoutError', 'ProviderUnavailableError',
-           'AuthenticationError', 'BadRequestError', 'InvalidResponseError', 'MissingApiKeyError', 'error_for_status',
-           'parse_retry_after', 'RetryPolicy', 'retry_call', 'api_key_env_name', 'resolve_api_key',
-           'provider_semaphore', 'CallResult', 'ModelAdapter', 'register_adapter', 'adapter_kinds', 'make_adapter',
-           'SimulatedAdapter']
+__all__ = ['DEFAULT_KEY_ENV', 'DEFAULT_MAX_QUEUE', 'EXTRACT_OFF_LOOP_CHARS', 'ProviderError', 'RateLimitedError',
+           'ProviderTimeoutError', 'ProviderUnavailableError', 'AuthenticationError', 'BadRequestError',
+           'InvalidResponseError', 'IncompleteResponseError', 'MissingApiKeyError', 'OverloadedError',
+           'error_for_status', 'parse_retry_after', 'RetryPolicy', 'retry_call', 'api_key_env_name', 'resolve_api_key',
+           'ProviderGate', 'provider_gate', 'extract_off_loop', 'CallResult', 'ModelAdapter', 'warm_adapters',
+           'register_adapter', 'adapter_kinds', 'make_adapter', 'SimulatedAdapter']
 
 # %% ../nbs/02b_adapters.ipynb #26de1f34
 class ProviderError(ComputePulseError):
     "A model call that failed; names provider, model, HTTP status, provider request id and attempts."
     retryable: ClassVar[bool] = False
+    model_fault: bool = True     # the model (its provider) caused it; False: we did, and learning must not count it
 
     def __init__(self, message: str, *, provider: str = "", model: str = "", status: int | None = None,
-                 request_id: str | None = None, attempts: int = 1, retry_after_s: float | None = None):
+                 request_id: str | None = None, attempts: int = 1, retry_after_s: float | None = None,
+                 model_fault: bool | None = None, queue_s: float = 0.0):
         self.message, self.provider, self.model, self.status = message, provider, model, status
         self.request_id, self.attempts, self.retry_after_s = request_id, attempts, retry_after_s
+        if model_fault is not None: self.model_fault = model_fault
+        self.queue_s = queue_s   # seconds the call waited in our own queue before it failed
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -61,6 +68,7 @@ class ProviderUnavailableError(ProviderError):
 
 class AuthenticationError(ProviderError):
     "HTTP 401/403: the key is wrong or lacks permission."
+    model_fault = False
 
 class BadRequestError(ProviderError):
     "HTTP 400/404/422 and other client errors: retrying the same request cannot help."
@@ -68,8 +76,17 @@ class BadRequestError(ProviderError):
 class InvalidResponseError(ProviderError):
     "The provider answered with something that is not its protocol (garbage, missing fields)."
 
+class IncompleteResponseError(InvalidResponseError):
+    "The answer stopped before its protocol's final event (a stream closed early): a partial answer, retried."
+    retryable = True
+
 class MissingApiKeyError(ProviderError):
     "The environment variable that should hold the API key is not set."
+    model_fault = False
+
+class OverloadedError(ProviderError):
+    "Shed by our own admission control before anything was sent: the provider's queue is full or the deadline is too near."
+    model_fault = False
 
 # %% ../nbs/02b_adapters.ipynb #3cdf072a
 def error_for_status(status: int,               # HTTP status code
@@ -160,14 +177,95 @@ def resolve_api_key(spec: ModelSpec,                         # the model
 
 # %% ../nbs/02b_adapters.ipynb #2155e0fd
 _log = get_logger("adapters")
-_SEMAPHORES: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]]" = weakref.WeakKeyDictionary()
+DEFAULT_MAX_QUEUE = 4096           # calls that may wait for one provider's slots before new ones are shed
 
 
-def provider_semaphore(provider: str, limit: int) -> asyncio.Semaphore:
-    "The semaphore limiting concurrent calls to `provider` in the running event loop."
-    per_loop = _SEMAPHORES.setdefault(asyncio.get_running_loop(), {})
-    if provider not in per_loop: per_loop[provider] = asyncio.Semaphore(limit)
+class ProviderGate:
+    "Admission to one provider: at most `limit` calls in flight and `max_queue` waiting, first come first served."
+
+    def __init__(self, provider: str,                       # the provider kind (named in errors)
+                 limit: int,                                # calls in flight at once
+                 max_queue: int = DEFAULT_MAX_QUEUE):       # calls allowed to wait; the next one is shed
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidFieldError("ProviderGate", "limit", limit, "an integer >= 1")
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 0:
+            raise InvalidFieldError("ProviderGate", "max_queue", max_queue, "an integer >= 0")
+        self.provider, self.limit, self.max_queue = provider, limit, max_queue
+        self.in_flight = 0                       # calls holding a slot
+        self.hold_s: float | None = None         # running mean of how long a call holds its slot
+        self.shed = 0                            # calls refused so far
+        self._waiting: collections.deque[asyncio.Future] = collections.deque()
+
+    @property
+    def waiting(self) -> int:
+        "Calls waiting for a slot now."
+        return len(self._waiting)
+
+    def expected_wait_s(self) -> float:
+        "How long a call arriving now would wait: calls ahead × mean hold time ÷ limit (0 while a slot is free)."
+        if self.in_flight < self.limit or self.hold_s is None: return 0.0
+        return (len(self._waiting) + 1) * self.hold_s / self.limit
+
+    def _refuse(self, reason: str) -> OverloadedError:
+        self.shed += 1
+        return OverloadedError(f"shed by our own queue for {self.provider}: {reason}; nothing was sent", provider=self.provider)
+
+    async def acquire(self, time_left_s: float = math.inf) -> float:
+        "Take a slot, waiting in line; the seconds waited. OverloadedError at once when the line is full or too slow."
+        if self.in_flight < self.limit and not self._waiting:
+            self.in_flight += 1
+            return 0.0
+        if len(self._waiting) >= self.max_queue:
+            raise self._refuse(f"{len(self._waiting)} calls already waiting (max_queue={self.max_queue})")
+        expected = self.expected_wait_s()
+        if expected >= time_left_s:
+            raise self._refuse(f"the expected wait of {expected:.3g} s exceeds the {max(time_left_s, 0):.3g} s left")
+        loop = asyncio.get_running_loop()
+        queued_at = loop.time()
+        future = loop.create_future()
+        self._waiting.append(future)
+        try:
+            await future
+            return loop.time() - queued_at
+        except BaseException:
+            if future.cancelled():                       # gave up while waiting: leave the line
+                if future in self._waiting: self._waiting.remove(future)
+            else: self.release()                         # a slot was handed over just as we were cancelled: pass it on
+            raise
+
+    def release(self, held_s: float | None = None) -> None:
+        "Give the slot back — straight to the next waiting call; `held_s` updates the mean hold time."
+        if held_s is not None:
+            self.hold_s = held_s if self.hold_s is None else self.hold_s + 0.1 * (held_s - self.hold_s)
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+        self.in_flight -= 1
+
+
+_GATES: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, ProviderGate]]" = weakref.WeakKeyDictionary()
+
+
+def provider_gate(provider: str, limit: int, max_queue: int = DEFAULT_MAX_QUEUE) -> ProviderGate:
+    "The gate of `provider` in the running event loop (the first caller's limits make it)."
+    per_loop = _GATES.setdefault(asyncio.get_running_loop(), {})
+    if provider not in per_loop: per_loop[provider] = ProviderGate(provider, limit, max_queue)
     return per_loop[provider]
+
+# %% ../nbs/02b_adapters.ipynb #961789c1
+EXTRACT_OFF_LOOP_CHARS = 64 * 1024   # answers at least this long are parsed in a worker thread
+_EXTRACT_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+async def extract_off_loop(text: str) -> Any:
+    "`extract_json(text)`, in a worker thread when `text` is long, so a huge answer cannot stall the event loop."
+    global _EXTRACT_POOL
+    if len(text) < EXTRACT_OFF_LOOP_CHARS: return extract_json(text)
+    if _EXTRACT_POOL is None:
+        _EXTRACT_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="computepulse-extract")
+    return await asyncio.get_running_loop().run_in_executor(_EXTRACT_POOL, extract_json, text)
 
 
 @dataclass
@@ -186,17 +284,29 @@ class CallResult:
     extra: dict | None = None
 
 
+@dataclass
+class _Progress:
+    "Where one call is (for deciding whose fault a deadline is)."
+    phase: str = "queued"                   # queued, preparing, sending, backoff, parsing
+    attempts: int = 0
+    queue_s: float = 0.0                    # time waited for a slot, all attempts
+    queued_at: float = 0.0                  # loop time the current attempt joined the queue
+    sent_at: float | None = None            # loop time the first attempt was sent
+
+
 class ModelAdapter:
-    "Base class of every model adapter: one `call` with retries, timeouts, limits and costs."
+    "Base class of every model adapter: one `call` with admission, retries, timeouts, limits and costs."
     kind: ClassVar[str] = ""
+    enforces_timeouts: ClassVar[bool] = True   # `call` applies timeout_s per attempt and stops at deadline_s itself
 
     def __init__(self,
                  spec: ModelSpec,                                  # the model: identity, prices, options
                  *,
                  retry: RetryPolicy | None = None,                 # retry policy (RetryPolicy() by default)
-                 timeout_s: float | None = 30.0,                   # per-attempt timeout (None = none)
-                 deadline_s: float | None = None,                  # overall deadline of one call (None = none)
+                 timeout_s: float | None = 30.0,                   # per-attempt timeout, from the attempt's start (None = none)
+                 deadline_s: float | None = None,                  # overall deadline of one call, queue included (None = none)
                  max_concurrency: int | None = None,               # per-provider limit (default 16)
+                 max_queue: int | None = None,                     # calls that may wait per provider (default 4,096)
                  rng: random.Random | None = None,                 # jitter (and simulation) randomness
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,  # how to wait between retries
                  clock: Callable[[], float] = time.perf_counter,   # how to measure latency
@@ -205,6 +315,7 @@ class ModelAdapter:
         self.spec, self.retry = spec, retry or RetryPolicy()
         self.timeout_s, self.deadline_s = timeout_s, deadline_s
         self.max_concurrency = max_concurrency or int(spec.options.get("max_concurrency", 16))
+        self.max_queue = max_queue if max_queue is not None else int(spec.options.get("max_queue", DEFAULT_MAX_QUEUE))
         self.rng, self.sleep, self.clock, self.env = rng or random.Random(), sleep, clock, env
 
     @property
@@ -214,6 +325,13 @@ class ModelAdapter:
         "This model's API key (from the environment)."
         return resolve_api_key(self.spec, self.env)
 
+    async def warm(self) -> None:
+        "Do the slow once-only work now (SDK imports, client, TLS context); raises the typed error (e.g. no key)."
+        await self._prepare()
+
+    async def _prepare(self) -> None:
+        "Make the client for the running event loop ready (cheap once done). Overridden by adapters with clients."
+
     async def _call_once(self, prompt: str, *, timeout_s: float | None, stream: bool, **kw) -> CallResult:
         "One attempt; raises ProviderError subclasses. Implemented by each adapter."
         raise NotImplementedError
@@ -222,9 +340,11 @@ class ModelAdapter:
         "A typed error about this model."
         return cls(message, provider=self.spec.provider, model=self.spec.name, **context)
 
-    async def call(self, prompt: str, *, request_id: str | None = None, timeout_s: float | None = None,
-                   deadline_s: float | None = None, stream: bool | None = None, **kw) -> Response:
-        "Ask the model; returns a Response (with cost) or raises a ProviderError after retries."
+    async def call(self, prompt: str, *, request_id: str | None = None,
+                   timeout_s: float | None = None,     # per-attempt timeout (None: the adapter's)
+                   deadline_s: float | None = None,    # the whole call, queue included (None: the adapter's)
+                   stream: bool | None = None, **kw) -> Response:
+        "Ask the model; returns a Response (with cost and queue time) or raises a ProviderError after retries."
         token = current_request_id.set(request_id) if request_id else None
         try:
             return await self._call(prompt, request_id, timeout_s if timeout_s is not None else self.timeout_s,
@@ -237,42 +357,74 @@ class ModelAdapter:
         start = self.clock()
         loop = asyncio.get_running_loop()
         deadline_at = loop.time() + deadline_s if deadline_s is not None else None
-        attempts = 0
-
-        async def attempt(number: int) -> CallResult:
-            nonlocal attempts
-            attempts = number
-            _log.debug("calling %s (attempt %d)", self.name, number)
-            try:
-                async with asyncio.timeout(timeout_s):
-                    return await self._call_once(prompt, timeout_s=timeout_s, stream=stream, **kw)
-            except TimeoutError:
-                raise self._error(ProviderTimeoutError, f"no answer within {timeout_s:g} s") from None
+        gate = provider_gate(self.spec.provider, self.max_concurrency, self.max_queue)
+        progress = _Progress()
 
         def remaining() -> float: return math.inf if deadline_at is None else deadline_at - loop.time()
+
+        async def attempt(number: int) -> CallResult:
+            progress.attempts, progress.phase, progress.queued_at = number, "queued", loop.time()
+            progress.queue_s += await gate.acquire(remaining())
+            admitted_at = loop.time()
+            try:
+                progress.phase = "preparing"
+                await self._prepare()
+                progress.phase = "sending"
+                if progress.sent_at is None: progress.sent_at = loop.time()
+                _log.debug("calling %s (attempt %d)", self.name, number)
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        return await self._call_once(prompt, timeout_s=timeout_s, stream=stream, **kw)
+                except TimeoutError:
+                    raise self._error(ProviderTimeoutError, f"timed out: no answer within {timeout_s:g} s") from None
+            finally:
+                gate.release(loop.time() - admitted_at)
+                progress.phase = "backoff"
+
         def on_retry(error: ProviderError, wait: float) -> None:
             _log.info("retrying %s in %.2f s after %s", self.name, wait, type(error).__name__)
 
         try:
             async with asyncio.timeout_at(deadline_at):
-                async with provider_semaphore(self.spec.provider, self.max_concurrency):
-                    result = await retry_call(attempt, self.retry, rng=self.rng, sleep=self.sleep,
-                                              remaining_s=remaining, on_retry=on_retry)
+                result = await retry_call(attempt, self.retry, rng=self.rng, sleep=self.sleep,
+                                          remaining_s=remaining, on_retry=on_retry)
+                latency = self.clock() - start - progress.queue_s
+                progress.phase = "parsing"
+                return await self._response(result, request_id, latency, max(progress.attempts, 1), progress.queue_s)
         except TimeoutError:
-            error = self._error(ProviderTimeoutError, f"deadline of {deadline_s:g} s exceeded", attempts=max(attempts, 1))
+            error = self._deadline_error(progress, deadline_s, timeout_s, loop.time())
             _log.warning("%s", error)
             raise error from None
         except ProviderError as error:
+            error.provider, error.model = error.provider or self.spec.provider, error.model or self.spec.name
+            error.queue_s = progress.queue_s
             _log.warning("%s", error)
             raise
-        return self._response(result, request_id, self.clock() - start, max(attempts, 1))
 
-    def _response(self, result: CallResult, request_id: str | None, latency_s: float, attempts: int) -> Response:
+    def _deadline_error(self, progress: _Progress, deadline_s: float, timeout_s: float | None, now: float) -> ProviderError:
+        "The error for a deadline reached in `progress.phase`, with the fault where it belongs."
+        if progress.phase == "queued": progress.queue_s += now - progress.queued_at
+        context = dict(attempts=max(progress.attempts, 1), queue_s=progress.queue_s)
+        queued = f"{progress.queue_s:.3g} s in our queue"
+        if progress.phase == "queued" and progress.attempts <= 1:
+            return self._error(OverloadedError, f"deadline of {deadline_s:g} s reached while waiting for a "
+                               f"{self.spec.provider} slot ({queued}); nothing was sent", **context)
+        if progress.sent_at is None or progress.phase == "parsing":
+            where = "while parsing the answer" if progress.phase == "parsing" else "before the request was sent"
+            return self._error(ProviderTimeoutError, f"deadline of {deadline_s:g} s exceeded {where} ({queued})",
+                               model_fault=False, **context)
+        given = now - progress.sent_at
+        promised = min(timeout_s or math.inf, deadline_s)
+        return self._error(ProviderTimeoutError, f"deadline of {deadline_s:g} s exceeded (the model had {given:.3g} s, "
+                           f"{queued})", model_fault=given >= 0.9 * promised, **context)
+
+    async def _response(self, result: CallResult, request_id: str | None, latency_s: float, attempts: int,
+                        queue_s: float = 0.0) -> Response:
         extra = dict(result.extra or {})
         data = result.data
         if data is None and result.text:
             try:
-                extracted = extract_json(result.text)
+                extracted = await extract_off_loop(result.text)
                 data = extracted.data
                 if extracted.issues: extra["extraction_issues"] = extracted.issues
                 if extracted.truncated: extra["truncated"] = True
@@ -284,13 +436,38 @@ class ModelAdapter:
                         input_tokens=result.input_tokens, output_tokens=result.output_tokens,
                         reasoning_tokens=result.reasoning_tokens, cost_usd=cost, request_id=request_id,
                         provider_request_id=result.provider_request_id, reasoning=result.reasoning,
-                        sources=list(result.sources or []), attempts=attempts, extra=extra)
+                        sources=list(result.sources or []), attempts=attempts, extra=extra, queue_s=max(0.0, queue_s))
 
     async def aclose(self) -> None:
         "Release connections (override when the adapter holds a client)."
 
     async def __aenter__(self): return self
     async def __aexit__(self, *exc) -> None: await self.aclose()
+
+
+async def warm_adapters(adapter_for: Callable[[str], Any],   # builds (or returns) the adapter of a model name
+                        names: Iterable[str],                 # the models to get ready
+                        ) -> dict[str, Exception | None]:
+    "Build and warm the adapters of `names` concurrently; what failed (e.g. a missing key) is returned, never raised."
+    outcome: dict[str, Exception | None] = {}
+    warming: dict[str, Awaitable[Any]] = {}
+    for name in names:
+        try:
+            adapter = adapter_for(name)
+        except Exception as error:
+            outcome[name] = error
+            continue
+        warm = getattr(adapter, "warm", None)
+        if warm is not None: warming[name] = warm()
+        else: outcome[name] = None
+    results = await asyncio.gather(*warming.values(), return_exceptions=True)
+    for name, result in zip(warming, results):
+        if isinstance(result, asyncio.CancelledError): raise result
+        outcome[name] = result if isinstance(result, Exception) else None
+    failed = {n: e for n, e in outcome.items() if e is not None}
+    _log.info("warmed %d model client(s)%s", len(outcome) - len(failed),
+              "; not ready: " + "; ".join(f"{n} ({e})" for n, e in failed.items()) if failed else "")
+    return outcome
 
 # %% ../nbs/02b_adapters.ipynb #f754e3d3
 _ADAPTERS: dict[str, type[ModelAdapter]] = {}

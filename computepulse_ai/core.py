@@ -271,7 +271,7 @@ class Response(JsonModel):
     model: str                                  # ModelSpec.name of the model that answered
     text: str = ""                              # the answer text
     data: Any = None                            # JSON data extracted from the text, if any
-    latency_s: float = 0.0                      # wall time of the call including retries, seconds
+    latency_s: float = 0.0                      # wall time of the call including retries, seconds (without queue_s)
     ttft_s: float | None = None                 # time to first token when the call streamed
     input_tokens: int = 0                       # prompt tokens
     output_tokens: int = 0                      # completion tokens
@@ -286,6 +286,9 @@ class Response(JsonModel):
     sources: list[Any] = field(default_factory=list)  # web-search sources reported by the provider
     attempts: int = 1                           # number of attempts made (1 = no retry)
     extra: dict[str, Any] = field(default_factory=dict)  # provider-specific details (cache-hit tokens, ...)
+    queue_s: float = 0.0                        # time spent waiting for a provider slot in our own queue, seconds
+    error_type: str | None = None               # the typed error's class name when `success` is False
+    fault: str | None = None                    # who caused a failure: "model" or "ours" (None on success)
 
     def __post_init__(self):
         n = "Response"
@@ -299,6 +302,13 @@ class Response(JsonModel):
         self.timestamp = as_utc(n, "timestamp", self.timestamp)
         if not isinstance(self.success, bool): raise InvalidFieldError(n, "success", self.success, "true or false")
         if not self.success and not self.error: raise InvalidFieldError(n, "error", self.error, "a message when success is False")
+        self.queue_s = check_number(n, "queue_s", self.queue_s, lo=0)
+        if self.fault not in (None, "model", "ours"): raise InvalidFieldError(n, "fault", self.fault, '"model", "ours" or null')
+
+    @property
+    def model_at_fault(self) -> bool:
+        "True when the call failed and the model caused it (learn from it); a failure we caused is never the model's."
+        return not self.success and self.fault != "ours"
 
     @property
     def total_tokens(self) -> int:
@@ -322,6 +332,8 @@ class PerformanceRecord(JsonModel):
     success: bool = True                        # False when the call itself failed
     accuracy: float | None = None               # fraction of data points right, in [0, 1], when known
     source: str = "validation"                  # what set the correctness: validation, user_correction, simulation
+    learned: float | None = None                # the observation the learning engine took from it, in [0, 1] (None: scores did not move)
+    epoch: int | None = None                    # the scores snapshot epoch it was recorded in (the write-ahead-log position)
 
     def __post_init__(self):
         n = "PerformanceRecord"
@@ -335,6 +347,8 @@ class PerformanceRecord(JsonModel):
         for f in ("token_count", "input_tokens", "output_tokens"): setattr(self, f, check_int(n, f, getattr(self, f)))
         if not isinstance(self.success, bool): raise InvalidFieldError(n, "success", self.success, "true or false")
         self.accuracy = check_number(n, "accuracy", self.accuracy, 0, 1, optional=True)
+        self.learned = check_number(n, "learned", self.learned, 0, 1, optional=True)
+        if self.epoch is not None: self.epoch = check_int(n, "epoch", self.epoch)
 
 # %% ../nbs/00_core.ipynb #b5b38509
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Callable, Protocol, Sequence
 from .core import ComputePulseError, Response, current_request_id, get_logger
 
 # %% auto #0
-__all__ = ['log', 'Adapter', 'AllModelsFailedError', 'ExecutionResult', 'call_model', 'ParallelExecutor']
+__all__ = ['log', 'DEADLINE_GRACE_S', 'Adapter', 'AllModelsFailedError', 'ExecutionResult', 'call_model', 'ParallelExecutor']
 
 # %% ../nbs/06_execution.ipynb #fccf2ff7
 log = get_logger("computepulse_ai.execution")
@@ -79,41 +79,63 @@ class ExecutionResult:
         return [r.model for r in self.responses]
 
 # %% ../nbs/06_execution.ipynb #9ea27630
-async def call_model(adapter: Adapter, prompt: str, *, timeout_s: float | None, request_id: str | None = None,
+DEADLINE_GRACE_S = 0.05   # how long past the deadline the executor waits for an adapter that enforces it itself
+
+
+def _least(*limits: float | None) -> float | None:
+    "The smallest of the limits that are set (None when none is)."
+    given = [x for x in limits if x is not None]
+    return min(given) if given else None
+
+
+async def call_model(adapter: Adapter, prompt: str, *,
+                     timeout_s: float | None,                 # per-attempt timeout (from the attempt's start)
+                     deadline_s: float | None = None,         # what is left of the request deadline, queue included
+                     request_id: str | None = None,
                      clock: Callable[[], float] = time.perf_counter, **kwargs) -> Response:
     "Call `adapter` once; every failure (timeout included) comes back as a failed `Response`, never raised."
     name = adapter.spec.name
     start, attempts = clock(), 1
+    error_type, fault, queue_s = "TimeoutError", "model", 0.0
+    if getattr(adapter, "enforces_timeouts", False):
+        limit = None if deadline_s is None else deadline_s + DEADLINE_GRACE_S
+        limits = dict(timeout_s=timeout_s, deadline_s=deadline_s)
+    else:
+        limit = _least(timeout_s, deadline_s)
+        limits = dict(deadline_s=limit)
     try:
-        async with asyncio.timeout(timeout_s):
-            response = await adapter.call(prompt, request_id=request_id, deadline_s=timeout_s, **kwargs)
+        async with asyncio.timeout(limit):
+            response = await adapter.call(prompt, request_id=request_id, **limits, **kwargs)
         if response.request_id is None: response.request_id = request_id
         return response
     except TimeoutError:
-        error = f"timed out after {timeout_s:g} s"
+        error = f"timed out after {limit:g} s"
+        if "timeout_s" in limits: fault = "ours"     # the adapter did not stop at its own deadline: the loop was blocked
     except asyncio.CancelledError:
         raise
     except Exception as e:  # adapters raise typed errors; anything else is still this model's failure, not ours
         error, attempts = f"{type(e).__name__}: {e}", getattr(e, "attempts", None) or 1
-    latency = clock() - start
+        error_type = type(e).__name__
+        fault = "model" if getattr(e, "model_fault", True) else "ours"
+        queue_s = float(getattr(e, "queue_s", 0.0) or 0.0)
+    latency = max(clock() - start - queue_s, 0.0)
     log.warning("model %s failed after %.3f s: %s", name, latency, error)
-    return Response(model=name, success=False, error=error, latency_s=max(latency, 0.0), request_id=request_id,
-                    attempts=attempts)
+    return Response(model=name, success=False, error=error, latency_s=latency, request_id=request_id,
+                    attempts=attempts, error_type=error_type, fault=fault, queue_s=queue_s)
 
 # %% ../nbs/06_execution.ipynb #898cc3cd
 class ParallelExecutor:
-    "Runs model calls concurrently with per-model timeouts, early stop and escalation."
+    "Runs model calls concurrently with per-model timeouts, a request deadline, early stop and escalation."
 
-    def __init__(self, timeout_s: float = 30.0,           # per-model timeout (seconds)
+    def __init__(self, timeout_s: float = 30.0,           # per-attempt timeout of each model call (seconds)
                  deadline_s: float | None = None,          # whole-request deadline (seconds), None for none
                  clock: Callable[[], float] = time.perf_counter):  # monotonic clock (injectable)
         self.timeout_s, self.deadline_s, self.clock = timeout_s, deadline_s, clock
 
     def _budget(self, started: float) -> float | None:
-        "Seconds a call started now may take: the per-model timeout, cut by what is left of the deadline."
-        if self.deadline_s is None: return self.timeout_s
-        left = self.deadline_s - (self.clock() - started)
-        return max(0.0, min(self.timeout_s, left)) if self.timeout_s else max(0.0, left)
+        "What is left of the request deadline for a call started now (None: no deadline)."
+        if self.deadline_s is None: return None
+        return max(0.0, self.deadline_s - (self.clock() - started))
 
     async def stream(self, adapters: Sequence[Adapter], prompt: str, *, request_id: str | None = None,
                      **kwargs) -> AsyncIterator[Response]:
@@ -146,9 +168,9 @@ class ParallelExecutor:
         running: dict[asyncio.Task, str] = {}
 
         def start(adapter):
-            budget = self._budget(started)
-            task = asyncio.create_task(call_model(adapter, prompt, timeout_s=budget, request_id=request_id,
-                                                  clock=self.clock, **kwargs), name=f"call:{adapter.spec.name}")
+            task = asyncio.create_task(call_model(adapter, prompt, timeout_s=self.timeout_s, deadline_s=self._budget(started),
+                                                  request_id=request_id, clock=self.clock, **kwargs),
+                                       name=f"call:{adapter.spec.name}")
             running[task] = adapter.spec.name
 
         try:
@@ -156,7 +178,7 @@ class ParallelExecutor:
             while not running and reserves: start(reserves.pop(0))
             while running:
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
+                for task in [t for t in running if t in done]:   # calls that finished together: in the order they started
                     running.pop(task)
                     response = task.result()
                     result.responses.append(response)

@@ -582,7 +582,8 @@ class FakeProviderServer:
         sources = fake_sources(answer.data_type) if search else None
         if entry.stream:
             chunk_delay = fault.delay_s if fault is not None and fault.kind == "slow_sse" else 0.0
-            return await self._stream(request, route, entry, model, answer, request_id, sources, chunk_delay)
+            cut = fault is not None and fault.kind == "truncate"
+            return await self._stream(request, route, entry, model, answer, request_id, sources, chunk_delay, cut)
         if route == "dashscope":
             body = dashscope_body(answer, model, request_id, entry.body.get("parameters", {}).get("result_format", "message"), sources)
         elif route == "ark_responses":
@@ -602,12 +603,15 @@ class FakeProviderServer:
         entry.status = 200
         return web.Response(status=200, body=payload, content_type="application/json", headers=headers)
 
-    async def _stream(self, request, route, entry, model, answer, request_id, sources, chunk_delay) -> web.StreamResponse:
+    async def _stream(self, request, route, entry, model, answer, request_id, sources, chunk_delay,
+                      cut: bool = False) -> web.StreamResponse:
         response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream; charset=utf-8",
                                                            "Cache-Control": "no-cache", "x-request-id": request_id})
         await response.prepare(request)
         entry.status = 200
-        for event in _sse_events(route, entry.body, model, answer, request_id, sources):
+        events = _sse_events(route, entry.body, model, answer, request_id, sources)
+        if cut: events = events[: len(events) // 2]     # a clean close before the final event
+        for event in events:
             await self._sleep(chunk_delay)
             await response.write(event.encode())
         await response.write_eof()

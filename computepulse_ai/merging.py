@@ -15,13 +15,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .canonical import DEFAULT_CANONICALISER, Canonicaliser
 from .core import MergedResult, Provenance, get_logger
 
 # %% auto #0
 __all__ = ['log', 'MIN_WEIGHT', 'DEFAULT_KEY_FIELDS', 'DEFAULT_TOLERANCES', 'weighted_vote', 'majority_vote', 'cluster_numbers',
            'weighted_mean', 'weighted_median', 'is_missing', 'as_number', 'category_of', 'default_normalise',
-           'field_key', 'MergeSpec', 'default_merge_spec', 'merge_records', 'merge_scalars', 'merge_answers',
-           'reliability_to_weight', 'truth_discovery_labels', 'truth_discovery']
+           'field_key', 'MergeSpec', 'canonical_normalisers', 'default_merge_spec', 'merge_records', 'merge_scalars',
+           'merge_answers', 'reliability_to_weight', 'truth_discovery_labels', 'truth_discovery']
 
 # %% ../nbs/07_merging.ipynb #e30acfbf
 log = get_logger("merging")
@@ -157,6 +158,8 @@ class MergeSpec:
     min_support_share: float = 0.0                   # ... and their weight is at least this share of all weight
     review_threshold: float = 0.5                    # flag for review when every contributor is below this confidence
     default_weight: float = 0.5                      # confidence of a model missing from `weights`
+    display: Callable[[str, Any], Any] | None = None  # (key field, value) -> the name the merged record shows (None: as reported)
+    prepare: Callable[[Mapping[str, Any]], tuple[dict[str, Any], list[str]]] | None = None  # answers -> (answers, notes), before grouping
 
     def __post_init__(self):
         if self.numeric_choice not in ("mean", "median"):
@@ -176,15 +179,26 @@ DEFAULT_TOLERANCES = {
 }
 
 
+def canonical_normalisers(canonicaliser: Canonicaliser | None = None,  # default: the built-in tables
+                          ) -> dict[str, Callable[[Any], str]]:
+    "Key normalisers for the entity fields: each value's canonical name in lookup form."
+    canon = canonicaliser or DEFAULT_CANONICALISER
+    return {kind: functools.partial(canon.key_part, kind) for kind in ("provider", "region", "gpu", "model")}
+
+
 def default_merge_spec(data_type: str,                                    # gpu, token or grid_load
-                       normalisers: Mapping[str, Callable[[Any], str]] | None = None,  # per key field
+                       normalisers: Mapping[str, Callable[[Any], str]] | None = None,  # per key field (over the canonical ones)
+                       canonicaliser: Canonicaliser | None = None,        # names and aliases (default: the built-in tables)
                        **overrides,                                       # any other MergeSpec field
                        ) -> MergeSpec:
-    "The MergeSpec for a ComputePulse data type."
+    "The MergeSpec for a ComputePulse data type, keyed by canonical entity."
     if data_type not in DEFAULT_KEY_FIELDS:
         raise ValueError(f"data_type={data_type!r}: expected one of {sorted(DEFAULT_KEY_FIELDS)}")
     fields = DEFAULT_KEY_FIELDS[data_type]
-    options = dict(key=field_key(fields, normalisers), key_fields=fields, tolerances=dict(DEFAULT_TOLERANCES[data_type]))
+    canon = canonicaliser or DEFAULT_CANONICALISER
+    steps = {**canonical_normalisers(canon), **dict(normalisers or {})}
+    options = dict(key=field_key(fields, steps), key_fields=fields, tolerances=dict(DEFAULT_TOLERANCES[data_type]),
+                   display=canon.name)
     options.update(overrides)
     return MergeSpec(**options)
 
@@ -236,11 +250,78 @@ def _field_labels(members: list[tuple[str, Any]], rel_tol: float) -> list[int]:
         labels[i] = seen[cat]
     return labels
 
+# %% ../nbs/07_merging.ipynb #885b9b7f
+def _shown(spec: MergeSpec, name: str, value: Any) -> Any:
+    "A key field's value as the merged record shows it: the spec's canonical display name, when it has one."
+    if spec.display is None or not isinstance(value, str): return value
+    return spec.display(name, value)
+
+
+def _settle_duplicates(k: str, group: Mapping[str, Mapping[str, Any]], extra: Mapping[str, list[Mapping[str, Any]]],
+                       reporters: list[str], conf: Mapping[str, float], weight_of: Mapping[str, float], spec: MergeSpec,
+                       agreement: dict[str, list[int]], track_agreement: bool,
+                       provenance: list[Provenance]) -> tuple[dict[str, Any], float]:
+    "One record for an entity some model reported more than once: each model's records share its one vote."
+    records_of = {m: [group[m], *extra.get(m, [])] for m in reporters}
+    top = group[reporters[0]]
+    out = {name: _shown(spec, name, top.get(name)) for name in spec.key_fields}
+    names = list(dict.fromkeys(f for m in reporters for r in records_of[m] for f in r if f not in out))
+    lowest = 1.0
+    for name in names:
+        entries = [(m, r.get(name), weight_of[m] / len(records_of[m])) for m in reporters for r in records_of[m]]
+        entries = [(m, v, w) for m, v, w in entries if not is_missing(v)]
+        if not entries:
+            out[name] = None
+            continue
+        labels = _field_labels([(m, v) for m, v, _ in entries], spec.tolerance(name))
+        support: dict[int, float] = {}
+        for (_, _, w), label in zip(entries, labels): support[label] = support.get(label, 0.0) + w
+        winner = _duplicate_winner(entries, labels, support)
+        by_label: dict[int, list[tuple[str, Any, float]]] = {}
+        for entry, label in zip(entries, labels): by_label.setdefault(label, []).append(entry)
+        out[name] = _value_of(by_label[winner], spec.numeric_choice)
+        share = min(support[winner] / sum(support.values()), 1.0)
+        if track_agreement:
+            for m in reporters:
+                if any(e[0] == m for e in entries):
+                    agreement[m][1] += 1
+                    if any(e[0] == m for e in by_label[winner]): agreement[m][0] += 1
+        if len(by_label) > 1:
+            provenance.append(_provenance(
+                f"{k}.{name}", {m: conf[m] for m, _, _ in by_label[winner]},
+                [{"value": _value_of(g, spec.numeric_choice), "supporters": {m: conf[m] for m, _, _ in g}}
+                 for label, g in by_label.items() if label != winner], share))
+            lowest = min(lowest, share)
+    return out, lowest
+
+
+def _duplicate_winner(entries: list[tuple[str, Any, float]], labels: list[int], support: Mapping[int, float]) -> int:
+    "The label with the most weight; a tie is settled by value (the weighted median), never by position."
+    best = max(support.values())
+    tied = sorted({label for label in labels if support[label] >= best * (1 - 1e-9)})
+    if len(tied) == 1: return tied[0]
+    numbers = [as_number(v) for _, v, _ in entries]
+    if None not in numbers:
+        median = weighted_median(numbers, [w for _, _, w in entries])
+        for number, label in zip(numbers, labels):
+            if number == median and label in tied: return label
+        return tied[0]                                           # numeric labels are in ascending order of value
+    return min(tied, key=lambda label: category_of(next(v for (_, v, _), l in zip(entries, labels) if l == label)))
+
+
+def _value_of(entries: list[tuple[str, Any, float]], choice: str) -> Any:
+    "The value of an agreeing group of (model, value, weight): their weighted mean/median, or the shared text."
+    numbers = [as_number(v) for _, v, _ in entries]
+    if None in numbers: return entries[0][1]
+    return _choose(numbers, [w for _, _, w in entries], choice)
+
+
 # %% ../nbs/07_merging.ipynb #3d20fc04
 def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spec: MergeSpec,
                    track_agreement: bool = False):
     "merge_records plus each model's (agreeing, total) field count, for truth discovery."
     notes: list[str] = []
+    if spec.prepare is not None: answers, notes = spec.prepare(answers)   # e.g. unit slips undone by ratio to the others
     answered = [m for m, a in answers.items() if a is not None]
     for m, a in answers.items():
         if a is None: notes.append(f"{m}: no answer")
@@ -251,6 +332,7 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
     total_w = sum(vote_w)
 
     groups: dict[str, dict[str, Mapping[str, Any]]] = {}
+    extra: dict[str, dict[str, list[Mapping[str, Any]]]] = {}   # key -> model -> its further records for that key
     for m in order:
         records = answers[m]
         if isinstance(records, (dict, Mapping)): records = [records]
@@ -262,10 +344,13 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
             if k is None: unkeyed += 1; continue
             group = groups.get(k)
             if group is None: groups[k] = {m: record}
-            elif m in group: dupes += 1
+            elif m in group:
+                dupes += 1
+                extra.setdefault(k, {}).setdefault(m, []).append(record)
             else: group[m] = record
         if unkeyed: notes.append(f"{m}: {unkeyed} record(s) without the key fields {list(spec.key_fields)}; ignored")
-        if dupes: notes.append(f"{m}: {dupes} duplicate record(s) for a key it already reported; kept the first")
+        if dupes: notes.append(f"{m}: {dupes} duplicate record(s) for an entity it already reported; "
+                               "reconciled as one vote (its weight split among them)")
 
     agreement = {m: [0, 0] for m in order}
     weight_of = dict(zip(order, vote_w))
@@ -282,9 +367,17 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
         absent = {m: conf[m] for m in order if m not in group}
         provenance.append(_provenance(k, {m: conf[m] for m in reporters},
                                       [{"value": None, "supporters": absent}] if absent else [], share))
+        if k in extra:                                           # a model reported this entity more than once
+            out, lowest = _settle_duplicates(k, group, extra[k], reporters, conf, weight_of, spec, agreement,
+                                             track_agreement, provenance)
+            merged.append(out)
+            all_wrong = 1.0
+            for m in reporters: all_wrong *= 1.0 - conf[m]
+            record_conf.append(share * (1.0 - all_wrong) * lowest)
+            continue
         records = [group[m] for m in reporters]
         top = records[0]
-        out = {name: top.get(name) for name in key_fields}
+        out = {name: _shown(spec, name, top.get(name)) for name in key_fields}
         names = [name for name in top if name not in out]
         for record in records[1:]:
             if record.keys() != top.keys(): names.extend(f for f in record if f not in out and f not in names)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
 from typing import Any
 
 import aiohttp
@@ -17,12 +18,12 @@ import openai
 from volcenginesdkarkruntime import AsyncArk
 from volcenginesdkarkruntime._exceptions import ArkAPIConnectionError, ArkAPIStatusError, ArkAPITimeoutError
 
-from .adapters import (CallResult, InvalidResponseError, ModelAdapter, ProviderError,
+from .adapters import (CallResult, IncompleteResponseError, InvalidResponseError, ModelAdapter, ProviderError,
                                       ProviderTimeoutError, ProviderUnavailableError, error_for_status,
                                       parse_retry_after, register_adapter)
 
 # %% auto #0
-__all__ = ['QwenAdapter', 'DeepSeekAdapter', 'OpenAICompatibleAdapter', 'DoubaoAdapter']
+__all__ = ['endpoint_of', 'QwenAdapter', 'DeepSeekAdapter', 'OpenAICompatibleAdapter', 'DoubaoAdapter']
 
 # %% ../nbs/02c_providers.ipynb #3a666571
 def _header(headers: Any, name: str) -> str | None:
@@ -33,8 +34,22 @@ def _header(headers: Any, name: str) -> str | None:
     return None
 
 
+def endpoint_of(url: str | None) -> str:
+    "`url` without credentials, query or fragment: safe to put in an error message or a log line."
+    if not url: return "<no URL>"
+    try:
+        parts = urllib.parse.urlsplit(str(url))
+        host = parts.hostname or ""
+        if ":" in host: host = f"[{host}]"
+        if parts.port is not None: host = f"{host}:{parts.port}"
+    except ValueError:
+        return "<unparseable URL>"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 class _ProviderAdapter(ModelAdapter):
-    "Shared helpers: key scrubbing and status mapping."
+    "Shared helpers: key scrubbing, status mapping and the endpoint named in connection errors."
+    default_base_url: str | None = None
 
     def _safe(self, text: Any) -> str:
         "`text` with this adapter's key replaced by ***."
@@ -42,9 +57,17 @@ class _ProviderAdapter(ModelAdapter):
         key = getattr(self, "_key", None)
         return text.replace(key, "***") if key else text
 
+    def _base_url(self) -> str | None:
+        return self.spec.base_url or self.default_base_url
+
     def _status_error(self, status: int, message: Any, request_id: str | None = None, headers: Any = None) -> ProviderError:
         return error_for_status(status, self._safe(message), provider=self.spec.provider, model=self.spec.name,
                                 request_id=request_id, retry_after_s=parse_retry_after(_header(headers, "retry-after")))
+
+    def _connection_error(self, url: str | None, cause: BaseException | None) -> ProviderError:
+        "A refused, reset or unreachable endpoint, named by its URL (never with a key)."
+        detail = f"{type(cause).__name__}: {self._safe(cause)}" if cause is not None else "no detail"
+        return self._error(ProviderUnavailableError, f"connection to {self._safe(endpoint_of(url))} failed: {detail}")
 
     def _wrap(self, error: Exception) -> ProviderError:
         "The typed error for a transport or parsing failure."
@@ -52,21 +75,42 @@ class _ProviderAdapter(ModelAdapter):
         if isinstance(error, asyncio.TimeoutError):
             return self._error(ProviderTimeoutError, f"timed out: {self._safe(error) or type(error).__name__}")
         if isinstance(error, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, httpx.TransportError, OSError)):
-            return self._error(ProviderUnavailableError, f"connection failed: {type(error).__name__}: {self._safe(error)}")
+            return self._connection_error(self._base_url(), error)
         return self._error(InvalidResponseError, f"unreadable response: {type(error).__name__}: {self._safe(error)[:200]}")
 
     def _search_enabled(self, override: bool | None) -> bool:
         return bool(self.spec.options.get("enable_search", False)) if override is None else bool(override)
 
+    def _incomplete(self, events: int, final: str) -> ProviderError:
+        "The error for a stream that ended before its final event: garbage when it carried none, else a partial answer."
+        if events == 0: return self._error(InvalidResponseError, "the stream carried no events: not an event stream")
+        return self._error(IncompleteResponseError, f"the stream closed after {events} event(s) without {final}: "
+                                                    "the answer is incomplete")
+
 # %% ../nbs/02c_providers.ipynb #30b740c2
+def _dashscope_generation():
+    "DashScope's AioGeneration (importing dashscope takes a noticeable fraction of a second: done once, in a thread)."
+    from dashscope import AioGeneration
+    return AioGeneration
+
+
+def _finished(chunk) -> bool:
+    "Whether a DashScope stream chunk is the last one of its answer (it carries a finish_reason)."
+    choices = chunk.output.choices if chunk.output else None
+    reason = choices[0].get("finish_reason") if choices else None
+    return reason not in (None, "", "null")
+
+
 class QwenAdapter(_ProviderAdapter):
     "Qwen models through the DashScope SDK (AioGeneration), with optional web search."
     kind = "dashscope"
+    default_base_url = "https://dashscope.aliyuncs.com/api/v1"
 
     def __init__(self, spec, **options):
         super().__init__(spec, **options)
         self._session: aiohttp.ClientSession | None = None
         self._key: str | None = None
+        self._generation = None
 
     def _client_session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -74,10 +118,13 @@ class QwenAdapter(_ProviderAdapter):
             self._session = aiohttp.ClientSession(trust_env=True)
         return self._session
 
+    async def _prepare(self) -> None:
+        self._key = self.api_key()
+        if self._generation is None: self._generation = await asyncio.to_thread(_dashscope_generation)
+        self._client_session()
+
     async def _call_once(self, prompt: str, *, timeout_s: float | None, stream: bool,
                          enable_search: bool | None = None, **kw) -> CallResult:
-        from dashscope import AioGeneration
-        self._key = self.api_key()
         params: dict[str, Any] = dict(model=self.spec.model_id, messages=[{"role": "user", "content": prompt}],
                                       result_format="message", api_key=self._key, session=self._client_session())
         if self.spec.base_url: params["base_address"] = self.spec.base_url
@@ -89,18 +136,19 @@ class QwenAdapter(_ProviderAdapter):
         params.update(self.spec.options.get("parameters", {}))
         started = self.clock()
         try:
-            result = await AioGeneration.call(**params)
+            result = await self._generation.call(**params)
             if not stream: return self._result(result, None)
-            parts, reasoning, ttft, last = [], [], None, None
+            parts, reasoning, ttft, last, events = [], [], None, None, 0
             async for chunk in result:
                 self._check(chunk)
+                events += 1
                 message = chunk.output.choices[0].message if chunk.output and chunk.output.choices else {}
                 text = (message or {}).get("content") or ""
                 if (message or {}).get("reasoning_content"): reasoning.append(message["reasoning_content"])
                 if text and ttft is None: ttft = self.clock() - started
                 parts.append(text)
                 last = chunk
-            if last is None: raise self._error(InvalidResponseError, "empty stream")
+            if last is None or not _finished(last): raise self._incomplete(events, "a finish_reason")
             return self._result(last, ttft, text="".join(parts), reasoning="".join(reasoning) or None)
         except Exception as error:
             raise self._wrap(error) from None
@@ -135,7 +183,6 @@ class QwenAdapter(_ProviderAdapter):
 # %% ../nbs/02c_providers.ipynb #fdf0f50d
 class _ChatCompletionsAdapter(_ProviderAdapter):
     "One chat-completions call on an OpenAI-style SDK client."
-    default_base_url: str | None = None
     status_error: type = openai.APIStatusError
     timeout_error: type = openai.APITimeoutError
     connection_error: type = openai.APIConnectionError
@@ -149,12 +196,22 @@ class _ChatCompletionsAdapter(_ProviderAdapter):
         return openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0,
                                   timeout=self.timeout_s if self.timeout_s else 600.0)
 
+    def _ready(self) -> bool:
+        return self._client is not None and self._client_loop is asyncio.get_running_loop()
+
+    async def _prepare(self) -> None:
+        "Build the SDK client for the running loop in a worker thread (its TLS context takes tens of ms)."
+        if self._ready(): return
+        key = self.api_key()
+        client = await asyncio.to_thread(self._make_client, self._base_url(), key)
+        if self._ready(): await client.close()      # a concurrent first call finished first: keep one client
+        else: self._key, self._client, self._client_loop = key, client, asyncio.get_running_loop()
+
     def client(self):
-        "The SDK client for the running event loop."
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
+        "The SDK client for the running event loop (built here when `_prepare` has not run)."
+        if not self._ready():
             self._key = self.api_key()
-            self._client, self._client_loop = self._make_client(self.spec.base_url or self.default_base_url, self._key), loop
+            self._client, self._client_loop = self._make_client(self._base_url(), self._key), asyncio.get_running_loop()
         return self._client
 
     def _translate(self, error: Exception) -> ProviderError:
@@ -166,8 +223,9 @@ class _ChatCompletionsAdapter(_ProviderAdapter):
             return self._status_error(error.status_code, getattr(error, "message", error), request_id, headers)
         if isinstance(error, self.timeout_error): return self._error(ProviderTimeoutError, "timed out (SDK)")
         if isinstance(error, self.connection_error):
-            cause = error.__cause__ or error.__context__
-            return self._error(ProviderUnavailableError, f"connection failed: {type(cause).__name__ if cause else self._safe(error)}")
+            request = getattr(error, "request", None)
+            url = str(request.url) if request is not None else self._base_url()
+            return self._connection_error(url, error.__cause__ or error.__context__)
         return self._wrap(error)
 
     def _timeout(self, timeout_s: float | None) -> dict:
@@ -190,15 +248,20 @@ class _ChatCompletionsAdapter(_ProviderAdapter):
                                                           stream_options={"include_usage": True},
                                                           **self._timeout(timeout_s), **extra)
             parts, reasoning, ttft, usage, ident = [], [], None, None, None
+            events, finished = 0, False
             async for chunk in chunks:
+                events += 1
                 ident = ident or getattr(chunk, "id", None)
                 usage = getattr(chunk, "usage", None) or usage
                 for choice in chunk.choices or []:
                     delta = choice.delta
+                    if getattr(choice, "finish_reason", None): finished = True
+                    if delta is None: continue
                     if getattr(delta, "reasoning_content", None): reasoning.append(delta.reasoning_content)
                     if delta.content:
                         if ttft is None: ttft = self.clock() - started
                         parts.append(delta.content)
+            if not finished: raise self._incomplete(events, "a finish_reason")
             return self._chat_result("".join(parts), "".join(reasoning) or None, usage, ident, ttft)
         except ProviderError: raise
         except Exception as error:
@@ -233,10 +296,10 @@ class OpenAICompatibleAdapter(_ChatCompletionsAdapter):
     "Any OpenAI-compatible vendor (Kimi, GLM, MiniMax, vLLM...): base URL, key variable and model from the config."
     kind = "openai_compatible"
 
-    def client(self):
+    def _base_url(self) -> str | None:
         if not self.spec.base_url:
-            raise self._error(ProviderError, "ModelSpec.base_url is required for an openai_compatible model")
-        return super().client()
+            raise self._error(ProviderError, "ModelSpec.base_url is required for an openai_compatible model", model_fault=False)
+        return self.spec.base_url
 
 # %% ../nbs/02c_providers.ipynb #ff84230c
 class DoubaoAdapter(_ChatCompletionsAdapter):
@@ -259,14 +322,15 @@ class DoubaoAdapter(_ChatCompletionsAdapter):
                                                    stream=stream, **self._timeout(timeout_s),
                                                    **self.spec.options.get("parameters", {}))
             if not stream: return self._responses_result(answer, None)
-            final, ttft, parts = None, None, []
+            final, ttft, parts, events = None, None, [], 0
             async for event in answer:
+                events += 1
                 kind = getattr(event, "type", "")
                 if kind == "response.output_text.delta" and event.delta:
                     if ttft is None: ttft = self.clock() - started
                     parts.append(event.delta)
                 elif kind == "response.completed": final = event.response
-            if final is None: raise self._error(InvalidResponseError, "the stream ended without response.completed")
+            if final is None: raise self._incomplete(events, "response.completed")
             return self._responses_result(final, ttft, "".join(parts))
         except ProviderError: raise
         except Exception as error:

@@ -8,22 +8,28 @@ Docs: https://computepulse.github.io/computepulse-ai/storage.html.md"""
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import dataclasses
 import gzip
 import io
 import json
+import math
 import os
+import re
 import shutil
 import stat
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+import weakref
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from filelock import FileLock
 
@@ -32,8 +38,9 @@ from .core import (ComputePulseError, InvalidFieldError, PerformanceRecord, Task
 
 # %% auto #0
 __all__ = ['log', 'SCORES_VERSION', 'ScoreKey', 'HISTORY_COLUMNS', 'StorageError', 'fsync_dir', 'atomic_write_bytes',
-           'split_legacy_key', 'check_score_entry', 'ScoreStore', 'Durability', 'RetentionPolicy', 'ReadReport',
-           'parse_history', 'HistoryLog', 'read_history_bytes', 'history_frame', 'StorageManager']
+           'remove_orphaned_temps', 'split_legacy_key', 'check_score_entry', 'ScoreStore', 'move_aside', 'Durability',
+           'RetentionPolicy', 'ReadReport', 'parse_history', 'parse_line', 'HistoryLog', 'read_history_bytes',
+           'history_frame', 'GroupCommitWriter', 'StorageManager']
 
 # %% ../nbs/01_storage.ipynb #cc943d88
 log = get_logger("computepulse_ai.storage")
@@ -69,6 +76,32 @@ def atomic_write_bytes(path: Path | str, data: bytes, durable: bool = True) -> N
         except OSError: pass
         raise StorageError(f"could not write {path}: {e.strerror or e}") from e
 
+
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+
+
+def remove_orphaned_temps(folder: Path | str,           # the storage folder
+                          older_than_s: float = 60.0,    # younger temporary files may belong to a live writer
+                          now: float | None = None) -> list[Path]:  # current time.time() (injectable for tests)
+    "Delete the temporary files a killed `atomic_write_bytes` left in `folder`; returns the removed paths."
+    folder = Path(folder)
+    now = time.time() if now is None else now
+    try: candidates = sorted(folder.glob(".*.tmp"))
+    except OSError: return []
+    removed = []
+    for tmp in candidates:
+        if not _TEMP_NAME.fullmatch(tmp.name): continue
+        try:
+            info = tmp.lstat()
+            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < older_than_s: continue
+            tmp.unlink()
+        except OSError as e:
+            log.warning("could not remove the orphaned temporary file %s: %s", tmp, e.strerror or e)
+            continue
+        removed.append(tmp)
+    if removed: log.info("removed %d temporary file(s) left by an interrupted write in %s", len(removed), folder)
+    return removed
+
 # %% ../nbs/01_storage.ipynb #9f669a31
 SCORES_VERSION = "2.0"
 ScoreKey = tuple[str, str]  # (model, task type value)
@@ -82,19 +115,28 @@ def split_legacy_key(key: str) -> ScoreKey | None:
     return None
 
 
+def _is_finite_number(value: Any) -> bool:
+    "A real number (not a bool) that is finite; integers of any size count as finite."
+    if isinstance(value, bool) or not isinstance(value, (int, float)): return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
 def check_score_entry(key: ScoreKey, entry: Mapping[str, Any]) -> dict[str, Any]:
-    "A validated copy of one score entry: score in [0, 1], sample_count >= 0, last_updated as ISO text."
+    "A validated copy of one score entry: score in [0, 1], a finite sample_count >= 0, finite estimator fields, ISO `last_updated`."
     owner = f"scores[{key[0]}/{key[1]}]"
     if not isinstance(entry, Mapping): raise InvalidFieldError(owner, "<entry>", entry, "an object with a score")
     out = dict(entry)
     score = out.get("score")
-    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
+    if not _is_finite_number(score) or not 0 <= score <= 1:
         raise InvalidFieldError(owner, "score", score, "a number in [0, 1]")
     out["score"] = float(score)
     count = out.get("sample_count", 0)
-    if isinstance(count, bool) or not isinstance(count, (int, float)) or count < 0:
-        raise InvalidFieldError(owner, "sample_count", count, "a number >= 0")
+    if not _is_finite_number(count) or count < 0 or count > 1e15:
+        raise InvalidFieldError(owner, "sample_count", count, "a finite number >= 0")
     out["sample_count"] = count
+    for name, value in out.items():   # the estimator's own fields: the learning engine does arithmetic on them
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidFieldError(owner, name, value, "a finite number")
     stamp = out.get("last_updated")
     out["last_updated"] = as_utc(owner, "last_updated", stamp).isoformat() if stamp else None
     return out
@@ -106,7 +148,9 @@ class ScoreStore:
     def __init__(self, path: Path | str,  # the scores file, e.g. data/confidence_scores.json
                  clock: Callable[[], datetime] = utcnow):  # source of `last_updated` stamps (injectable for tests)
         self.path, self.clock = Path(path), clock
-        self.issues: list[str] = []  # what the last load rejected or repaired, in words
+        self.issues: list[str] = []        # what the last load rejected or repaired, in words
+        self.meta: dict[str, Any] = {}     # the `meta` object of the last loaded file (e.g. the snapshot epoch)
+        self.unreadable: str | None = None  # why the file could not be read at load: while set, `save` refuses to replace it
 
     def encode(self, entries: Mapping[ScoreKey, Mapping[str, Any]], meta: Mapping[str, Any] | None = None) -> bytes:
         "The file content for `entries` (validated) in the current version."
@@ -119,7 +163,10 @@ class ScoreStore:
         return json.dumps(doc, ensure_ascii=False, indent=1, allow_nan=False).encode()
 
     def save(self, entries: Mapping[ScoreKey, Mapping[str, Any]], meta: Mapping[str, Any] | None = None) -> None:
-        "Atomically replace the file with `entries`; raises `StorageError` when the disk refuses."
+        "Atomically replace the file with `entries`; raises `StorageError` when the disk refuses or the file was unreadable at load."
+        if self.unreadable is not None:
+            raise StorageError(f"{self.path} could not be read at start ({self.unreadable}); it is not replaced, "
+                               "so what it holds is not lost")
         atomic_write_bytes(self.path, self.encode(entries, meta))
 
     def decode(self, doc: Any) -> dict[ScoreKey, dict[str, Any]]:
@@ -144,22 +191,30 @@ class ScoreStore:
         return out
 
     def load(self) -> dict[ScoreKey, dict[str, Any]]:
-        "The stored entries; {} when there is no file or it is unreadable (then it is moved aside and logged)."
-        self.issues = []
+        "The stored entries; {} when there is no file, a corrupt one (moved aside) or an unreadable one (left alone, never replaced)."
+        self.issues, self.meta, self.unreadable = [], {}, None
         try: raw = self.path.read_bytes()
         except FileNotFoundError: return {}
         except OSError as e:
-            log.error("scores file %s unreadable (%s); starting from defaults", self.path, e.strerror or e)
-            self.issues.append(f"unreadable: {e}")
+            self.unreadable = e.strerror or str(e)
+            log.error("scores file %s unreadable (%s): running on default scores in memory; the file is left as it is "
+                      "and will not be replaced", self.path, self.unreadable)
+            self.issues.append(f"unreadable: {self.unreadable}")
             return {}
         try:
             doc = json.loads(raw)
             entries = self.decode(doc)
         except (json.JSONDecodeError, UnicodeDecodeError, StorageError) as e:
-            aside = self.move_aside()
+            try: aside = self.move_aside("corrupt")
+            except OSError as moved:
+                self.unreadable = f"corrupt and could not be moved aside: {moved.strerror or moved}"
+                log.error("scores file %s is corrupt (%s) and could not be moved aside; it will not be replaced", self.path, e)
+                return {}
             log.error("scores file %s is corrupt (%s); kept as %s, starting from defaults", self.path, e, aside)
             self.issues.append(f"corrupt: {e}; moved to {aside}")
             return {}
+        meta = doc.get("meta")
+        self.meta = dict(meta) if isinstance(meta, dict) else {}
         version = str(doc.get("version", "1.0"))
         if version != SCORES_VERSION:
             backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
@@ -167,16 +222,29 @@ class ScoreStore:
             log.info("loaded legacy scores v%s from %s (%d entries; original kept as %s)", version, self.path,
                      len(entries), backup.name)
         for issue in self.issues: log.warning("scores file %s: %s", self.path, issue)
+        if any(" rejected: " in issue for issue in self.issues):   # the next save drops them: keep the original first
+            kept = self.path.with_name(f"{self.path.name}.rejected-{self.clock().strftime('%Y%m%dT%H%M%S')}")
+            try: shutil.copy2(self.path, kept)
+            except OSError as e: log.error("could not keep a copy of %s with its rejected entries: %s", self.path, e)
+            else: log.error("scores file %s: %d entries rejected at load (reasons above); the original is kept as %s",
+                            self.path, sum(" rejected: " in i for i in self.issues), kept.name)
         return entries
 
-    def move_aside(self) -> Path:
-        "Rename the current file to a unique `<name>.corrupt-<time>` beside it and return the new path."
-        stamp = self.clock().strftime("%Y%m%dT%H%M%S")
-        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        n = 1
-        while target.exists(): target, n = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}"), n + 1
-        os.replace(self.path, target)
-        return target
+    def move_aside(self, why: str = "corrupt") -> Path:
+        "Rename the current file to a unique `<name>.<why>-<time>` beside it and return the new path."
+        return move_aside(self.path, why, self.clock)
+
+
+def move_aside(path: Path, why: str, clock: Callable[[], datetime] = utcnow) -> Path:
+    "Rename `path` to a unique `<name>.<why>-<time>` beside it (kept for inspection, never overwritten); returns the new path."
+    stamp = clock().strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.{why}-{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.{why}-{stamp}-{n}")
+        n += 1
+    os.replace(path, target)
+    return target
 
 # %% ../nbs/01_storage.ipynb #5246433a
 class Durability(str, Enum):
@@ -216,16 +284,8 @@ def parse_history(data: bytes, source: str = "history", validate: bool = True,
     tail = lines.pop()  # after the last newline: empty when the file is complete, else a torn line
     for number, line in enumerate(lines, 1):
         if not line.strip(): continue
-        try: row = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            report.issues.append(f"{source}:{number}: malformed line skipped ({e})")
-            continue
-        if validate:
-            try: row = record_type.from_dict(row).to_dict() if record_type is not PerformanceRecord or _needs_check(row) else row
-            except (InvalidFieldError, TypeError) as e:
-                report.issues.append(f"{source}:{number}: invalid record skipped ({e})")
-                continue
-        report.rows.append(row)
+        row = parse_line(line, f"{source}:{number}", report.issues, validate, record_type)
+        if row is not None: report.rows.append(row)
     report.lines = len(lines)
     if tail.strip():
         report.lines += 1
@@ -233,13 +293,21 @@ def parse_history(data: bytes, source: str = "history", validate: bool = True,
     return report
 
 
+def parse_line(line: bytes, where: str, issues: list[str], validate: bool = True,
+               record_type: type = PerformanceRecord) -> dict[str, Any] | None:
+    "One JSONL line as a record dict, checked exactly as a record is checked before it is written; None (and an issue) when bad."
+    try: row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        issues.append(f"{where}: malformed line skipped ({e})")
+        return None
+    if not validate: return row
+    try: return record_type.from_dict(row).to_dict()
+    except (InvalidFieldError, TypeError, OverflowError) as e:
+        issues.append(f"{where}: invalid record skipped ({e})")
+        return None
+
+
 _TASKS = frozenset(t.value for t in TaskType)
-
-
-def _needs_check(row: Any) -> bool:
-    "A cheap pre-check: rows we wrote ourselves pass without building a PerformanceRecord."
-    return not (isinstance(row, dict) and isinstance(row.get("model"), str) and row.get("task_type") in _TASKS
-                and isinstance(row.get("timestamp"), str))
 
 # %% ../nbs/01_storage.ipynb #95fc10f2
 class HistoryLog:
@@ -253,37 +321,59 @@ class HistoryLog:
                  retry_interval_s: float = 1.0,               # least time between write attempts while storage is failing
                  clock: Callable[[], datetime] = utcnow,      # wall clock for retention and archive names
                  monotonic: Callable[[], float] = time.monotonic,  # timer for flush intervals
-                 record_type: type = PerformanceRecord):      # the JsonModel each line holds
+                 record_type: type = PerformanceRecord,       # the JsonModel each line holds
+                 writer: "GroupCommitWriter | None" = None,   # background writer (None: writes happen in the appending thread)
+                 lock_timeout_s: float = 30.0):               # longest wait for the file lock before a write counts as failed
         self.path, self.record_type = Path(path), record_type
         self.durability = Durability(durability)
         if not isinstance(batch_size, int) or batch_size < 1: raise InvalidFieldError("HistoryLog", "batch_size", batch_size, "an integer >= 1")
         self.batch_size, self.flush_interval_s, self.retry_interval_s = batch_size, flush_interval_s, retry_interval_s
         self.retention, self.clock, self.monotonic = retention, clock, monotonic
-        self.lock = FileLock(str(self.path) + ".lock")
-        self._mutex = threading.RLock()
+        self.lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout_s)
+        self._mutex = threading.Lock()   # guards the buffer and counters; held for list operations only, never during I/O
+        self._io = threading.RLock()     # one file operation (write, read, retention) at a time
         self._buffer: list[bytes] = []
+        self._accepted = 0               # records appended so far (a sequence number)
+        self._written = 0                # records whose line reached the file
+        self._durable = 0                # records known to be on disk (written, then fsynced)
         self._last_flush = monotonic()
         self._last_attempt = -float("inf")
         self.failed: str | None = None   # the current storage error, None while storage works
         self.errors_logged = 0           # how many distinct failures were logged (one per outage)
         self.written = 0                 # records written by this object
+        self.writer = writer
+        if writer is not None: writer.attach(self)
 
     # ---- appending -------------------------------------------------------------------------------------
     @property
     def pending(self) -> int:
         "Records accepted but not yet written."
-        return len(self._buffer)
+        return self._accepted - self._written
 
-    def append(self, record: PerformanceRecord | Mapping[str, Any]) -> None:
-        "Add one record; it is written according to the durability policy."
-        self.append_many([record])
+    def append(self, record: PerformanceRecord | Mapping[str, Any]) -> Future | None:
+        "Add one record; it is written according to the durability policy (see `append_many` for the return value)."
+        return self.append_many([record])
 
-    def append_many(self, records: Iterable[PerformanceRecord | Mapping[str, Any]]) -> None:
-        "Add several records at once (one write when the policy writes)."
+    def append_many(self, records: Iterable[PerformanceRecord | Mapping[str, Any]]) -> Future | None:
+        "Add records; under `each`, returns a Future that turns True once they are on disk (False: kept in memory)."
         lines = [self._encode(r) for r in records]
         with self._mutex:
+            was_empty = not self._buffer
             self._buffer.extend(lines)
-            if self._flush_due(): self._write(fsync=self.durability is not Durability.CLOSE)
+            self._accepted += len(lines)
+            upto = self._accepted
+            due = self._flush_due()
+        if self.writer is not None:      # the background writer does the I/O; this thread only queues
+            if self.durability is Durability.EACH: return self.writer.flush(self, upto)
+            if due: self.writer.flush(self, None, fsync=self.durability is Durability.BATCH)
+            elif was_empty and self.durability is Durability.BATCH: self.writer.wake()   # start the batch timer
+            return None
+        if due:
+            with self._io: self._write(fsync=self.durability is not Durability.CLOSE)
+        if self.durability is not Durability.EACH: return None
+        done: Future = Future()
+        done.set_result(self._durable >= upto)
+        return done
 
     def _encode(self, record) -> bytes:
         if isinstance(record, self.record_type): return record.to_json().encode() + b"\n"
@@ -295,19 +385,25 @@ class HistoryLog:
         return self.durability is Durability.BATCH and self.monotonic() - self._last_flush >= self.flush_interval_s
 
     def flush(self) -> bool:
-        "Write and fsync everything buffered; True when nothing is left pending."
-        with self._mutex: return self._write(fsync=True, force=True)
+        "Write and fsync everything buffered, in this thread; True when nothing is left pending."
+        with self._io: return self._write(fsync=True, force=True)
 
     def close(self) -> bool:
         "Flush; True when every record reached the disk (otherwise they stay in `pending` and an error was logged)."
         return self.flush()
 
     def _write(self, fsync: bool, force: bool = False) -> bool:
-        if not self._buffer: return True
+        "Write the buffer in one `write` under the file lock (call with `_io` held); the buffer is free for appends meanwhile."
         now = self.monotonic()
-        if self.failed and not force and now - self._last_attempt < self.retry_interval_s: return False
+        with self._mutex:
+            if not self._buffer:
+                unsynced = fsync and self._durable < self._written
+                if not unsynced: return True
+            elif self.failed and not force and now - self._last_attempt < self.retry_interval_s: return False
+            lines, self._buffer = self._buffer, []
+            upto = self._accepted
         self._last_attempt = now
-        data = b"".join(self._buffer)
+        data = b"".join(lines)
         written = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -315,7 +411,7 @@ class HistoryLog:
                 fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
                     info = os.fstat(fd)
-                    if stat.S_ISREG(info.st_mode) and info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
+                    if data and stat.S_ISREG(info.st_mode) and info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
                         os.write(fd, b"\n")  # isolate a torn line left by a crashed writer
                     view = memoryview(data)
                     while view:
@@ -325,26 +421,30 @@ class HistoryLog:
                     if fsync: os.fsync(fd)
                 finally: os.close(fd)
         except (OSError, TimeoutError) as e:
-            self._drop_written(data, written)
+            complete = data[:written].count(b"\n")   # lines that reached the file are not written twice
+            with self._mutex:
+                self._buffer[:0] = lines[complete:]
+                self._written += complete
+            self.written += complete
             if self.failed is None:
                 self.errors_logged += 1
                 log.error("history %s: write failed (%s); keeping %d record(s) in memory until storage works again",
-                          self.path, getattr(e, "strerror", None) or e, len(self._buffer))
+                          self.path, getattr(e, "strerror", None) or e, self.pending)
             self.failed = str(e)
             return False
-        count = len(self._buffer)
-        self._buffer.clear()
-        self.written += count
+        with self._mutex:
+            self._written = upto
+            if fsync: self._durable = upto
+        self.written += len(lines)
         self._last_flush = now
         if self.failed is not None:
-            log.warning("history %s: storage works again; wrote %d buffered record(s)", self.path, count)
+            log.warning("history %s: storage works again; wrote %d buffered record(s)", self.path, len(lines))
             self.failed = None
         return True
 
-    def _drop_written(self, data: bytes, written: int) -> None:
-        "After a partial write, forget the records whose whole line reached the file (so none is written twice)."
-        complete = data[:written].count(b"\n")
-        if complete: del self._buffer[:complete]
+    def durable(self, upto: int) -> bool:
+        "Whether the first `upto` records appended are known to be on disk."
+        return self._durable >= upto
 
     # ---- reading ---------------------------------------------------------------------------------------
     def archives(self) -> list[Path]:
@@ -358,16 +458,66 @@ class HistoryLog:
             except FileNotFoundError: continue
             except (OSError, EOFError, gzip.BadGzipFile) as e: issues.append(f"{source.name}: unreadable ({e})")
 
+    def _pending_lines(self) -> list[bytes]:
+        "The buffered lines (call with `_io` held, so none is half-way into the file)."
+        with self._mutex: return list(self._buffer)
+
     def read(self, include_archives: bool = False, validate: bool = True) -> ReadReport:
         "Every valid record (archives first when asked), with a report of what was skipped."
         report = ReadReport()
-        for source, data in self.sources(include_archives, report.issues):
-            part = parse_history(data, source.name, validate, self.record_type)
-            report.rows += part.rows; report.issues += part.issues; report.lines += part.lines
-        with self._mutex: pending = list(self._buffer)
-        if pending: report.rows += [json.loads(line) for line in pending]
+        with self._io:
+            for source, data in self.sources(include_archives, report.issues):
+                part = parse_history(data, source.name, validate, self.record_type)
+                report.rows += part.rows
+                report.issues += part.issues
+                report.lines += part.lines
+            pending = self._pending_lines()
+        report.rows += [json.loads(line) for line in pending]
         for issue in report.issues: log.warning("history: %s", issue)
         return report
+
+    def tail(self, n: int) -> list[dict[str, Any]]:
+        "The newest `n` valid records of the live file and the buffer, oldest first (reads from the end: cost independent of the file size)."
+        rows = []
+        with contextlib.closing(self.reverse_rows()) as newest_first:
+            for row in newest_first:
+                if len(rows) >= n: break
+                rows.append(row)
+        rows.reverse()
+        return rows
+
+    def reverse_rows(self, validate: bool = True, block: int = 1 << 20) -> Iterator[dict[str, Any]]:
+        "Valid records newest first: the buffer, then the live file read backwards in blocks (torn and bad lines are skipped and logged)."
+        issues: list[str] = []
+        with self._io:
+            pending = self._pending_lines()
+            for line in reversed(pending): yield json.loads(line)
+            try: f = open(self.path, "rb")
+            except FileNotFoundError: return
+            except OSError as e:
+                log.warning("history %s: unreadable (%s)", self.path, e)
+                return
+            with f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode): return
+                end = f.seek(0, os.SEEK_END)
+                pos, carry, first = end, b"", True
+                while pos > 0:
+                    start = max(0, pos - block)
+                    f.seek(start)
+                    chunk = f.read(pos - start) + carry
+                    pos = start
+                    lines = chunk.split(b"\n")
+                    carry = lines.pop(0) if pos > 0 else b""   # may continue in the previous block
+                    if first:
+                        torn = lines.pop() if lines else b""   # after the last newline: empty unless torn
+                        if torn.strip(): issues.append(f"{self.path.name}: torn last line ({len(torn)} bytes) skipped")
+                        first = False
+                    for line in reversed(lines):
+                        if not line.strip(): continue
+                        row = parse_line(line, f"{self.path.name} (from the end)", issues, validate, self.record_type)
+                        if row is not None: yield row
+                if first and carry.strip(): issues.append(f"{self.path.name}: torn last line ({len(carry)} bytes) skipped")
+        for issue in issues: log.warning("history: %s", issue)
 
     def query(self, model: str | None = None, task_type: TaskType | str | None = None,
               since: datetime | str | None = None, until: datetime | str | None = None, limit: int | None = None,
@@ -395,7 +545,7 @@ class HistoryLog:
     def apply_retention(self, now: datetime | None = None) -> int:
         "Move (or delete) what the policy says from the live file; returns how many records left it."
         if self.retention is None: return 0
-        with self._mutex:
+        with self._io:
             self._write(fsync=True, force=True)
             with self.lock:
                 try: data = read_history_bytes(self.path)
@@ -458,47 +608,222 @@ def _row_filter(model, task_type, since, until) -> Callable[[dict], bool]:
 
 # %% ../nbs/01_storage.ipynb #8f39fe5f
 HISTORY_COLUMNS = ["timestamp", "model", "task_type", "was_correct", "response_time", "cost", "token_count",
-                   "input_tokens", "output_tokens", "request_id", "success", "accuracy", "source"]
+                   "input_tokens", "output_tokens", "request_id", "success", "accuracy", "source", "learned", "epoch"]
+_FIELDS = frozenset(HISTORY_COLUMNS)
 
 
 def _fast_frame(data: bytes):
-    "DataFrame of complete JSONL lines via Arrow, or None when the data needs the careful parser."
+    "DataFrame of complete JSONL lines via Arrow, or None when any row needs the careful, line-by-line parser."
     import pyarrow as pa
     import pyarrow.json as paj
     if not data or b"\n\n" in data or data[:1] == b"\n": return None
     try: table = paj.read_json(io.BytesIO(data), read_options=paj.ReadOptions(block_size=1 << 24))
-    except (pa.ArrowInvalid, pa.ArrowTypeError): return None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError): return None
+    if not set(table.column_names) <= _FIELDS or not _rows_valid(table): return None
     df = table.to_pandas()
-    if "model" not in df or "task_type" not in df or "timestamp" not in df: return None
-    if df["model"].isna().any() or not df["task_type"].isin(_TASKS).all() or df["timestamp"].isna().any(): return None
-    return df
+    import pandas as pd
+    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True, format="ISO8601", errors="coerce")
+    return None if df["timestamp"].isna().any() else df
+
+
+def _rows_valid(table) -> bool:
+    "The checks of `PerformanceRecord`, column by column on the Arrow table: True when every row passes them."
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    names = set(table.column_names)
+    if not {"model", "task_type", "timestamp"} <= names: return False
+    def column(name): return table.column(name)
+    def text(name, optional=False):
+        col = column(name)
+        if optional and pa.types.is_null(col.type): return True
+        return pa.types.is_string(col.type) and (optional or col.null_count == 0)
+    if not (text("model") and text("task_type") and text("timestamp")): return False
+    if not pc.all(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(column("model"))), 0)).as_py(): return False
+    if not pc.all(pc.is_in(column("task_type"), value_set=pa.array(sorted(_TASKS)))).as_py(): return False
+    for name in ("request_id", "source"):
+        if name in names and not text(name, optional=name == "request_id"): return False
+    for name in ("was_correct", "success"):
+        if name in names:
+            col = column(name)
+            if not (pa.types.is_boolean(col.type) or pa.types.is_null(col.type)): return False
+            if name == "success" and col.null_count: return False
+    bounds = {"response_time": (False, None), "cost": (False, None), "accuracy": (True, 1), "learned": (True, 1),
+              "token_count": (False, None), "input_tokens": (False, None), "output_tokens": (False, None), "epoch": (True, None)}
+    for name, (optional, hi) in bounds.items():
+        if name not in names: continue
+        col = column(name)
+        if pa.types.is_null(col.type):
+            if optional: continue
+            return False
+        integral = name in ("token_count", "input_tokens", "output_tokens", "epoch")
+        if not (pa.types.is_integer(col.type) or (pa.types.is_floating(col.type) and not integral)): return False
+        if col.null_count and not optional: return False
+        values = col.drop_null() if col.null_count else col
+        if not len(values): continue
+        if pa.types.is_floating(col.type) and not pc.all(pc.is_finite(values)).as_py(): return False
+        low, high = pc.min_max(values).values()
+        if low.as_py() < 0 or (hi is not None and high.as_py() > hi): return False
+    return True
 
 
 def history_frame(history: HistoryLog, include_archives: bool = False):
     "All valid records of `history` as a DataFrame with the standard columns; problems are logged, not raised."
     import pandas as pd
     parts, issues = [], []
-    for source, data in history.sources(include_archives, issues):
-        end = data.rfind(b"\n") + 1
-        df = _fast_frame(data[:end]) if history.record_type is PerformanceRecord else None
-        if df is None or end < len(data):
-            report = parse_history(data, source.name, record_type=history.record_type)
-            issues += report.issues
-            if df is None: df = pd.DataFrame(report.rows)
-        parts.append(df)
-    with history._mutex: pending = list(history._buffer)
+    with history._io:
+        for source, data in history.sources(include_archives, issues):
+            end = data.rfind(b"\n") + 1
+            df = _fast_frame(data[:end]) if history.record_type is PerformanceRecord else None
+            if df is None or end < len(data):
+                report = parse_history(data, source.name, record_type=history.record_type)
+                issues += report.issues
+                if df is None: df = pd.DataFrame(report.rows)
+            parts.append(df)
+        pending = history._pending_lines()
     if pending: parts.append(pd.DataFrame([json.loads(line) for line in pending]))
     for issue in issues: log.warning("history: %s", issue)
     columns = HISTORY_COLUMNS if history.record_type is PerformanceRecord else [f.name for f in dataclasses.fields(history.record_type)]
+    parts = [p for p in parts if len(p)]
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     for col in columns:
         if col not in df: df[col] = None
     df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True, format="ISO8601")
     return df
 
+# %% ../nbs/01_storage.ipynb #e24508cb
+class GroupCommitWriter:
+    "One background thread that writes and fsyncs the buffered records of every attached log together (group commit)."
+
+    def __init__(self, name: str = "computepulse-storage"):  # the thread's name (shows in stack dumps)
+        self.name = name
+        self._cond = threading.Condition()
+        self._logs: list[HistoryLog] = []
+        self._dirty: dict[int, tuple[HistoryLog, bool]] = {}          # id(log) -> (log, fsync)
+        self._waiters: list[tuple[list[tuple[HistoryLog, int]], Future]] = []
+        self._jobs: deque[tuple[Callable, tuple, Future]] = deque()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.rounds = 0          # wake-ups that wrote or ran something
+        self.fsyncs = 0          # files written and fsynced (one per log per round)
+        _live_writers.add(self)
+
+    @property
+    def thread_id(self) -> int | None:
+        "The writer thread's identifier (None before the first job)."
+        return self._thread.ident if self._thread is not None else None
+
+    def attach(self, history: HistoryLog) -> None:
+        "Let this writer do `history`'s I/O (batch timers included)."
+        with self._cond: self._logs.append(history)
+
+    def _start(self) -> None:   # called with _cond held
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def flush(self, history: HistoryLog, upto: int | None = None, fsync: bool = True) -> Future:
+        "Ask for `history`'s buffer to be written; the Future turns True once its first `upto` records are on disk."
+        return self.commit([history], [upto], fsync)
+
+    def commit(self, logs: list[HistoryLog], upto: list[int | None] | None = None, fsync: bool = True) -> Future:
+        "Write every log's buffer in the next round; the Future turns True when all are on disk (False: kept in memory)."
+        done: Future = Future()
+        targets = [(history, history._accepted if n is None else n) for history, n in zip(logs, upto or [None] * len(logs))]
+        with self._cond:
+            closed = self._closed
+            if not closed:
+                for history in logs:
+                    previous = self._dirty.get(id(history))
+                    self._dirty[id(history)] = (history, fsync or bool(previous and previous[1]))
+                if fsync: self._waiters.append((targets, done))
+                self._start()
+                self._cond.notify()
+        if closed: done.set_result(all(history.flush() for history in logs))   # after close: here and now
+        elif not fsync: done.set_result(False)                                   # nobody waits for an unsynced write
+        return done
+
+    def call(self, fn: Callable, *args) -> Future:
+        "Run `fn(*args)` on the writer thread after the writes queued before it; the Future holds its result."
+        done: Future = Future()
+        with self._cond:
+            closed = self._closed
+            if not closed:
+                self._jobs.append((fn, args, done))
+                self._start()
+                self._cond.notify()
+        if closed: _run_job(fn, args, done)
+        return done
+
+    def wake(self) -> None:
+        "Re-check the batch timers now (a log got its first buffered record)."
+        with self._cond:
+            if self._closed: return
+            self._start()
+            self._cond.notify()
+
+    def _next_timer(self) -> float | None:   # called with _cond held
+        waits = [h._last_flush + h.flush_interval_s - h.monotonic() for h in self._logs
+                 if h.durability is Durability.BATCH and h._buffer]
+        return max(0.0, min(waits)) if waits else None
+
+    def _due_batches(self) -> None:          # called with _cond held
+        for history in self._logs:
+            if history.durability is Durability.BATCH and history._buffer and id(history) not in self._dirty \
+                    and history._flush_due():
+                self._dirty[id(history)] = (history, True)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    self._due_batches()
+                    if self._dirty or self._jobs or self._closed: break
+                    self._cond.wait(self._next_timer())
+                dirty, waiters, jobs = list(self._dirty.values()), self._waiters, list(self._jobs)
+                self._dirty, self._waiters = {}, []
+                self._jobs.clear()
+                if self._closed and not dirty and not waiters and not jobs: return
+            self.rounds += 1
+            for history, fsync in dirty:
+                before = history._durable
+                try:
+                    with history._io: history._write(fsync=fsync, force=True)
+                except Exception as e:   # never let one log's bug stop the thread: report it and go on
+                    history.failed = f"{type(e).__name__}: {e}"
+                    log.exception("history %s: unexpected write error", history.path)
+                if history._durable > before: self.fsyncs += 1
+            for targets, done in waiters:
+                done.set_result(all(history.durable(n) for history, n in targets))
+            for fn, args, done in jobs: _run_job(fn, args, done)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        "Finish everything queued and stop the thread; later requests run in the caller's thread."
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread(): thread.join(timeout_s)
+
+
+def _run_job(fn: Callable, args: tuple, done: Future) -> None:
+    try: result = fn(*args)
+    except BaseException as e: done.set_exception(e)
+    else: done.set_result(result)
+
+
+_live_writers: "weakref.WeakSet[GroupCommitWriter]" = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_writers() -> None:
+    "At interpreter exit, finish what live writers were given (a daemon thread would otherwise be cut off)."
+    for writer in list(_live_writers):
+        try: writer.close(timeout_s=30)
+        except Exception: pass
+
 # %% ../nbs/01_storage.ipynb #51c0ef85
 class StorageManager:
-    "Scores and history together, with async methods that do their disk I/O off the event loop."
+    "Scores and history together; all disk I/O happens on one background writer thread."
 
     def __init__(self, folder: Path | str,                          # folder holding both files
                  scores_file: str = "confidence_scores.json",        # scores file name inside `folder`
@@ -506,23 +831,71 @@ class StorageManager:
                  durability: Durability | str = Durability.BATCH,    # history durability policy
                  batch_size: int = 1000,                             # history records per batched write
                  flush_interval_s: float = 5.0,                      # longest wait of a buffered record
-                 retention: RetentionPolicy | None = None):          # history retention policy
+                 retention: RetentionPolicy | None = None,           # history retention policy
+                 background: bool = True):                           # False: no writer thread (I/O in the caller's thread)
         self.folder = Path(folder)
+        self.writer = GroupCommitWriter() if background else None
         self.scores = ScoreStore(self.folder / scores_file)
-        self.history = HistoryLog(self.folder / history_file, durability, batch_size, flush_interval_s, retention)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="computepulse-storage")
+        self.history = HistoryLog(self.folder / history_file, durability, batch_size, flush_interval_s, retention,
+                                  writer=self.writer)
+        self.logs: list[HistoryLog] = [self.history]
+        self.epoch = 0                                      # the epoch new learned records belong to
+        self._snapshot: Future | None = None                # the snapshot being written
+        self._last_snapshot = -float("inf")                 # time.monotonic() of the last snapshot taken
         self._unsaved_scores: tuple[dict, dict] | None = None
+        self._replay = True                                 # False when the snapshot's epoch could not be trusted
         self.score_error: str | None = None
 
-    def load_scores(self) -> dict[ScoreKey, dict[str, Any]]:
-        "The stored score entries ({} when there are none or the file was unreadable)."
-        return self.scores.load()
+    def log(self, file_name: str, record_type: type, durability: Durability | str | None = None,
+            background: bool = True) -> HistoryLog:
+        "Another log in the folder (same policies; `background=False` writes in the appending thread)."
+        h = self.history
+        new = HistoryLog(self.folder / file_name, durability or h.durability, h.batch_size, h.flush_interval_s,
+                         h.retention, record_type=record_type, writer=self.writer if background else None)
+        self.logs.append(new)
+        return new
 
+    # ---- start ------------------------------------------------------------------------------------------
+    def open(self) -> dict[ScoreKey, dict[str, Any]]:
+        "Start-up disk work: remove orphaned temporary files, apply retention to every log, load the scores."
+        remove_orphaned_temps(self.folder)
+        for history in self.logs:
+            try: history.apply_retention()
+            except Exception as e: log.error("retention on %s failed: %s", history.path, e)
+        return self.load_scores()
+
+    def load_scores(self) -> dict[ScoreKey, dict[str, Any]]:
+        "The stored score entries ({} when there are none or the file was unreadable); sets `epoch` from the file."
+        entries = self.scores.load()
+        epoch, self._replay = self.scores.meta.get("epoch", 0), True
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            log.error("scores file %s: meta.epoch=%r is not an integer >= 0; no history is replayed", self.scores.path, epoch)
+            epoch, self._replay = 0, False
+        self.epoch = epoch
+        return entries
+
+    def wal(self) -> list[dict[str, Any]]:
+        "Learned outcomes newer than the loaded snapshot, oldest first (the write-ahead log to replay)."
+        newer = []
+        if not self._replay: return newer
+        with contextlib.closing(self.history.reverse_rows()) as rows:
+            for row in rows:
+                epoch = row.get("epoch")
+                if epoch is None or epoch < self.epoch: break   # the snapshot already holds this and everything before
+                if row.get("learned") is not None: newer.append(row)
+        newer.reverse()
+        return newer
+
+    # ---- scores -----------------------------------------------------------------------------------------
     def save_scores(self, entries: Mapping[ScoreKey, Mapping[str, Any]], meta: Mapping[str, Any] | None = None) -> bool:
-        "Save atomically; on failure keep them in memory, log once, and return False."
+        "Save atomically (in this thread); on failure keep them in memory, log once, and return False."
+        meta = dict(meta or {})
+        if "epoch" not in meta:        # a save outside `snapshot` starts a new epoch too, so nothing is replayed twice
+            self.epoch += 1
+            meta["epoch"] = self.epoch
         try: self.scores.save(entries, meta)
         except StorageError as e:
-            self._unsaved_scores = (dict(entries), dict(meta or {}))
+            self._unsaved_scores = (dict(entries), meta)
             if self.score_error is None: log.error("scores not saved (%s); kept in memory, will retry", e)
             self.score_error = str(e)
             return False
@@ -530,23 +903,62 @@ class StorageManager:
         self._unsaved_scores, self.score_error = None, None
         return True
 
-    def append(self, record: PerformanceRecord | Mapping[str, Any]) -> None:
+    def snapshot_due(self, interval_s: float) -> bool:
+        "True when no snapshot is being written and the last one was taken at least `interval_s` ago."
+        if self._snapshot is not None and not self._snapshot.done(): return False
+        return time.monotonic() - self._last_snapshot >= interval_s
+
+    def snapshot(self, entries: Mapping[ScoreKey, Mapping[str, Any]]) -> Future:
+        "Write `entries` as the next epoch's snapshot on the writer thread; returns at once (the Future: saved or not)."
+        self.epoch += 1
+        meta = {"epoch": self.epoch}
+        self._last_snapshot = time.monotonic()
+        entries = dict(entries)
+        if self.writer is None:
+            done: Future = Future()
+            done.set_result(self.save_scores(entries, meta))
+        else: done = self.writer.call(self.save_scores, entries, meta)
+        self._snapshot = done
+        return done
+
+    # ---- records ----------------------------------------------------------------------------------------
+    def append(self, record: PerformanceRecord | Mapping[str, Any]) -> Future | None:
         "Append one history record (see `HistoryLog.append`)."
-        self.history.append(record)
+        return self.history.append(record)
+
+    def commit(self) -> Future:
+        "The acknowledgement of everything appended so far to the `each` logs: True once it is all on disk."
+        each = [h for h in self.logs if h.durability is Durability.EACH and h.writer is not None]
+        if each: return self.writer.commit(each)
+        done: Future = Future()
+        done.set_result(all(h.failed is None for h in self.logs))
+        return done
 
     def flush(self) -> bool:
-        "Write everything pending (history and unsaved scores); True when nothing is left in memory only."
-        ok = self.history.flush()
+        "Write everything pending (every log and unsaved scores) in this thread; True when nothing is left in memory only."
+        ok = True
+        for history in self.logs: ok = history.flush() and ok
         if self._unsaved_scores is not None: ok = self.save_scores(*self._unsaved_scores) and ok
         return ok
 
     @property
     def degraded(self) -> bool:
         "True while some data lives only in memory because storage failed."
-        return self.history.failed is not None or self.score_error is not None
+        return any(h.failed is not None for h in self.logs) or self.score_error is not None
+
+    def unsaved(self) -> list[str]:
+        "What lives only in memory, in words (empty when everything is on disk)."
+        out = [f"{h.pending} record(s) for {h.path} ({h.failed or 'not flushed'})" for h in self.logs if h.pending]
+        if self._unsaved_scores is not None: out.append(f"the scores for {self.scores.path} ({self.score_error})")
+        return out
 
     async def _run(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        if self.writer is None: return fn(*args)
+        return await asyncio.wrap_future(self.writer.call(fn, *args))
+
+    async def aopen(self) -> dict[ScoreKey, dict[str, Any]]:
+        "`open` off the event loop."
+        return await self._run(self.open)
 
     async def aload_scores(self) -> dict[ScoreKey, dict[str, Any]]:
         "`load_scores` off the event loop."
@@ -556,22 +968,30 @@ class StorageManager:
         "`save_scores` off the event loop."
         return await self._run(self.save_scores, dict(entries), meta)
 
-    async def aappend(self, records: Iterable[PerformanceRecord | Mapping[str, Any]]) -> None:
-        "Append records off the event loop (the write, when the policy makes one, happens on the worker thread)."
-        await self._run(self.history.append_many, list(records))
+    async def aappend(self, records: Iterable[PerformanceRecord | Mapping[str, Any]]) -> bool:
+        "Append records and wait for their acknowledgement (True: on disk under `each`, or accepted under the other policies)."
+        ack = self.history.append_many(list(records))
+        return await asyncio.wrap_future(ack) if ack is not None else True
 
     async def aflush(self) -> bool:
         "`flush` off the event loop."
         return await self._run(self.flush)
 
     def close(self) -> bool:
-        "Flush everything and stop the worker thread; True when nothing was left unsaved."
-        ok = self.flush()
-        self._pool.shutdown(wait=True)
+        "Flush everything and stop the writer; True when nothing was left unsaved (else an ERROR names what is lost)."
+        if self.writer is not None: ok = self.writer.call(self.flush).result()
+        else: ok = self.flush()
+        if self.writer is not None: self.writer.close()
+        if not ok:
+            log.error("storage in %s closed with data that could not be written (lost when this process exits): %s",
+                      self.folder, "; ".join(self.unsaved()) or "see the errors above")
         return ok
 
     async def aclose(self) -> bool:
         "`close` without blocking the event loop."
         ok = await self.aflush()
-        self._pool.shutdown(wait=True)
+        if self.writer is not None: await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
+        if not ok:
+            log.error("storage in %s closed with data that could not be written (lost when this process exits): %s",
+                      self.folder, "; ".join(self.unsaved()) or "see the errors above")
         return ok

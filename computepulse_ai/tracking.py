@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import html
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,8 @@ from .storage import HistoryLog
 
 # %% auto #0
 __all__ = ['log', 'SUMMARY_COLUMNS', 'record_from_response', 'RequestRecord', 'correctness', 'summarise', 'Anomaly', 'robust_z',
-           'proportion_z', 'detect_anomalies', 'Report', 'PerformanceTracker', 'plot_report', 'save_report']
+           'proportion_z', 'compare_windows', 'outcome_rows', 'detect_anomalies', 'Report', 'RunningStats',
+           'PerformanceTracker', 'plot_report', 'save_report']
 
 # %% ../nbs/09_tracking.ipynb #5798b8e7
 log = get_logger("computepulse_ai.tracking")
@@ -33,13 +35,15 @@ def record_from_response(response: Response,          # one model's response (fa
                          task_type: TaskType | str,    # the request's task type
                          was_correct: bool | None = None,  # correctness from validation/feedback, when known
                          accuracy: float | None = None,    # fraction of data points right, when known
-                         source: str = "validation") -> PerformanceRecord:
-    "The history record of one response: latency, tokens, cost, timestamp, success and correctness."
+                         source: str = "validation",       # what set the correctness
+                         learned: float | None = None,     # the observation the learning engine took (None: no update)
+                         epoch: int | None = None) -> PerformanceRecord:  # the scores snapshot epoch it belongs to
+    "The history record of one response: latency, tokens, cost, timestamp, success, correctness and what was learned."
     return PerformanceRecord(model=response.model, task_type=task_type, timestamp=response.timestamp,
                              was_correct=was_correct, response_time=response.latency_s, cost=response.cost_usd,
                              token_count=response.total_tokens, input_tokens=response.input_tokens,
                              output_tokens=response.output_tokens, request_id=response.request_id,
-                             success=response.success, accuracy=accuracy, source=source)
+                             success=response.success, accuracy=accuracy, source=source, learned=learned, epoch=epoch)
 
 
 @dataclass
@@ -132,27 +136,47 @@ def proportion_z(recent: np.ndarray, history: np.ndarray) -> float:
     return (p1 - p0) / se
 
 
+def compare_windows(model: str,                 # the model the outcomes belong to
+                    history: np.ndarray,        # earlier calls: rows of (success 0/1, latency or NaN, correctness or NaN)
+                    recent: np.ndarray,         # the recent window, same columns
+                    min_history: int = 30,      # fewest earlier latencies / judged calls to compare with
+                    threshold: float = 4.0) -> list[Anomaly]:  # z beyond this, in the bad direction, is an anomaly
+    "The degradations of `recent` against `history`: slower latency, a higher error rate, lower accuracy."
+    found = []
+    window = len(recent)
+    ok_h, ok_r = history[:, 0] > 0.5, recent[:, 0] > 0.5
+    lat_h, lat_r = history[ok_h, 1], recent[ok_r, 1]
+    lat_h, lat_r = lat_h[~np.isnan(lat_h)], lat_r[~np.isnan(lat_r)]
+    if len(lat_h) >= min_history and len(lat_r) >= max(3, window // 4):
+        z = robust_z(lat_r, lat_h)
+        if z > threshold: found.append(Anomaly(model, "latency_p50", float(np.median(lat_r)), float(np.median(lat_h)), z))
+    z = proportion_z((~ok_r).astype(float), (~ok_h).astype(float))
+    if z > threshold: found.append(Anomaly(model, "error_rate", float((~ok_r).mean()), float((~ok_h).mean()), z))
+    c_h, c_r = history[:, 2][~np.isnan(history[:, 2])], recent[:, 2][~np.isnan(recent[:, 2])]
+    if len(c_h) >= min_history and len(c_r) >= max(3, window // 4):
+        z = proportion_z(c_r, c_h)
+        if z < -threshold: found.append(Anomaly(model, "accuracy", float(c_r.mean()), float(c_h.mean()), z))
+    return found
+
+
+def outcome_rows(df: pd.DataFrame) -> np.ndarray:
+    "Performance rows as the (success, latency, correctness) array `compare_windows` reads."
+    ok = df["success"].fillna(True).astype(bool).to_numpy() if "success" in df else np.ones(len(df), bool)
+    latency = pd.to_numeric(df["response_time"], errors="coerce").to_numpy(dtype=float)
+    return np.column_stack([ok.astype(float), np.where(ok, latency, np.nan), correctness(df).to_numpy(dtype=float)])
+
+
 def detect_anomalies(df: pd.DataFrame, window: int = 20, min_history: int = 30,
                      threshold: float = 4.0) -> list[Anomaly]:
-    "Anomalies of each model's last `window` calls against its earlier calls (needs `min_history` of them)."
+    "Degradations of each model's last `window` calls against its earlier calls (needs `min_history` of them)."
     found = []
-    for model, g in df.sort_values("timestamp").groupby("model", sort=True):
+    for model, g in df.sort_values("timestamp", kind="stable").groupby("model", sort=True):
         if len(g) < window + min_history: continue
-        hist, recent = g.iloc[:-window], g.iloc[-window:]
-        ok_h, ok_r = hist["success"].fillna(True).astype(bool), recent["success"].fillna(True).astype(bool)
-        lat_h = pd.to_numeric(hist.loc[ok_h, "response_time"], errors="coerce").dropna().to_numpy()
-        lat_r = pd.to_numeric(recent.loc[ok_r, "response_time"], errors="coerce").dropna().to_numpy()
-        if len(lat_h) >= min_history and len(lat_r) >= max(3, window // 4):
-            z = robust_z(lat_r, lat_h)
-            if abs(z) > threshold: found.append(Anomaly(model, "latency_p50", float(np.median(lat_r)), float(np.median(lat_h)), z))
-        z = proportion_z((~ok_r).to_numpy(float), (~ok_h).to_numpy(float))
-        if abs(z) > threshold: found.append(Anomaly(model, "error_rate", float((~ok_r).mean()), float((~ok_h).mean()), z))
-        c_h, c_r = correctness(hist).dropna().to_numpy(), correctness(recent).dropna().to_numpy()
-        if len(c_h) >= min_history and len(c_r) >= max(3, window // 4):
-            z = proportion_z(c_r, c_h)
-            if abs(z) > threshold: found.append(Anomaly(model, "accuracy", float(c_r.mean()), float(c_h.mean()), z))
+        rows = outcome_rows(g)
+        found += compare_windows(str(model), rows[:-window], rows[-window:], min_history, threshold)
     for a in found: log.warning("anomaly: %s", a)
     return found
+
 
 # %% ../nbs/09_tracking.ipynb #4b7ed738
 @dataclass
@@ -168,6 +192,43 @@ class Report:
     rows: pd.DataFrame             # the performance rows the report was built from
 
 
+class RunningStats:
+    "Each model's outcomes in two ring buffers updated on append: the last `window` calls and up to `baseline` before them."
+
+    def __init__(self, window: int = 20,       # recent calls compared with the model's past
+                 baseline: int = 1000):        # earlier calls kept as that past (the oldest drop out)
+        self.window, self.baseline = window, baseline
+        self.recent: dict[str, deque] = {}
+        self.past: dict[str, deque] = {}
+
+    def add(self, model: str, success: bool, latency: float, correct: float) -> None:
+        "One outcome: success, latency in seconds, correctness in [0, 1] (NaN when not judged)."
+        recent = self.recent.get(model)
+        if recent is None: recent = self.recent[model] = deque(maxlen=self.window)
+        if len(recent) == self.window:
+            past = self.past.get(model)
+            if past is None: past = self.past[model] = deque(maxlen=self.baseline)
+            past.append(recent[0])
+        recent.append((1.0 if success else 0.0, latency if success else math.nan, correct))
+
+    def add_record(self, record: PerformanceRecord | dict) -> None:
+        "One performance record (or its dict)."
+        get = record.get if isinstance(record, dict) else lambda name, default=None: getattr(record, name, default)
+        accuracy, was_correct = get("accuracy"), get("was_correct")
+        correct = accuracy if accuracy is not None else (float(was_correct) if was_correct is not None else math.nan)
+        success = get("success", True)
+        self.add(get("model"), True if success is None else bool(success), float(get("response_time", 0.0) or 0.0), float(correct))
+
+    def anomalies(self, min_history: int = 30, threshold: float = 4.0) -> list[Anomaly]:
+        "Degradations of every model's recent window against its past (models with too little past are skipped)."
+        found = []
+        for model in sorted(self.recent):
+            recent, past = self.recent[model], self.past.get(model)
+            if len(recent) < self.window or past is None or len(past) < min_history: continue
+            found += compare_windows(model, np.array(past), np.array(recent), min_history, threshold)
+        return found
+
+
 class PerformanceTracker:
     "Records responses and requests and turns them into reports."
 
@@ -175,32 +236,58 @@ class PerformanceTracker:
                  requests: HistoryLog | None = None,          # request log (RequestRecord lines), optional
                  anomaly_window: int = 20,                     # recent calls compared with each model's history
                  anomaly_threshold: float = 4.0,               # |z| above this is an anomaly
-                 anomaly_every: int = 50):                     # check for anomalies every this many records
+                 anomaly_every: int = 50,                      # check for anomalies every this many records
+                 baseline: int = 1000,                         # earlier calls per model kept in memory for the check
+                 epoch: Callable[[], int] | None = None):      # the scores snapshot epoch to stamp records with
         if requests is not None and requests.record_type is not RequestRecord:
             raise InvalidFieldError("PerformanceTracker", "requests", requests.record_type, "a HistoryLog of RequestRecord")
         self.history, self.requests = history, requests
         self.anomaly_window, self.anomaly_threshold, self.anomaly_every = anomaly_window, anomaly_threshold, anomaly_every
+        self.epoch = epoch
+        self.stats = RunningStats(anomaly_window, baseline)
         self._since_check = 0
         self.anomalies: list[Anomaly] = []
 
-    def record(self, record: PerformanceRecord) -> None:
-        "Append one performance record (and check anomalies now and then)."
-        self.history.append(record)
+    def record(self, record: PerformanceRecord):
+        "Append one performance record, update the running statistics, check anomalies now and then; returns the append's ack."
+        ack = self.history.append(record)
+        self.stats.add_record(record)
         self._since_check += 1
         if self._since_check >= self.anomaly_every:
             self._since_check = 0
-            self.anomalies = detect_anomalies(self.frame(), self.anomaly_window, threshold=self.anomaly_threshold)
+            self.check_anomalies()
+        return ack
+
+    def check_anomalies(self) -> list[Anomaly]:
+        "Compare every model's recent calls with its past (in memory); new anomalies are logged."
+        found = self.stats.anomalies(threshold=self.anomaly_threshold)
+        known = {(a.model, a.metric) for a in self.anomalies}
+        for a in found:
+            if (a.model, a.metric) not in known: log.warning("anomaly: %s", a)
+        self.anomalies = found
+        return found
+
+    def warm_up(self, rows: Iterable[dict]) -> int:
+        "Fill the running statistics from stored records (oldest first), e.g. `history.tail(n)` at start; returns how many."
+        n = 0
+        for row in rows:
+            self.stats.add_record(row)
+            n += 1
+        return n
 
     def record_response(self, response: Response, task_type: TaskType | str, was_correct: bool | None = None,
-                        accuracy: float | None = None, source: str = "validation") -> PerformanceRecord:
-        "Record one response with its correctness; returns the record written."
-        rec = record_from_response(response, task_type, was_correct, accuracy, source)
+                        accuracy: float | None = None, source: str = "validation",
+                        learned: float | None = None) -> PerformanceRecord:
+        "Record one response with its correctness and what the scores learned from it; returns the record written."
+        rec = record_from_response(response, task_type, was_correct, accuracy, source, learned,
+                                   self.epoch() if self.epoch is not None else None)
         self.record(rec)
         return rec
 
-    def record_request(self, record: RequestRecord) -> None:
-        "Append one request record (no-op without a request log)."
-        if self.requests is not None: self.requests.append(record)
+    def record_request(self, record: RequestRecord):
+        "Append one request record (no-op without a request log); returns the append's ack."
+        if self.requests is not None: return self.requests.append(record)
+        return None
 
     def frame(self, model: str | None = None, task_type: TaskType | str | None = None,
               since: datetime | str | None = None, until: datetime | str | None = None) -> pd.DataFrame:

@@ -7,19 +7,24 @@ Docs: https://computepulse.github.io/computepulse-ai/validation.html.md"""
 # %% ../nbs/08_validation.ipynb #cf6cefeb
 from __future__ import annotations
 
+import functools
 import math
 import re
+import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from .canonical import PROVIDER_ALIASES, Canonicaliser, GpuName
 from .core import InvalidFieldError, MergedResult, Provenance, get_logger
 from .merging import MergeSpec, default_merge_spec, field_key
 
+
 # %% auto #0
-__all__ = ['log', 'DATA_TYPES', 'DEFAULT_PROVIDER_ALIASES', 'CHINESE_PROVIDERS', 'MISSING_MARKERS', 'PRICE_FIELDS',
-           'NUMBER_FIELDS', 'ValidationRules', 'canonical_provider', 'split_gpu', 'Amount', 'parse_amount',
-           'Normalised', 'normalise_record', 'record_key', 'merge_spec', 'normalise_answers', 'RecordOutcome',
-           'ValidationResult', 'validate']
+__all__ = ['log', 'DATA_TYPES', 'DEFAULT_PROVIDER_ALIASES', 'CHINESE_PROVIDERS', 'MISSING_MARKERS', 'GPU_PRICE_BANDS',
+           'TOKEN_PRICE_BANDS', 'NO_CONSUMER_GPUS', 'PRICE_FIELDS', 'NUMBER_FIELDS', 'ValidationRules',
+           'canonical_provider', 'split_gpu', 'Amount', 'parse_amount', 'Normalised', 'normalise_record',
+           'reconcile_units', 'record_key', 'merge_spec', 'normalise_answers', 'RecordOutcome', 'ValidationResult',
+           'validate']
 
 # %% ../nbs/08_validation.ipynb #c83720b5
 log = get_logger("validation")
@@ -27,59 +32,124 @@ log = get_logger("validation")
 DATA_TYPES = ("gpu", "token", "grid_load")
 
 # %% ../nbs/08_validation.ipynb #b1f1d887
-DEFAULT_PROVIDER_ALIASES: dict[str, str] = {
-    **dict.fromkeys(["阿里云", "阿里云计算", "阿里巴巴云", "Aliyun", "Alibaba Cloud", "AlibabaCloud", "Alibaba", "Alicloud"],
-                    "Alibaba Cloud"),
-    **dict.fromkeys(["腾讯云", "Tencent Cloud", "Tencent", "TencentCloud", "QCloud"], "Tencent Cloud"),
-    **dict.fromkeys(["华为云", "Huawei Cloud", "Huawei", "HuaweiCloud"], "Huawei Cloud"),
-    **dict.fromkeys(["火山引擎", "Volcengine", "Volcano Engine", "字节跳动火山引擎", "ByteDance Volcengine"], "Volcengine"),
-    **dict.fromkeys(["百度智能云", "百度云", "Baidu Cloud", "Baidu AI Cloud", "Baidu"], "Baidu AI Cloud"),
-    **dict.fromkeys(["AWS", "Amazon Web Services", "Amazon", "Amazon AWS", "亚马逊云", "亚马逊云科技"], "AWS"),
-    **dict.fromkeys(["Azure", "Microsoft Azure", "微软云", "微软Azure"], "Azure"),
-    **dict.fromkeys(["GCP", "Google Cloud", "Google Cloud Platform", "谷歌云"], "Google Cloud"),
-    **dict.fromkeys(["OCI", "Oracle Cloud", "Oracle Cloud Infrastructure"], "Oracle Cloud"),
-    **dict.fromkeys(["Lambda", "Lambda Labs", "Lambda Cloud"], "Lambda"),
-    **dict.fromkeys(["Vast.ai", "Vast", "VastAI"], "Vast.ai"),
-    **dict.fromkeys(["DeepSeek", "深度求索"], "DeepSeek"),
-    **dict.fromkeys(["OpenAI"], "OpenAI"), **dict.fromkeys(["CoreWeave"], "CoreWeave"),
-    **dict.fromkeys(["RunPod"], "RunPod"), **dict.fromkeys(["智谱", "智谱AI", "Zhipu", "Zhipu AI"], "Zhipu AI"),
-    **dict.fromkeys(["月之暗面", "Moonshot", "Moonshot AI"], "Moonshot AI"),
-}
+DEFAULT_PROVIDER_ALIASES: dict[str, str] = PROVIDER_ALIASES   # the canonical module's table (kept under its old name)
 
 CHINESE_PROVIDERS = frozenset({"Alibaba Cloud", "Tencent Cloud", "Huawei Cloud", "Volcengine", "Baidu AI Cloud",
-                               "Zhipu AI", "Moonshot AI", "DeepSeek"})
+                               "Zhipu AI", "Moonshot AI", "DeepSeek", "SenseTime", "Kingsoft Cloud", "UCloud",
+                               "China Telecom Cloud", "China Mobile Cloud", "China Unicom Cloud", "JD Cloud", "AutoDL",
+                               "MiniMax", "01.AI", "Baichuan", "iFlytek", "SiliconFlow"})
 
 MISSING_MARKERS = ("暂无公开数据", "暂无数据", "暂无", "未公开", "未知", "无", "不详", "n/a", "na", "none", "null", "unknown",
                    "not available", "no public data", "no data", "tbd", "-", "—", "--", "?")
 
+GPU_PRICE_BANDS: dict[str, tuple[float, float]] = {   # canonical GPU name -> USD per GPU-hour (sources: table above)
+    **dict.fromkeys(["H100", "H100 SXM", "H100 PCIe", "H100 NVL", "H100 94GB NVL", "H800", "H800 SXM", "H800 PCIe"], (0.8, 13.0)),
+    **dict.fromkeys(["H200", "H200 SXM", "H200 NVL", "B200", "B200 SXM", "GH200", "GB200", "B100"], (1.5, 16.0)),
+    "H20": (0.4, 6.0),
+    **dict.fromkeys(["A100", "A100 80GB", "A100 80GB SXM", "A100 80GB PCIe", "A800", "A800 80GB", "A800 80GB SXM",
+                     "A800 80GB PCIe", "A100 SXM", "A100 PCIe"], (0.4, 6.0)),
+    **dict.fromkeys(["A100 40GB", "A100 40GB SXM", "A100 40GB PCIe", "A800 40GB"], (0.4, 5.0)),
+    **dict.fromkeys(["L40S", "L40", "A40", "RTX 6000 Ada", "RTX A6000", "RTX 5000 Ada"], (0.25, 3.5)),
+    **dict.fromkeys(["L4", "A10G", "A10", "L20", "A30", "RTX A5000", "RTX A4000", "RTX 4000 Ada"], (0.15, 2.0)),
+    "T4": (0.08, 1.0), **dict.fromkeys(["V100", "V100 16GB", "V100 32GB", "V100 SXM", "V100 PCIe"], (0.1, 3.5)),
+    **dict.fromkeys(["RTX 4090", "RTX 4090D", "RTX 5090", "RTX 3090", "RTX 3090 Ti", "RTX 4080", "RTX 4080 Super",
+                     "RTX 3080", "RTX 3080 Ti"], (0.1, 1.5)),
+    **dict.fromkeys(["MI300X", "MI325X"], (0.8, 8.0)), "Ascend 910B": (0.3, 6.0),
+}
+
+TOKEN_PRICE_BANDS: dict[str, tuple[float, float]] = {   # canonical model name -> USD per 1M tokens, input and output
+    "GPT-4o": (0.8, 25.0), "GPT-4o mini": (0.05, 1.5), "GPT-4.1": (0.6, 20.0), "GPT-4.1 mini": (0.12, 4.0),
+    "GPT-4 Turbo": (3.0, 60.0), "GPT-3.5 Turbo": (0.15, 4.0), "o1": (5.0, 120.0), "o3-mini": (0.35, 9.0),
+    "o1-mini": (0.35, 25.0), "Claude 3.5 Sonnet": (1.0, 30.0), "Claude 3.5 Haiku": (0.25, 8.0),
+    "Claude 3 Opus": (5.0, 150.0), "Claude 3 Haiku": (0.08, 2.5), "Claude Sonnet 4": (1.0, 30.0),
+    "Gemini 1.5 Pro": (0.4, 20.0), "Gemini 1.5 Flash": (0.02, 1.2), "DeepSeek-V3": (0.07, 2.5),
+    "DeepSeek-R1": (0.14, 4.5), "Qwen-Max": (0.3, 13.0), "Qwen-Plus": (0.08, 2.5), "Qwen-Turbo": (0.02, 1.0),
+    "ERNIE-4.0": (0.8, 25.0), "Llama 3 70B": (0.2, 3.0), "Llama 3.1 405B": (0.8, 10.0),
+}
+
+NO_CONSUMER_GPUS = frozenset({"AWS", "Azure", "Google Cloud", "Oracle Cloud", "CoreWeave", "Lambda"})  # data-centre GPUs only
+
+
 # %% ../nbs/08_validation.ipynb #d0ffb8ef
+def _band(value: Any) -> tuple[float, float]:
+    "A (low, high) band of positive numbers, low < high."
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    if not ok or not 0 <= value[0] < value[1]: raise ValueError("a [low, high] pair of numbers with 0 <= low < high")
+    return (float(value[0]), float(value[1]))
+
+
 @dataclass
 class ValidationRules:
-    "Thresholds and tables of the ComputePulse validation rules (SPEC §5 defaults)."
+    "Thresholds and tables of the ComputePulse validation rules."
     cny_per_usd: float = 7.2                                  # CNY → USD conversion rate
     usd_rates: dict[str, float] = field(default_factory=dict)  # more currencies: code -> USD per unit (e.g. EUR: 1.08)
-    gpu_price_range: tuple[float, float] = (0.1, 50.0)        # USD per GPU-hour
-    token_price_range: tuple[float, float] = (0.001, 100.0)   # USD per 1M tokens
-    token_ratio_range: tuple[float, float] = (1.5, 5.0)       # usual output/input price ratio; outside: warning
+    gpu_price_range: tuple[float, float] = (0.1, 50.0)        # USD per GPU-hour, for GPUs without a band
+    gpu_price_bands: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(GPU_PRICE_BANDS))  # per GPU class
+    extra_gpu_price_bands: dict[str, tuple[float, float]] = field(default_factory=dict)  # added on top (config)
+    token_price_range: tuple[float, float] = (0.001, 100.0)   # USD per 1M tokens, for models without a band
+    token_price_bands: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(TOKEN_PRICE_BANDS))  # per model
+    extra_token_price_bands: dict[str, tuple[float, float]] = field(default_factory=dict)  # added on top (config)
+    token_ratio_range: tuple[float, float] = (1.0, 10.0)      # plausible output/input price ratio; outside: warning
     kwh_price_range: tuple[float, float] = (0.01, 1.0)        # USD per kWh
     annual_twh_range: tuple[float, float] = (0.01, 10_000.0)  # annual consumption of AI data centres, TWh
     gw_tolerance: float = 0.05                 # estimated_gw vs annual_twh/8.76: relative gap above this → warning
     gw_error_tolerance: float | None = 1.0     # ... above this → error (a unit mix-up, not rounding); None: never
     require_region: bool = True                # GPU records need a region (the newer validator)
     zero_price_is_missing: bool = True         # a token price of 0 means "unknown", not "free"
-    guess_cny: bool = True                     # an unlabelled out-of-range price from a Chinese cloud that fits after ÷rate is CNY
+    guess_cny: bool = True                     # an unlabelled out-of-band price from a Chinese cloud that fits after ÷rate is CNY
     provider_aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PROVIDER_ALIASES))  # spelling -> name
     extra_provider_aliases: dict[str, str] = field(default_factory=dict)  # added on top of `provider_aliases`
+    aliases: dict[str, dict[str, str]] = field(default_factory=dict)      # {"gpu"|"provider"|"model"|"region": {spelling: name}}
+    placeholders: dict[str, list[str]] = field(default_factory=dict)      # extra placeholder names per field (or "any")
     chinese_providers: frozenset[str] = CHINESE_PROVIDERS     # canonical names whose unlabelled prices may be CNY
+    no_consumer_gpus: frozenset[str] = NO_CONSUMER_GPUS       # providers that rent data-centre GPUs only
     missing_markers: tuple[str, ...] = MISSING_MARKERS        # strings meaning "no value"
+    unit_tolerance: float = 0.15               # a value ÷ factor within this of the others' median is that unit slip
+    max_change_factor: float = 3.0             # a value moving more than this factor since the previous file ...
+    jump_action: str = "flag"                  # ... with one model behind it: "flag" (warning) or "reject"
 
     def __post_init__(self):
         if not (isinstance(self.cny_per_usd, (int, float)) and self.cny_per_usd > 0):
             raise InvalidFieldError("ValidationRules", "cny_per_usd", self.cny_per_usd, "a number > 0")
-        table = {**self.provider_aliases, **self.extra_provider_aliases}
-        self._aliases = {_alias_form(k): v for k, v in table.items()}
+        if self.jump_action not in ("flag", "reject"):
+            raise InvalidFieldError("ValidationRules", "jump_action", self.jump_action, "'flag' or 'reject'")
+        if not (isinstance(self.max_change_factor, (int, float)) and self.max_change_factor > 1):
+            raise InvalidFieldError("ValidationRules", "max_change_factor", self.max_change_factor, "a number > 1")
+        for name in ("gpu_price_range", "token_price_range", "token_ratio_range", "kwh_price_range", "annual_twh_range"):
+            try: setattr(self, name, _band(getattr(self, name)))
+            except ValueError as e: raise InvalidFieldError("ValidationRules", name, getattr(self, name), str(e)) from None
+        bands = {}
+        for name in ("gpu_price_bands", "extra_gpu_price_bands", "token_price_bands", "extra_token_price_bands"):
+            table = getattr(self, name)
+            if not isinstance(table, Mapping): raise InvalidFieldError("ValidationRules", name, table, "an object name -> [low, high]")
+            try: bands[name] = {k: _band(v) for k, v in table.items()}
+            except ValueError as e: raise InvalidFieldError("ValidationRules", name, table, str(e)) from None
+        self._canon = Canonicaliser(dict(self.aliases), dict(self.placeholders),
+                                    {**self.provider_aliases, **self.extra_provider_aliases})
+        name_of = self._canon.name
+        self._gpu_bands = {name_of("gpu", k): v for k, v in {**bands["gpu_price_bands"], **bands["extra_gpu_price_bands"]}.items()}
+        self._token_bands = {name_of("model", k): v
+                             for k, v in {**bands["token_price_bands"], **bands["extra_token_price_bands"]}.items()}
         self._markers = {m.casefold() for m in self.missing_markers}
         self._rates = {"USD": 1.0, "CNY": 1.0 / self.cny_per_usd, **{k.upper(): float(v) for k, v in self.usd_rates.items()}}
+
+    @property
+    def canonicaliser(self) -> Canonicaliser:
+        "The names and aliases these rules use."
+        return self._canon
+
+    def gpu_band(self, gpu: Any) -> tuple[tuple[float, float], str]:
+        "The plausible USD/GPU-h band of a GPU and what it is (its class, or the global range)."
+        name = self._canon.name("gpu", gpu) if isinstance(gpu, str) else gpu
+        if name in self._gpu_bands: return self._gpu_bands[name], f"the {name} band"
+        return self.gpu_price_range, "the accepted range"
+
+    def token_band(self, model: Any) -> tuple[tuple[float, float], str]:
+        "The plausible USD/1M-token band of an LLM and what it is (its own, or the global range)."
+        name = self._canon.name("model", model) if isinstance(model, str) else model
+        if name in self._token_bands: return self._token_bands[name], f"the {name} band"
+        return self.token_price_range, "the accepted range"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "ValidationRules":
@@ -87,36 +157,31 @@ class ValidationRules:
         names = set(cls.__dataclass_fields__)
         unknown = sorted(set(config) - names)
         if unknown: raise InvalidFieldError("ValidationRules", unknown[0], config[unknown[0]], f"one of {sorted(names)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+        sets = {"chinese_providers", "no_consumer_gpus"}
+        return cls(**{k: frozenset(v) if k in sets else tuple(v) if isinstance(v, list) else v for k, v in config.items()})
 
 
 def _alias_form(name: str) -> str:
     "Lookup form of a provider name: casefolded, without spaces, dots, hyphens and underscores."
     return re.sub(r"[\s._\-]+", "", name).casefold()
 
+
 # %% ../nbs/08_validation.ipynb #e003d080
 def canonical_provider(name: Any, rules: ValidationRules) -> str:
     "The canonical provider name for a spelling, or the tidied spelling itself."
-    text = " ".join(str(name).split())
-    return rules._aliases.get(_alias_form(text), text)
+    return rules.canonicaliser.provider(name)
 
 
-_COUNT_PATTERNS = (re.compile(r"^\s*(\d{1,3})\s*(?:x|×|\*|卡|块|张)\s*", re.I),
-                   re.compile(r"\s*(?:x|×|\*)\s*(\d{1,3})\s*$", re.I),
-                   re.compile(r"\s*\(?\s*(\d{1,3})\s*(?:卡|块|张|gpus?)\s*\)?\s*$", re.I))
-_VENDOR = re.compile(r"^\s*(?:nvidia|英伟达|amd)\s+", re.I)
+def split_gpu(name: Any, rules: ValidationRules | None = None) -> tuple[str, int | None]:
+    "(canonical GPU name in its vendor's case, GPU count written in the name or None)."
+    read = (rules or _DEFAULT_RULES()).canonicaliser.gpu(name)
+    return read.name, read.count
 
 
-def split_gpu(name: Any) -> tuple[str, int | None]:
-    "(canonical GPU name, GPU count written in the name or None)."
-    text, count = str(name), None
-    for pattern in _COUNT_PATTERNS:
-        found = pattern.search(text)
-        if found:
-            count, text = int(found.group(1)), text[:found.start()] + " " + text[found.end():]
-            break
-    text = _VENDOR.sub("", text.strip())
-    return " ".join(text.split()).upper(), count
+@functools.lru_cache(maxsize=1)
+def _DEFAULT_RULES() -> ValidationRules:
+    return ValidationRules()
+
 
 # %% ../nbs/08_validation.ipynb #738cd510
 @dataclass
@@ -196,10 +261,15 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
         if name != rec["provider"]: out.notes.append(f"provider {rec['provider']!r} → {name!r}")
         rec["provider"] = name
     for text_field in ("region", "model"):
-        if isinstance(rec.get(text_field), str): rec[text_field] = " ".join(rec[text_field].split())
+        if isinstance(rec.get(text_field), str) and rec[text_field].strip():
+            name = rules.canonicaliser.name(text_field, rec[text_field])
+            if name != rec[text_field] and name != " ".join(rec[text_field].split()):
+                out.notes.append(f"{text_field} {rec[text_field]!r} → {name!r}")
+            rec[text_field] = name
     declared = rec.get("currency")
     declared = _currency_code(declared) if isinstance(declared, str) and declared.strip() else None
     units = " ".join(str(rec.get(k, "")) for k in ("unit", "price_unit") if rec.get(k))
+    in_usd = False                 # True once a price's currency is known (declared, written, decided) or converted
     for name in PRICE_FIELDS[data_type] + NUMBER_FIELDS[data_type]:
         if name not in rec: continue
         amount = parse_amount(rec[name], rules)
@@ -212,9 +282,18 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
         value = amount.value
         if name in PRICE_FIELDS[data_type]:
             currency = amount.currency or declared
-            if currency is None and rules.guess_cny and data_type == "gpu":
-                value, currency = _guess_cny(value, rec, rules, out)
-            currency = currency or "USD"
+            if data_type == "token" and _PER_THOUSAND.search(amount.unit + " " + units):
+                out.notes.append(f"{name} {value:g} per 1K tokens → {value * 1000:g} per 1M"); value *= 1000
+            if currency is None and rules.guess_cny and data_type != "grid_load":
+                value, currency = _guess_cny(name, value, rec, data_type, rules, out)
+            if data_type == "token" and value == 0 and rules.zero_price_is_missing:
+                out.missing[name] = "0 means unknown (or a free tier), not a price"
+                out.notes.append(f"{name} 0 → missing"); rec[name] = None; continue
+            if currency is None:                 # unlabelled: read as USD, but the record does not claim a currency
+                if name == "price": units = units + " " + amount.unit
+                rec[name] = value
+                continue
+            in_usd = True
             if currency not in rules._rates:
                 out.missing[name] = f"unknown currency {currency!r} (no rate configured)"
                 rec[name] = None; continue
@@ -222,15 +301,15 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
                 converted = value * rules._rates[currency]
                 out.notes.append(f"{name} {value:g} {currency} → {converted:.4g} USD")
                 value = converted
-            if data_type == "token" and _PER_THOUSAND.search(amount.unit + " " + units):
-                out.notes.append(f"{name} {value:g} per 1K tokens → {value * 1000:g} per 1M"); value *= 1000
             if data_type == "token" and value == 0 and rules.zero_price_is_missing:
                 out.missing[name] = "0 means unknown (or a free tier), not a price"
                 out.notes.append(f"{name} 0 → missing"); rec[name] = None; continue
             if name == "price": units = units + " " + amount.unit
         rec[name] = value
     if data_type == "gpu": _normalise_gpu(rec, rules, out, units)
-    if any(name in rec for name in PRICE_FIELDS[data_type]): rec["currency"] = "USD"
+    if in_usd:
+        if declared not in (None, "USD"): out.notes.append(f"currency {rec.get('currency')!r} → 'USD' (converted)")
+        rec["currency"] = "USD"
     return out
 
 
@@ -242,32 +321,39 @@ def _currency_code(text: str) -> str:
     return text.strip().upper()
 
 
-def _guess_cny(value: float, rec: dict, rules: ValidationRules, out: Normalised) -> tuple[float, str | None]:
-    lo, hi = rules.gpu_price_range
-    per_gpu = value / (_gpu_count(rec) or 1)
-    if rec.get("provider") in rules.chinese_providers and per_gpu > hi and lo <= per_gpu / rules.cny_per_usd <= hi:
-        out.warnings.append(f"price {value:g} has no currency, is out of range for USD and comes from "
+def _guess_cny(name: str, value: float, rec: dict, data_type: str, rules: ValidationRules,
+               out: Normalised) -> tuple[float, str | None]:
+    "An unlabelled price from a Chinese provider that is above its band and fits it after ÷rate is CNY."
+    if rec.get("provider") not in rules.chinese_providers: return value, None
+    if data_type == "gpu":
+        (lo, hi), band = rules.gpu_band(rec.get("gpu"))
+        value_per_gpu = value / (_gpu_count(rec, rules) or 1)
+    else:
+        (lo, hi), band = rules.token_band(rec.get("model"))
+        value_per_gpu = value
+    if value_per_gpu > hi and lo <= value_per_gpu / rules.cny_per_usd <= hi:
+        out.warnings.append(f"{name} {value:g} has no currency, is above {band} [{lo:g}, {hi:g}] USD and comes from "
                             f"{rec['provider']}; taken as CNY")
         return value, "CNY"
     return value, None
 
 
-def _gpu_count(rec: Mapping[str, Any]) -> int | None:
+def _gpu_count(rec: Mapping[str, Any], rules: ValidationRules) -> int | None:
     count = rec.get("gpu_count")
     if isinstance(count, (int, float)) and not isinstance(count, bool) and math.isfinite(count) and count >= 1:
         return int(count)
-    return split_gpu(rec["gpu"])[1] if isinstance(rec.get("gpu"), str) else None
+    return split_gpu(rec["gpu"], rules)[1] if isinstance(rec.get("gpu"), str) else None
 
 
 def _normalise_gpu(rec: dict, rules: ValidationRules, out: Normalised, units: str) -> None:
-    count = _gpu_count(rec)
+    count = _gpu_count(rec, rules)
     if isinstance(rec.get("gpu"), str) and rec["gpu"].strip():
-        name, written = split_gpu(rec["gpu"])
+        name, written = split_gpu(rec["gpu"], rules)
         if name and name != rec["gpu"]: out.notes.append(f"gpu {rec['gpu']!r} → {name!r}")
         if name: rec["gpu"] = name
     price = rec.get("price")
     if not count or count <= 1 or not isinstance(price, float): return
-    lo, hi = rules.gpu_price_range
+    (lo, hi), band = rules.gpu_band(rec.get("gpu"))
     unit_text = units
     per_gpu = price / count
     if _PER_INSTANCE.search(unit_text) and not _PER_GPU.search(unit_text):
@@ -275,10 +361,10 @@ def _normalise_gpu(rec: dict, rules: ValidationRules, out: Normalised, units: st
     elif _PER_GPU.search(unit_text):
         return
     elif price > hi and lo <= per_gpu <= hi:
-        reason = f"{price:g} is above the per-GPU range and {price:g}/{count} is inside it"
+        reason = f"{price:g} is above {band} [{lo:g}, {hi:g}] and {price:g}/{count} is inside it"
     else:
         if lo <= per_gpu <= hi:
-            out.warnings.append(f"gpu_count={count} but price {price:g} fits the per-GPU range; kept as per-GPU")
+            out.notes.append(f"gpu_count={count} but price {price:g} fits {band} per GPU; kept as per-GPU")
         return
     out.warnings.append(f"per-instance price detected ({reason}): {price:g} / {count} GPUs → {per_gpu:.4g} per GPU-hour")
     rec["price"], rec["gpu_count"] = per_gpu, count
@@ -292,21 +378,81 @@ def normalise_record(record: Mapping[str, Any],  # one record as a model returne
     done = _normalise(record, data_type, rules or ValidationRules())
     return done.record, done.notes + [f"warning: {w}" for w in done.warnings]
 
+# %% ../nbs/08_validation.ipynb #3a36f062
+def _unit_slips(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> list[tuple[float, str]]:
+    "(factor, what it means) pairs a value may be off by: value ÷ factor is what was meant."
+    if data_type == "token":
+        return [(1e-3, "a per-1K-token price read as per-1M"), (rules.cny_per_usd, "a CNY price read as USD"),
+                (rules.cny_per_usd * 1e-3, "a per-1K-token CNY price")]
+    count = _gpu_count(record, rules)
+    sizes = sorted({count or 8, 8, 4, 2})
+    slips = [(rules.cny_per_usd, "a CNY price read as USD")]
+    slips += [(n, f"a {n}-GPU instance price read as per-GPU") for n in sizes if n > 1]
+    slips += [(n * rules.cny_per_usd, f"a {n}-GPU instance price in CNY") for n in sizes if n > 1]
+    return slips
+
+
+def reconcile_units(answers: Mapping[str, Any],   # model -> its normalised answer
+                    data_type: str,               # gpu or token (others are returned unchanged)
+                    rules: ValidationRules,
+                    ) -> tuple[dict[str, Any], list[str]]:
+    "Undo unit slips by ratio to the other models: a value ×7.2, ×GPUs or ÷1000 off their median that fits its band once undone."
+    if data_type not in ("gpu", "token"): return dict(answers), []
+    canon, fields, tol = rules.canonicaliser, PRICE_FIELDS[data_type], rules.unit_tolerance
+    seen: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for model, records in answers.items():
+        for record in records if isinstance(records, (list, tuple)) else ():
+            key = canon.entity_key(data_type, record) if isinstance(record, Mapping) else None
+            if key is None: continue
+            for name in fields:
+                value = record.get(name)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                    seen.setdefault((key, name), {}).setdefault(model, []).append(float(value))
+    out, notes = {}, []
+    for model, records in answers.items():
+        if not isinstance(records, (list, tuple)):
+            out[model] = records
+            continue
+        fixed = []
+        for record in records:
+            key = canon.entity_key(data_type, record) if isinstance(record, Mapping) else None
+            changed = None
+            for name in fields if key is not None else ():
+                value = record.get(name)
+                others = [v for m, vs in seen.get((key, name), {}).items() if m != model for v in vs]
+                if not others or not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0: continue
+                reference = statistics.median(others)
+                (lo, hi), band = rules.gpu_band(record.get("gpu")) if data_type == "gpu" else rules.token_band(record.get("model"))
+                if abs(value - reference) <= tol * reference or not lo <= reference <= hi: continue
+                fits = [(abs(value / factor - reference), factor, meaning) for factor, meaning in _unit_slips(record, data_type, rules)
+                        if abs(value / factor - reference) <= tol * reference and lo <= value / factor <= hi]
+                if not fits: continue
+                _, factor, meaning = min(fits)                       # the slip that lands closest to the others
+                changed = dict(record) if changed is None else changed
+                changed[name] = value / factor
+                notes.append(f"{model}: {key} {name} {value:g} is {meaning} (÷{factor:g} = {value / factor:.4g}, "
+                             f"the other models say {reference:.4g}); corrected")
+            fixed.append(changed if changed is not None else record)
+        out[model] = fixed
+    return out, notes
+
+
 # %% ../nbs/08_validation.ipynb #2df5ec2f
 def record_key(data_type: str,                       # gpu or token (grid_load has one record and no key)
                rules: ValidationRules | None = None,  # default `ValidationRules()`
                ) -> Callable[[Mapping[str, Any]], str | None]:
-    "A key function for `merging.MergeSpec`: normalised key fields joined by '|'."
-    rules = rules or ValidationRules()
-    normalisers = {"provider": lambda v: canonical_provider(v, rules).casefold(),
-                   "gpu": lambda v: split_gpu(v)[0].casefold(),
-                   "region": lambda v: " ".join(str(v).split()).casefold()}
-    return default_merge_spec(data_type, normalisers).key
+    "A key function for `merging.MergeSpec`: the record's canonical entity (provider, region, GPU / model) joined by '|'."
+    rules = rules or _DEFAULT_RULES()
+    return default_merge_spec(data_type, canonicaliser=rules.canonicaliser).key
 
 
 def merge_spec(data_type: str, rules: ValidationRules | None = None, **overrides) -> MergeSpec:
-    "The data type's default `MergeSpec` with `record_key` as its key (overrides: any MergeSpec field)."
-    return default_merge_spec(data_type, key=record_key(data_type, rules), **overrides)
+    "The data type's `MergeSpec`: canonical keys and names, unit slips undone by ratio to the other models (overrides: any field)."
+    rules = rules or _DEFAULT_RULES()
+    options = dict(key=record_key(data_type, rules), canonicaliser=rules.canonicaliser)
+    if data_type in ("gpu", "token"): options["prepare"] = functools.partial(reconcile_units, data_type=data_type, rules=rules)
+    options.update(overrides)
+    return default_merge_spec(data_type, **options)
 
 
 def normalise_answers(answers: Mapping[str, Any],  # model -> its answer (list of records, one record or None)
@@ -349,21 +495,62 @@ def _need_number(rec: Mapping[str, Any], name: str, lo: float, hi: float, unit: 
     return value
 
 
+def _no_placeholders(rec: Mapping[str, Any], names: Sequence[str], rules: ValidationRules, errors: list[str]) -> None:
+    "An error per name field holding a placeholder (Unknown, Various, cheapest …) rather than a name."
+    for name in names:
+        value = rec.get(name)
+        if isinstance(value, str) and value.strip():
+            why = rules.canonicaliser.placeholder(name, value)
+            if why: errors.append(f"{name}: {why}; expected a real {name} name")
+
+
+def _slip_hints(value: float, slips: Sequence[tuple[float, str]], lo: float, hi: float) -> str:
+    "What the value would be under each unit slip that lands it inside the band (for the rejection reason)."
+    fits = [f"÷{factor:g} = {value / factor:.4g} would fit ({meaning}?)" for factor, meaning in slips
+            if lo <= value / factor <= hi]
+    return ("; " + "; ".join(fits[:4]) + " — not corrected without a unit or another model's answer") if fits else ""
+
+
+def _check_band(rec: Mapping[str, Any], name: str, band: tuple[float, float], what: str, unit: str,
+                slips: Sequence[tuple[float, str]], missing: Mapping[str, str], errors: list[str]) -> float | None:
+    value = rec.get(name)
+    lo, hi = band
+    if value is None:
+        errors.append(f"{name} missing ({missing.get(name, 'missing')}); expected a number in [{lo:g}, {hi:g}] {unit}")
+        return None
+    if not lo <= value <= hi:
+        errors.append(f"{name}={value:.4g} {unit} is outside {what} [{lo:g}, {hi:g}]" + _slip_hints(value, slips, lo, hi))
+        return None
+    return value
+
+
 def _check_gpu(n: Normalised, rules: ValidationRules, errors: list[str], warnings: list[str]) -> None:
     rec = n.record
-    for name in ("provider", "gpu") + (("region",) if rules.require_region else ()): _need_text(rec, name, errors)
-    _need_number(rec, "price", *rules.gpu_price_range, "USD/GPU-hour", n.missing, errors)
+    names = ("provider", "gpu") + (("region",) if rules.require_region else ())
+    for name in names: _need_text(rec, name, errors)
+    _no_placeholders(rec, ("provider", "gpu", "region"), rules, errors)
+    band, what = rules.gpu_band(rec.get("gpu"))
+    _check_band(rec, "price", band, what, "USD/GPU-hour", _unit_slips(rec, "gpu", rules), n.missing, errors)
+    read = rules.canonicaliser.gpu(rec["gpu"]) if isinstance(rec.get("gpu"), str) else None
+    if read is not None and read.known and read.model.consumer and rec.get("provider") in rules.no_consumer_gpus:
+        errors.append(f"{rec['provider']} rents data-centre GPUs only; a {read.name} offer there is not real")
 
 
 def _check_token(n: Normalised, rules: ValidationRules, errors: list[str], warnings: list[str]) -> None:
     rec = n.record
     for name in ("provider", "model"): _need_text(rec, name, errors)
-    prices = [_need_number(rec, name, *rules.token_price_range, "USD/1M tokens", n.missing, errors)
+    _no_placeholders(rec, ("provider", "model"), rules, errors)
+    band, what = rules.token_band(rec.get("model"))
+    slips = _unit_slips(rec, "token", rules)
+    prices = [_check_band(rec, name, band, what, "USD/1M tokens", slips, n.missing, errors)
               for name in ("input_price", "output_price")]
     if None not in prices:
         ratio, (lo, hi) = prices[1] / prices[0], rules.token_ratio_range
-        if not lo <= ratio <= hi:
-            warnings.append(f"output/input price ratio {ratio:.2f} is outside the usual [{lo:g}, {hi:g}]")
+        if ratio < lo:
+            warnings.append(f"output price {prices[1]:g} is below the input price {prices[0]:g} (ratio {ratio:.2f}); "
+                            "swapped fields?")
+        elif ratio > hi:
+            warnings.append(f"output/input price ratio {ratio:.2f} is above the usual {hi:g}")
 
 
 def _check_grid(n: Normalised, rules: ValidationRules, errors: list[str], warnings: list[str]) -> None:
@@ -481,6 +668,7 @@ def validate(data: Any,                               # list of records, one rec
              data_type: str,                          # gpu, token or grid_load
              rules: ValidationRules | None = None,    # default `ValidationRules()`
              provenance: Sequence[Provenance] | None = None,  # merged provenance, when `data` is not a MergedResult
+             previous: Any = None,                    # the previous file's data: values that jumped need two models
              ) -> ValidationResult:
     "Normalise and check every record; accepted + rejected always equals the input count."
     if data_type not in DATA_TYPES: raise InvalidFieldError("validate", "data_type", data_type, f"one of {DATA_TYPES}")
@@ -506,6 +694,7 @@ def validate(data: Any,                               # list of records, one rec
         result.notes.append(f"{data_type} data is {type(data).__name__}, not a list of records")
         records = [data]
     key_fn = record_key(data_type, rules) if data_type != "grid_load" else None
+    before = _previous_values(previous, data_type, key_fn, rules, result.notes)
     for index, original in enumerate(records):
         outcome = RecordOutcome(index, original, None)
         if not isinstance(original, Mapping):
@@ -516,8 +705,56 @@ def validate(data: Any,                               # list of records, one rec
                 outcome.record, outcome.notes, outcome.warnings = normalised.record, normalised.notes, normalised.warnings
                 _CHECKS[data_type](normalised, rules, outcome.errors, outcome.warnings)
                 outcome.supporters = _supporters_of(outcome.record, data_type, key_fn, by_key, by_record, outcome.errors)
+                if before and not outcome.errors: _check_jump(outcome, before, data_type, key_fn, rules)
             except Exception as error:          # a rule tripped over an input we did not foresee: reject, keep going
                 log.warning("validation rule failed on record %d: %r", index, error)
                 outcome.errors.append(f"could not validate: {type(error).__name__}: {error}")
         result.outcomes.append(outcome)
     return result
+
+
+_JUMP_FIELDS = {**PRICE_FIELDS, "grid_load": ("kwh_price", "annual_twh", "estimated_gw")}
+
+
+def _previous_values(previous: Any, data_type: str, key_fn, rules: ValidationRules,
+                     notes: list[str]) -> dict[str, dict[str, float]]:
+    "Entity key -> {field: value} of the previous file (normalised the same way); {} when there is none."
+    if previous is None: return {}
+    if data_type == "grid_load":
+        previous = previous[0] if isinstance(previous, list) and len(previous) == 1 else previous
+        records = [previous] if isinstance(previous, Mapping) else []
+    else:
+        records = [r for r in previous if isinstance(r, Mapping)] if isinstance(previous, list) else []
+    if not records:
+        notes.append(f"previous data is {type(previous).__name__}, not {data_type} records; no consistency check")
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for record in records:
+        try: done = _normalise(record, data_type, rules).record
+        except Exception: continue                              # a bad old record does not block the new data
+        key = "grid_load" if key_fn is None else key_fn(done)
+        values = {f: done[f] for f in _JUMP_FIELDS[data_type] if isinstance(done.get(f), (int, float)) and done[f] > 0}
+        if key is not None and values: out[key] = values
+    return out
+
+
+def _check_jump(outcome: RecordOutcome, before: Mapping[str, Mapping[str, float]], data_type: str, key_fn,
+                rules: ValidationRules) -> None:
+    "A value that moved more than `max_change_factor` since the previous file needs two models behind it."
+    rec = outcome.record
+    old = before.get("grid_load" if key_fn is None else key_fn(rec))
+    if not old: return
+    backers = len(outcome.supporters)
+    for name, was in old.items():
+        now = rec.get(name)
+        if not isinstance(now, (int, float)) or now <= 0: continue
+        factor = max(now / was, was / now)
+        if factor <= rules.max_change_factor: continue
+        text = f"{name} moved ×{factor:.2f} since the previous file ({was:.4g} → {now:.4g})"
+        if backers >= 2:
+            outcome.notes.append(f"{text}; {backers} models agree on the new value")
+        elif rules.jump_action == "reject":
+            outcome.errors.append(f"{text} with {backers} model(s) behind it; a move beyond ×{rules.max_change_factor:g} "
+                                  "in an hour needs two models' agreement")
+        else:
+            outcome.warnings.append(f"{text} with {backers} model(s) behind it; needs two models' agreement (flagged)")
