@@ -684,13 +684,14 @@ _RUN_KEYS = ("scenario", "policy", "n_requests", "n_runs", "seed")
 
 
 def evaluate(params: Mapping[str, Any]) -> dict[str, Any]:
-    "One sweep configuration: simulate the policy and its oracle twin; a flat row of parameters and metrics."
+    "One sweep configuration on top of the shipped settings (per-task bars included): the policy and its oracle twin, one flat row."
     p = dict(params)
     run = {k: p.pop(k) for k in _RUN_KEYS if k in p}
     kind = p.pop("estimator", "ewma")
     est_args = {k: p.pop(k) for k in _ESTIMATOR_KEYS[kind] if k in p}
     estimator = EwmaEstimator(**est_args) if kind == "ewma" else BetaEstimator(**est_args)
-    config = SimConfig(estimator=estimator, **p)
+    if "quality_threshold" in p: p.setdefault("task_thresholds", {})   # a swept bar applies to every task type
+    config = SimConfig.from_config(estimator=estimator, **p)
     summary, _ = compare(run.get("scenario", "steady"), [run.get("policy", "ADAPTIVE")], run.get("n_requests", 1000),
                          run.get("n_runs", 100), run.get("seed", 0), config)
     row = summary.iloc[0].to_dict()

@@ -315,3 +315,14 @@ def test_plot_has_a_legend_entry_per_policy_with_distinct_styles_and_no_point_la
     styles = fr.policy_styles(list(bench.summary.index))
     assert len(bench.summary) > 10
     assert len({s["color"] for s in styles.values()}) == len(styles)   # more than ten, no shared colour
+
+
+def test_sweep_configurations_start_from_the_shipped_settings():
+    row = sim.evaluate({"scenario": "computepulse", "policy": "ADAPTIVE", "n_requests": 60, "n_runs": 4, "seed": 2})
+    shipped = simulate("computepulse", "ADAPTIVE", 60, 4, seed=2, config=SimConfig.from_config())
+    assert row["accuracy"] == shipped.correct.mean() and row["cost"] == shipped.cost.mean()
+    swept = sim.evaluate({"scenario": "computepulse", "policy": "ADAPTIVE", "n_requests": 60, "n_runs": 4, "seed": 2,
+                          "quality_threshold": 0.9})
+    uniform = simulate("computepulse", "ADAPTIVE", 60, 4, seed=2, config=SimConfig.from_config(quality_threshold=0.9,
+                                                                                             task_thresholds={}))
+    assert swept["cost"] == uniform.cost.mean()
