@@ -516,7 +516,7 @@ def configure_simulate_parser(parser: argparse.ArgumentParser) -> None:
     "Add the `simulate` options to `parser`."
     parser.add_argument("--scenario", default="computepulse", choices=PRESETS, help="scenario preset")
     parser.add_argument("--requests", type=int, default=1000, help="simulated requests per run")
-    parser.add_argument("--seeds", type=int, default=100, help="independent runs (seeds) per policy, simulated together")
+    parser.add_argument("--seeds", type=int, default=50, help="independent runs (seeds) per policy, simulated together")
     parser.add_argument("--seed", type=int, default=0, help="base seed")
     parser.add_argument("--config", default=None,
                         help="JSON configuration whose routing, learning and bars are simulated; without it the shipped defaults")
@@ -524,7 +524,7 @@ def configure_simulate_parser(parser: argparse.ArgumentParser) -> None:
                         help="one bar in [0, 1] for every task type, overriding the configuration's per-task bars")
     parser.add_argument("--bars", default=",".join(f"{b:g}" for b in DEFAULT_BARS),
                         help="comma-separated bars of each strategy's bar sweep (AIQ, kept_at_half_cost); empty: no sweep")
-    parser.add_argument("--sweep-seeds", type=int, default=40, help="runs per bar-sweep point")
+    parser.add_argument("--sweep-seeds", type=int, default=30, help="runs per bar-sweep point")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--out", default=None, help="directory for CSV results and PNG plots")
 
