@@ -361,7 +361,7 @@ def play_exact(scenario: Scenario | str,   # a Scenario or a preset name
                             rounds, zeros, zeros.astype(bool), np.zeros((0,)), scenario.names)
 
 # %% ../nbs/14a_frontier.ipynb #b49ec2b8
-SWEEP_STRATEGIES = ("SINGLE_FAST", "DUAL_VALIDATION", "TRIPLE_CONSENSUS", "ADAPTIVE", "per_task")
+SWEEP_STRATEGIES = ("SINGLE_FAST", "DUAL_VALIDATION", "TRIPLE_CONSENSUS", "ADAPTIVE", "per_task", "oracle")   # oracle: ADAPTIVE on the true accuracies
 DEFAULT_BARS = (0.5, 0.8, 0.9, 0.95, 0.99)
 DEFAULT_POLICY = "per_task"   # what the shipped configuration runs: routing.strategies with routing.task_thresholds
 
@@ -461,6 +461,8 @@ class Benchmark:
                 "kept_at_half_cost": clean(self.kept_at_half_cost),
                 "kept_at_half_cost_by_strategy": {name: clean(self.accuracy_at(name, 0.5) / self.all_accuracy)
                                                   for name in SWEEP_STRATEGIES if name in self.summary.index},
+                "at_cost_share_by_strategy": {name: {f"{s:g}": clean(self.accuracy_at(name, s)) for s in COST_SHARES}
+                                              for name in SWEEP_STRATEGIES if name in self.summary.index},
                 "sweep": self.sweep.to_dict(orient="records")}
 
     def frontier_aiq(self) -> dict[str, float]:
