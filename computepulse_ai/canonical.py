@@ -122,8 +122,8 @@ _COUNT_PATTERNS = (re.compile(r"^\s*(\d{1,3})\s*(?:x|×|\*|卡|块|张)\s*", re.
                    re.compile(r"\s*(?:x|×|\*)\s*(\d{1,3})\s*$", re.I),
                    re.compile(r"\s*\(?\s*(\d{1,3})\s*(?:卡|块|张|gpus?|cards?)\s*\)?\s*$", re.I))
 _VENDOR_WORDS = re.compile(r"\b(?:nvidia|geforce|tesla|amd|instinct|intel|habana|huawei|google|cloud|gpu|gpus|"
-                           r"graphics card|accelerator)\b|英伟达|华为|显卡|加速卡|算力卡|\bcard\b", re.I)
-_MEMORY = re.compile(r"(?<![\d.])(\d{1,3})\s*(?:gb|gib|g)(?![a-z])(?:\s*(?:hbm\d?e?|gddr\d?x?))?", re.I)
+                           r"graphics card|accelerator)\b|英伟达|华为|显卡|显存|加速卡|算力卡|\bcard\b", re.I)
+_MEMORY = re.compile(r"(?<![A-Za-z0-9.])(\d{1,3})\s*(?:gb|gib|g)(?![a-z])(?:\s*(?:hbm\d?e?|gddr\d?x?))?", re.I)
 _FORM = re.compile(r"\b(?:sxm\d?|pci-?e(?:\s*gen\s*\d)?|pci\s+express|nvl|nvlink)\b", re.I)
 _FORM_NAMES = {"sxm": "SXM", "pci": "PCIe", "nvl": "NVL"}
 _CONSUMER_NUMBER = re.compile(r"^(?:rtx)?([2-5]0[5-9]0)(ti|d|super|tisuper)?$")
@@ -316,8 +316,8 @@ def _model_tokens(text: str) -> list[str]:
     low = _MOE.sub(lambda m: f" {m.group(1)}x{m.group(2)}b ", low)
     tokens = []
     for piece in re.split(r"\s+", low):
-        if re.fullmatch(r"\d+x\d+(?:\.\d+)?b", piece): tokens.append(piece); continue
-        tokens += _TOKEN.findall(piece)
+        if re.fullmatch(r"\d+x\d+(?:\.\d+)?b", piece): tokens.append(piece)
+        else: tokens += _TOKEN.findall(piece)
     return tokens
 
 
@@ -349,12 +349,14 @@ def parse_model(name: Any,                                     # an LLM name as 
             version, i = token + "o", i + 1
         elif is_number and version is None:
             version = token
-            if following and following.isdigit() and len(token) == 1 and len(following) == 1:   # claude-3-5 → 3.5
-                version, i = f"{token}.{following}", i + 1
+            after = tokens[i + 2] if i + 2 < len(tokens) else None
+            if following and following.isdigit() and len(token) == 1 and len(following) == 1 and after not in ("b", "m", "k"):
+                version, i = f"{token}.{following}", i + 1             # claude-3-5 → 3.5 (not qwen2-7b)
         elif token in ("v", "r", "k") and following and following[0].isdigit() and version is None:
             version, i = token.upper() + following, i + 1
         elif token in ("v", "r") and following and following[0].isdigit():
-            extras.append(token.upper() + following); i += 1
+            extras.append(token.upper() + following)
+            i += 1
         elif token in MODEL_TIERS: tiers.append(MODEL_TIERS[token])
         elif token in DROPPED_WORDS or (is_number and len(token) >= 4): pass          # snapshot numbers like 0613
         else: extras.append(token)
@@ -421,6 +423,7 @@ class Canonicaliser:
         self._placeholder_names = {kind: _NAMES | _names_of(common + list(self.placeholders.get(kind, ())))
                                    for kind in ALIAS_KINDS}
         self._cache: dict[tuple[str, str], Any] = {}
+        self._keys: dict[tuple, str | None] = {}
 
     def _memo(self, kind: str, value: str, make: Callable[[str], Any]) -> Any:
         key = (kind, value)
@@ -470,6 +473,15 @@ class Canonicaliser:
         "The record's entity key ('provider|region|gpu' or 'provider|model'), None when a key field is missing."
         fields = ENTITY_FIELDS.get(data_type)
         if fields is None: raise InvalidFieldError("entity_key", "data_type", data_type, f"one of {sorted(ENTITY_FIELDS)}")
+        raw = (data_type, *map(record.get, fields))
+        try: return self._keys[raw]
+        except KeyError: pass
+        except TypeError: return self._entity_key(fields, record)          # an unhashable value: no caching
+        key = self._entity_key(fields, record)
+        if len(self._keys) < 200_000: self._keys[raw] = key
+        return key
+
+    def _entity_key(self, fields: tuple[str, ...], record: Mapping[str, Any]) -> str | None:
         parts = []
         for name in fields:
             value = record.get(name)

@@ -14,20 +14,26 @@ from typing import Any, Mapping, Sequence
 
 from .core import (InvalidFieldError, JsonModel, Response, TaskType, as_utc, check_enum, check_number,
                                   check_text, get_logger, utcnow)
-from .learning import LearningEngine
+from .learning import AgreementEstimator, LearningEngine
 from .merging import MergeSpec, as_number, category_of, is_missing
 from .storage import HistoryLog
 from .tracking import PerformanceTracker
 
 # %% auto #0
-__all__ = ['log', 'CORRECTION_KINDS', 'OUR_FAULT', 'values_agree', 'record_agrees', 'answer_accuracy', 'Verdict', 'Correction',
-           'FeedbackLoop']
+__all__ = ['log', 'CORRECTION_KINDS', 'OUR_FAULT', 'model_at_fault', 'values_agree', 'record_agrees', 'answer_accuracy',
+           'Verdict', 'Correction', 'FeedbackLoop']
 
 # %% ../nbs/10_feedback.ipynb #0a15e1a6
 log = get_logger("computepulse_ai.feedback")
 
 CORRECTION_KINDS = ("wrong_value", "missing_record", "extra_record", "wrong_task_type", "other")
 OUR_FAULT = ("MissingApiKeyError", "AuthenticationError")   # failures of our configuration, not of the model
+
+
+def model_at_fault(response: Response) -> bool:
+    "Whether a failed call was the model's doing: the executor's verdict (`Response.model_at_fault`) and not one of OUR_FAULT."
+    if (response.error or "").startswith(OUR_FAULT): return False
+    return bool(getattr(response, "model_at_fault", True))
 
 # %% ../nbs/10_feedback.ipynb #9f16a4bc
 def values_agree(a: Any, b: Any, tolerance: float) -> bool:
@@ -127,9 +133,9 @@ class FeedbackLoop:
         self.classifier, self.remember = classifier, remember
         self._recent: OrderedDict[str, _Remembered] = OrderedDict()
 
-    def _learn(self, model: str, task_type: TaskType, accuracy: float, was_correct: bool) -> bool:
+    def _learn(self, model: str, task_type: TaskType, accuracy: float, was_correct: bool, labelled: bool = False) -> bool:
         value = accuracy if self.signal == "fraction" else float(was_correct)
-        return self.engine.update(model, task_type, value) is not None
+        return self.engine.update(model, task_type, value, labelled=labelled) is not None
 
     def after_validation(self, request_id: str,                  # the request
                          task_type: TaskType | str,              # its task type
@@ -139,31 +145,42 @@ class FeedbackLoop:
                          spec: MergeSpec | None = None,          # tolerances and key for comparing data points
                          accepted_share: Mapping[str, float] | None = None,  # lone answer: share validation accepted
                          learn: bool = True,                     # False: record outcomes without updating scores
+                         posterior: Mapping[str, float] | None = None,  # model -> P(its answer class is right), decision core
+                         labels: Mapping[str, Any] | None = None,       # model -> answer class (pair agreement counts)
                          ) -> list[Verdict]:
         "Judge every response against the accepted result, record it, update the scores; one Verdict per response."
         task_type = TaskType(task_type)
         answered = [r for r in responses if r.success and r.model in answers]
         cross_checked = len(answered) >= 2
+        soft = posterior is not None and isinstance(self.engine.estimator, AgreementEstimator)
+        if learn and labels and cross_checked: self.engine.observe_answers(task_type, labels)
         verdicts = []
         for response in responses:
             m = response.model
-            if not response.success and (response.error or "").startswith(OUR_FAULT):
+            if not response.success and not model_at_fault(response):
                 v = Verdict(m, None, None, 0, f"not the model's fault, nothing learned: {response.error}")
             elif not response.success:
                 v = Verdict(m, 0.0, False, 0, f"call failed: {response.error}")
-                v.learned = learn and self._learn(m, task_type, 0.0, False)
-            elif cross_checked and accepted is not None:
-                acc, n = answer_accuracy(answers.get(m), accepted, spec)
-                if n == 0: v = Verdict(m, None, None, 0, "nothing accepted to compare with")
-                else:
-                    v = Verdict(m, acc, acc >= self.correct_share, n, f"{acc:.0%} of {n} accepted data points")
-                    v.learned = learn and self._learn(m, task_type, acc, v.was_correct)
-            elif accepted_share and m in accepted_share and accepted_share[m] < 1.0:
-                share = accepted_share[m]
-                v = Verdict(m, share, share >= self.correct_share, 0, f"lone answer: validation accepted {share:.0%}")
-                v.learned = learn and self._learn(m, task_type, share, v.was_correct)
+                if learn: self.engine.record_call(m, task_type, failed=True)
+                v.learned = learn and self.engine.has_model(m)
             else:
-                v = Verdict(m, None, None, 0, "lone answer passed validation: no cross-check, no update")
+                if learn and soft: self.engine.record_call(m, task_type, failed=False)
+                if cross_checked and accepted is not None:
+                    acc, n = answer_accuracy(answers.get(m), accepted, spec)
+                    if n == 0: v = Verdict(m, None, None, 0, "nothing accepted to compare with")
+                    elif soft and m in posterior:
+                        v = Verdict(m, acc, acc >= self.correct_share, n,
+                                    f"{acc:.0%} of {n} accepted data points; learned the posterior {posterior[m]:.2f}")
+                        v.learned = learn and self.engine.update(m, task_type, posterior[m]) is not None
+                    else:
+                        v = Verdict(m, acc, acc >= self.correct_share, n, f"{acc:.0%} of {n} accepted data points")
+                        v.learned = learn and self._learn(m, task_type, acc, v.was_correct)
+                elif accepted_share and m in accepted_share and accepted_share[m] < 1.0:
+                    share = accepted_share[m]   # validation's rules rejected part of a lone answer: ground truth
+                    v = Verdict(m, share, share >= self.correct_share, 0, f"lone answer: validation accepted {share:.0%}")
+                    v.learned = learn and self._learn(m, task_type, share, v.was_correct, labelled=True)
+                else:
+                    v = Verdict(m, None, None, 0, "lone answer passed validation: no cross-check, no update")
             verdicts.append(v)
             if self.tracker is not None:
                 self.tracker.record_response(response, task_type, v.was_correct, v.accuracy)
@@ -197,7 +214,7 @@ class FeedbackLoop:
                     if n == 0: continue
                     correction.model_accuracy[model] = acc
                     # ground truth says right or wrong: teach the verdict, not the fraction (P29: corrected -> falls)
-                    self.engine.update(model, task, 1.0 if acc >= self.correct_share else 0.0)
+                    self.engine.update(model, task, 1.0 if acc >= self.correct_share else 0.0, labelled=True)
         if self.corrections is not None: self.corrections.append(correction)
         log.info("correction (%s) for request %s stored; model accuracy %s", kind, request_id, correction.model_accuracy)
         return correction

@@ -19,9 +19,10 @@ import pandas as pd
 from .core import ComputePulseError, InvalidFieldError, TaskType, check_enum, get_logger
 
 # %% auto #0
-__all__ = ['TASK_TYPES', 'TASK_INDEX', 'minimum', 'clip01', 'shrink_to_prior', 'ewma_step', 'beta_mean', 'beta_step',
-           'EwmaEstimator', 'BetaEstimator', 'update_state', 'UnknownModelError', 'LearningEngine', 'entries_of',
-           'load_entries_into']
+__all__ = ['Estimator', 'TASK_TYPES', 'TASK_INDEX', 'minimum', 'clip01', 'shrink_to_prior', 'ewma_step', 'beta_mean', 'beta_step',
+           'EwmaEstimator', 'BetaEstimator', 'AgreementEstimator', 'pair_step', 'agreement_structure', 'Evidence',
+           'estimator_priors', 'evidence_of', 'update_state', 'update_calls', 'UnknownModelError', 'LearningEngine',
+           'entries_of', 'load_entries_into']
 
 # %% ../nbs/04_learning.ipynb #fd8587a7
 def minimum(a, b):
@@ -103,6 +104,14 @@ class EwmaEstimator:
         average = clip01(self.prior + (score - self.prior) / factor) if factor > 0 else self.prior
         return (score, float(sample_count), average * weight, weight)
 
+    def counts(self, state):
+        "(successes, failures) pseudo-counts behind each cell: the decayed weight split by the score."
+        return state[0] * state[3], (1.0 - state[0]) * state[3]
+
+    def failure_rate(self, state):
+        "No separate failure rate: this estimator learns a failed call as a wrong answer."
+        return np.zeros(np.shape(state[0]))
+
     def sample(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         "Pseudo-posterior draws Beta(s·W + 1, (1 − s)·W + 1), one per cell."
         score, weight = state[0], state[3]
@@ -145,22 +154,202 @@ class BetaEstimator:
         successes = min(max(score * total - self.prior_successes, 0.0), weight)
         return (score, float(sample_count), successes, weight - successes)
 
+    def counts(self, state):
+        "(successes, failures) discounted counts behind each cell."
+        return state[2], state[3]
+
+    def failure_rate(self, state):
+        "No separate failure rate: this estimator learns a failed call as a wrong answer."
+        return np.zeros(np.shape(state[0]))
+
     def sample(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         "Posterior draws Beta(alpha + alpha_0, beta + beta_0), one per cell."
         return rng.beta(state[2] + self.prior_successes, state[3] + self.prior_failures)
 
+# %% ../nbs/04_learning.ipynb #a99cf9fa
+@dataclass
+class AgreementEstimator:
+    "Reliability from agreement (online one-coin EM) and labels as discounted Beta counts, plus a call failure rate."
+    discount: float = 0.97          # weight of the previous evidence, per new observation (forgetting for drift)
+    prior_successes: float = 1.0    # Beta prior alpha_0
+    prior_failures: float = 1.0     # Beta prior beta_0
+    label_weight: float = 3.0       # a labelled observation (correction, rejection) counts this many times
+    failure_prior_rate: float = 0.05  # prior chance that a call fails
+    failure_prior_calls: float = 20.0  # strength of that prior, in calls
+
+    name: ClassVar[str] = "agreement"
+    fields: ClassVar[tuple[str, ...]] = ("score", "sample_count", "successes", "failures", "calls", "errors",
+                                         "labelled_successes", "labelled_failures")
+
+    def __post_init__(self):
+        if not 0 < self.discount <= 1: raise InvalidFieldError("AgreementEstimator", "discount", self.discount, "a number in (0, 1]")
+        if not (self.prior_successes > 0 and self.prior_failures > 0):
+            raise InvalidFieldError("AgreementEstimator", "prior", (self.prior_successes, self.prior_failures), "two numbers > 0")
+        if not self.label_weight > 0: raise InvalidFieldError("AgreementEstimator", "label_weight", self.label_weight, "a number > 0")
+        if not 0 < self.failure_prior_rate < 1:
+            raise InvalidFieldError("AgreementEstimator", "failure_prior_rate", self.failure_prior_rate, "a number in (0, 1)")
+
+    @property
+    def prior(self) -> float:
+        "Neutral score: the prior mean."
+        return self.prior_successes / (self.prior_successes + self.prior_failures)
+
+    def step(self, score, sample_count, successes, failures, calls, errors, labelled_successes, labelled_failures,
+             correct, weight=1.0, labelled=0.0):
+        "One observation of correctness with `weight`; `labelled` (0/1) also counts it as ground truth. Floats or arrays."
+        successes = self.discount * successes + weight * correct
+        failures = self.discount * failures + weight * (1.0 - correct)
+        labelled_successes = labelled_successes + labelled * ((self.discount - 1.0) * labelled_successes + correct)
+        labelled_failures = labelled_failures + labelled * ((self.discount - 1.0) * labelled_failures + 1.0 - correct)
+        score = beta_mean(successes, failures, self.prior_successes, self.prior_failures)
+        return score, sample_count + 1.0, successes, failures, calls, errors, labelled_successes, labelled_failures
+
+    def call_step(self, calls, errors, failed):
+        "One call: discounted call and error counts (floats or arrays)."
+        return self.discount * calls + 1.0, self.discount * errors + failed
+
+    def initial(self) -> tuple[float, ...]:
+        "Field values of a cell with no history."
+        return (self.prior, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+    def from_score(self, score: float, sample_count: float) -> tuple[float, ...]:
+        "Field values whose posterior mean is `score` with the evidence of `sample_count` discounted samples."
+        weight = float(sample_count) if self.discount == 1 else (1 - self.discount ** sample_count) / (1 - self.discount)
+        total = weight + self.prior_successes + self.prior_failures
+        successes = min(max(score * total - self.prior_successes, 0.0), weight)
+        return (score, float(sample_count), successes, weight - successes, 0.0, 0.0, 0.0, 0.0)
+
+    def counts(self, state):
+        "(successes, failures) evidence behind each cell, without the prior."
+        return state[2], state[3]
+
+    def labelled_reliability(self, state, reliability, strength: float = 10.0):
+        "Reliability by ground truth alone, with the agreement estimate as a prior worth `strength` labels."
+        return (state[6] + strength * reliability) / (state[6] + state[7] + strength)
+
+    def failure_rate(self, state):
+        "Posterior mean chance that a call fails, per cell."
+        return (state[5] + self.failure_prior_rate * self.failure_prior_calls) / (state[4] + self.failure_prior_calls)
+
+    def sample(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        "Posterior draws Beta(alpha + alpha_0, beta + beta_0), one per cell."
+        return rng.beta(state[2] + self.prior_successes, state[3] + self.prior_failures)
+
+
+Estimator = EwmaEstimator | BetaEstimator | AgreementEstimator   # any of the three
+
+# %% ../nbs/04_learning.ipynb #7de30cff
+def pair_step(pairs: np.ndarray,     # (2, ..., models, models): discounted agreements and joint answers, updated in place
+              labels: np.ndarray,    # (..., models) answer class of each model
+              answered: np.ndarray,  # (..., models) bool: the model answered
+              discount: float = 1.0) -> np.ndarray:
+    "Count, for every pair that both answered, whether they agreed; returns `pairs`."
+    both = answered[..., :, None] & answered[..., None, :]
+    both &= ~np.eye(labels.shape[-1], dtype=bool)
+    agree = both & (labels[..., :, None] == labels[..., None, :])
+    pairs[0] = np.where(both, discount * pairs[0] + agree, pairs[0])
+    pairs[1] = np.where(both, discount * pairs[1] + 1.0, pairs[1])
+    return pairs
+
+
+def agreement_structure(pairs: np.ndarray,        # (2, ..., models, models) from `pair_step`
+                        anchor: np.ndarray,       # (..., models) reliabilities to judge agreement against (labels where known)
+                        reliability: np.ndarray | None = None,  # (..., models) the voting reliabilities (default: anchor)
+                        prior_q: float = 0.2,     # chance that two wrong answers coincide (K = 1 + 1/q = 6)
+                        prior_pairs: float = 20.0,  # strength of the "no copying" prior, in joint answers
+                        trust: np.ndarray | float = 1.0,  # (..., models) how far `anchor` is independent of agreement (0–1)
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    "(effective answer classes K, pair discounts d (..., models, models)): the log-odds a pair's agreement overstates."
+    reliability = anchor if reliability is None else reliability
+    agree, both = pairs[0], pairs[1]
+    k = 1.0 + 1.0 / prior_q
+    a_i, a_j = anchor[..., :, None], anchor[..., None, :]
+    expected = a_i * a_j + (1.0 - a_i) * (1.0 - a_j) * prior_q        # agreement rate of an independent pair
+    observed = (agree + expected * prior_pairs) / (both + prior_pairs)
+    copying = np.clip((observed - expected) / np.maximum(1.0 - expected, 1e-9), 0.0, 1.0)   # share of copied answers
+    trust = np.broadcast_to(np.asarray(trust, dtype=float), anchor.shape)
+    copying = copying * np.minimum(trust[..., :, None], trust[..., None, :])
+    r = np.clip(reliability, 1e-6, 1 - 1e-6)
+    r_i, r_j = r[..., :, None], r[..., None, :]
+    independent = np.log(r_i / (1 - r_i) * (k - 1)) + np.log(r_j / (1 - r_j) * (k - 1))
+    joint = np.log(r_i * (copying + (1 - copying) * r_j)) - np.log((1 - r_i) / (k - 1) * (copying + (1 - copying) * (1 - r_j) / (k - 1)))
+    excess = np.maximum(independent - joint, 0.0)
+    discount = 0.5 * (excess + np.swapaxes(excess, -1, -2))
+    discount = discount * (1.0 - np.eye(r.shape[-1]))
+    return np.full(r.shape[:-1], k), discount
+
+
+# %% ../nbs/04_learning.ipynb #a7ead4bc
+@dataclass
+class Evidence:
+    "Learned evidence about every model for one task type; leading axes are runs (absent for one request)."
+    successes: np.ndarray               # (..., models) evidence of right answers (no prior)
+    failures: np.ndarray                # (..., models) evidence of wrong answers (no prior)
+    failure_rate: np.ndarray            # (..., models) chance a call fails
+    n_classes: np.ndarray | float       # (...) effective number of answer classes K
+    pair_discount: np.ndarray | None    # (..., models, models) log-odds discount of a pair's joint vote (None: none)
+    prior_successes: float = 1.0        # Beta prior alpha_0
+    prior_failures: float = 1.0         # Beta prior beta_0
+
+    @property
+    def reliability(self) -> np.ndarray:
+        "Posterior mean reliability (the predictive chance that the next answer is right)."
+        return (self.successes + self.prior_successes) / (self.successes + self.failures + self.prior_successes + self.prior_failures)
+
+
+def estimator_priors(estimator: Estimator) -> tuple[float, float]:
+    "The Beta prior behind an estimator's counts ((1, 1) for the EWMA, as its `sample`)."
+    return (getattr(estimator, "prior_successes", 1.0), getattr(estimator, "prior_failures", 1.0))
+
+
+def evidence_of(estimator: Estimator,     # the estimator that produced `state`
+                state: np.ndarray,        # (fields, ..., models) one task type's cells
+                pairs: np.ndarray | None = None,  # (2, ..., models, models) that task type's pair counts
+                prior_q: float = 0.2,     # see `agreement_structure`
+                prior_pairs: float = 20.0) -> Evidence:
+    "The `Evidence` of one task type's state."
+    successes, failures = estimator.counts(state)
+    a0, b0 = estimator_priors(estimator)
+    reliability = (successes + a0) / (successes + failures + a0 + b0)
+    if pairs is None:
+        n_classes, discount = 1.0 + 1.0 / prior_q, None
+    else:   # judge agreement against reliabilities that agreement did not make, where labels exist
+        if hasattr(estimator, "labelled_reliability"):
+            anchor = estimator.labelled_reliability(state, reliability)
+            labels = state[6] + state[7]
+            trust = labels / (labels + 10.0)   # no labels: agreement cannot be told from copying, no discount
+        else:
+            anchor, trust = reliability, 0.0
+        n_classes, discount = agreement_structure(pairs, anchor, reliability, prior_q, prior_pairs, trust)
+    return Evidence(successes, failures, estimator.failure_rate(state), n_classes, discount, a0, b0)
+
 # %% ../nbs/04_learning.ipynb #d9d9abf8
-def update_state(estimator: EwmaEstimator | BetaEstimator,  # the update rule and its parameters
-                 state: np.ndarray,                         # (fields, ..., models, task types), updated in place
-                 correct,                                   # correctness in [0, 1], broadcastable to one field
-                 observed: np.ndarray | None = None):       # which cells saw an observation (default: all)
+def update_state(estimator: Estimator,                # the update rule and its parameters
+                 state: np.ndarray,                   # (fields, ..., models, task types), updated in place
+                 correct,                             # correctness in [0, 1], broadcastable to one field
+                 observed: np.ndarray | None = None,  # which cells saw an observation (default: all)
+                 weight=None,                         # AgreementEstimator: weight of each observation (labels count more)
+                 labelled=0.0):                       # AgreementEstimator: 1 where the observation is ground truth
     "Apply one observation per (observed) cell of `state`, in place; returns `state`."
-    new = estimator.step(*state, correct)
+    new = estimator.step(*state, correct) if weight is None else estimator.step(*state, correct, weight, labelled)
     if observed is None:
         for k, values in enumerate(new): state[k] = values
     else:
         for k, values in enumerate(new): np.copyto(state[k], values, where=observed)
     return state
+
+
+def update_calls(estimator: Estimator,    # the update rule
+                 state: np.ndarray,       # (fields, ..., models, ...), updated in place
+                 called: np.ndarray,      # bool: a call was made (and the failure was the model's fault)
+                 failed: np.ndarray):     # bool: the call failed
+    "Record calls and failures: the AgreementEstimator's failure rate; the comparators learn a failure as a wrong answer."
+    if isinstance(estimator, AgreementEstimator):
+        calls, errors = estimator.call_step(state[4], state[5], failed)
+        np.copyto(state[4], calls, where=called)
+        np.copyto(state[5], errors, where=called)
+        return state
+    return update_state(estimator, state, 0.0, called & failed)
 
 # %% ../nbs/04_learning.ipynb #9673a6e5
 class UnknownModelError(ComputePulseError, KeyError):
@@ -190,11 +379,13 @@ class LearningEngine:
 
     def __init__(self,
                  models: Sequence[str] = (),                               # initial model names
-                 estimator: EwmaEstimator | BetaEstimator | None = None,  # update rule (default: EwmaEstimator())
+                 estimator: Estimator | None = None,                      # update rule (default: EwmaEstimator())
                  batch_shape: tuple[int, ...] = (),                       # leading run axes for simulation, e.g. (1000,)
                  clock: Callable[[], float] = time.time,                  # epoch seconds, for last_updated
                  log_change_above: float = 0.1,                           # log score changes larger than this
-                 on_unknown_model: str = "warn"):                         # update of an unknown model: "warn" (ignore) or "raise"
+                 on_unknown_model: str = "warn",                          # update of an unknown model: "warn" (ignore) or "raise"
+                 prior_q: float = 0.2,                                    # prior chance that two wrong answers coincide
+                 prior_pairs: float = 20.0):                              # strength of that prior, in joint answers
         self.estimator = estimator if estimator is not None else EwmaEstimator()
         self.batch_shape, self.clock, self.log_change_above = tuple(batch_shape), clock, log_change_above
         if on_unknown_model not in ("warn", "raise"):
@@ -205,7 +396,10 @@ class LearningEngine:
         n_fields = len(self.estimator.fields)
         self.state = np.zeros((n_fields, *self.batch_shape, 0, len(TASK_TYPES)))
         self.last_updated = np.full((*self.batch_shape, 0, len(TASK_TYPES)), np.nan)
-        self.version = 0  # bumped on every add/remove, so routers can refresh cached index maps
+        self.pairs = np.zeros((2, *self.batch_shape, len(TASK_TYPES), 0, 0))  # agreements, joint answers per pair
+        self.prior_q, self.prior_pairs = prior_q, prior_pairs
+        self.version = 0   # bumped on every add/remove, so routers can refresh cached index maps
+        self.revision = 0  # bumped on every change of any score or count, so routers can memoise decisions
         for name in models: self.add_model(name)
 
     @property
@@ -230,8 +424,14 @@ class LearningEngine:
         row = np.broadcast_to(initial, (len(initial), *self.batch_shape, 1, len(TASK_TYPES)))
         self.state = np.concatenate([self.state, row], axis=-2)
         self.last_updated = np.concatenate([self.last_updated, np.full((*self.batch_shape, 1, len(TASK_TYPES)), np.nan)], axis=-2)
-        self._index[model] = len(self._names); self._names.append(model)
+        n = len(self._names)
+        grown = np.zeros((*self.pairs.shape[:-2], n + 1, n + 1))
+        grown[..., :n, :n] = self.pairs
+        self.pairs = grown
+        self._index[model] = n
+        self._names.append(model)
         self.version += 1
+        self.revision += 1
         _log.info("model %s added at the neutral score %.2f", model, self.estimator.prior)
         return True
 
@@ -241,9 +441,11 @@ class LearningEngine:
         row = self._index[model]
         self.state = np.delete(self.state, row, axis=-2)
         self.last_updated = np.delete(self.last_updated, row, axis=-2)
+        self.pairs = np.delete(np.delete(self.pairs, row, axis=-1), row, axis=-2)
         self._names.pop(row)
         self._index = {name: i for i, name in enumerate(self._names)}
         self.version += 1
+        self.revision += 1
         _log.info("model %s removed", model)
         return True
 
@@ -254,29 +456,72 @@ class LearningEngine:
             _log.warning("ignoring an observation for unknown (removed?) model %r", model)
         return row
 
-    def update(self, model: str, task_type: TaskType | str, correct: float | bool) -> float | None:
+    def update(self, model: str, task_type: TaskType | str, correct: float | bool,
+               weight: float | None = None,    # AgreementEstimator: weight of the observation
+               labelled: bool = False) -> float | None:   # ground truth (a correction, a rejection): counts label_weight
         "Record one observation (correctness in [0, 1]); returns the new score, or None for an unknown model."
+        if labelled and weight is None: weight = getattr(self.estimator, "label_weight", None)
         row = self._known(model)
         if row is None: return None
-        column = TASK_INDEX[task_type] if task_type.__class__ is TaskType else TASK_INDEX[check_enum("update", "task_type", task_type, TaskType)]
+        column = self._column(task_type)
         correct = float(correct)
         if not 0.0 <= correct <= 1.0: raise InvalidFieldError("LearningEngine.update", "correct", correct, "a number in [0, 1]")
+        if weight is not None and not isinstance(self.estimator, AgreementEstimator): weight = None  # the comparators count one
+        flag = 1.0 if labelled else 0.0
+        self.revision += 1
         if self.batch_shape:
             cell = self.state[..., row, column]
-            update_state(self.estimator, cell, correct)
+            update_state(self.estimator, cell, correct, weight=weight, labelled=flag)
             self.last_updated[..., row, column] = self.clock()
             return cell[0]
         values = self.state[:, row, column].tolist()
-        new = self.estimator.step(*values, correct)
+        new = self.estimator.step(*values, correct) if weight is None else self.estimator.step(*values, correct, weight, flag)
         self.state[:, row, column] = new
         self.last_updated[row, column] = self.clock()
         if abs(new[0] - values[0]) > self.log_change_above:
             _log.info("score of %s for %s moved %.3f -> %.3f", model, TASK_TYPES[column].value, values[0], new[0])
         return new[0]
 
+    def _column(self, task_type: TaskType | str) -> int:
+        return TASK_INDEX[task_type] if task_type.__class__ is TaskType else TASK_INDEX[check_enum("update", "task_type", task_type, TaskType)]
+
+    def record_call(self, model: str, task_type: TaskType | str, failed: bool) -> None:
+        "Record one call of `model` whose outcome was its own doing: the failure rate (or, for the comparators, a failure as wrong)."
+        row = self._known(model)
+        if row is None: return
+        column = self._column(task_type)
+        if self.batch_shape or not isinstance(self.estimator, AgreementEstimator):
+            update_calls(self.estimator, self.state[..., row, column, None], np.array([True]), np.array([bool(failed)]))
+        else:
+            calls, errors = self.estimator.call_step(float(self.state[4, row, column]), float(self.state[5, row, column]), float(failed))
+            self.state[4, row, column], self.state[5, row, column] = calls, errors
+        self.last_updated[..., row, column] = self.clock()
+        self.revision += 1
+
+    def observe_answers(self, task_type: TaskType | str, labels: Mapping[str, Any]) -> None:
+        "Count pairwise agreement among one request's answers (`labels`: model -> answer class; unknown models ignored)."
+        rows = {self._index[m]: label for m, label in labels.items() if m in self._index}
+        if len(rows) < 2: return
+        codes: dict[Any, int] = {}
+        classes = np.full(len(self._names), -1)
+        answered = np.zeros(len(self._names), bool)
+        for row, label in rows.items():
+            classes[row] = codes.setdefault(label, len(codes))
+            answered[row] = True
+        column = self.pairs[:, ..., self._column(task_type), :, :]
+        pair_step(column, classes, answered, getattr(self.estimator, "discount", 1.0))
+        self.pairs[:, ..., self._column(task_type), :, :] = column
+        self.revision += 1
+
+    def evidence(self, task_type: TaskType | str) -> Evidence:
+        "Everything the decision core needs about every model (in `models` order) for `task_type`."
+        column = self._column(task_type)
+        return evidence_of(self.estimator, self.state[..., column], self.pairs[:, ..., column, :, :], self.prior_q, self.prior_pairs)
+
     def update_batch(self, correct, observed: np.ndarray | None = None) -> None:
         "One observation per cell of the whole state: `correct` (and `observed`) shaped (..., models, task types)."
         before = self.state[0].copy() if _log.isEnabledFor(20) else None
+        self.revision += 1
         update_state(self.estimator, self.state, correct, observed)
         if observed is None: self.last_updated[...] = self.clock()
         else: self.last_updated[np.broadcast_to(observed, self.last_updated.shape)] = self.clock()
@@ -326,6 +571,7 @@ class LearningEngine:
     def load_entries(self, entries: Mapping[tuple[str, str], Mapping[str, Any]]) -> int:
         "Load entries as `to_entries` makes them (or legacy v1.0/v1.1 entries); unknown models are added. Returns the count."
         if self.batch_shape: raise ComputePulseError("load_entries works on an unbatched engine (one run)")
+        self.revision += 1
         return load_entries_into(self, entries)
 
     def save(self, store) -> None:
@@ -352,6 +598,9 @@ def entries_of(engine: LearningEngine) -> dict[tuple[str, str], dict[str, Any]]:
             entry = {"score": values[0], "sample_count": int(round(values[1])), "last_updated": _iso(stamp),
                      "estimator": engine.estimator.name}
             entry.update({name: value for name, value in zip(fields[2:], values[2:])})
+            pairs = {other: [float(engine.pairs[0, column, row, j]), float(engine.pairs[1, column, row, j])]
+                     for j, other in enumerate(engine._names) if engine.pairs[1, column, row, j] > 0}
+            if pairs: entry["pairs"] = pairs   # agreement with each other model: [agreements, joint answers]
             entries[(model, task.value)] = entry
     return entries
 
@@ -359,6 +608,7 @@ def entries_of(engine: LearningEngine) -> dict[tuple[str, str], dict[str, Any]]:
 def load_entries_into(engine: LearningEngine, entries: Mapping[tuple[str, str], Mapping[str, Any]]) -> int:
     "Write storage entries (current or legacy) into an unbatched `engine`; returns how many were loaded."
     estimator, fields, loaded = engine.estimator, engine.estimator.fields, 0
+    pending_pairs = []
     now = engine.clock()
     for (model, task), entry in entries.items():
         try: column = TASK_INDEX[TaskType(task)]
@@ -375,5 +625,15 @@ def load_entries_into(engine: LearningEngine, entries: Mapping[tuple[str, str], 
         row = engine.index(model)
         engine.state[:, row, column] = values
         engine.last_updated[row, column] = _epoch(entry.get("last_updated"), now)
+        pending_pairs.append((row, column, entry.get("pairs")))
         loaded += 1
+    for row, column, pairs in pending_pairs:   # after every model has its row
+        if not isinstance(pairs, Mapping): continue
+        for other, counts in pairs.items():
+            if other not in engine._index: continue
+            try: agree, both = float(counts[0]), float(counts[1])
+            except (TypeError, ValueError, IndexError, KeyError):
+                _log.warning("skipping unreadable pair counts %r of %s", counts, engine._names[row]); continue
+            if not 0 <= agree <= both: continue
+            engine.pairs[:, column, row, engine._index[other]] = (agree, both)
     return loaded

@@ -100,9 +100,10 @@ def is_missing(value: Any) -> bool:
 
 
 def as_number(value: Any) -> float | None:
-    "`value` as a finite float when it is an int or float (not bool), else None."
+    "`value` as a finite float when it is an int or float (not bool) a float can hold, else None."
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
+        try: number = float(value)
+        except OverflowError: return None        # an int no float can hold (a 401-digit count) is no number
         return number if math.isfinite(number) else None
     return None
 
@@ -159,7 +160,7 @@ class MergeSpec:
     review_threshold: float = 0.5                    # flag for review when every contributor is below this confidence
     default_weight: float = 0.5                      # confidence of a model missing from `weights`
     display: Callable[[str, Any], Any] | None = None  # (key field, value) -> the name the merged record shows (None: as reported)
-    prepare: Callable[[Mapping[str, Any]], tuple[dict[str, Any], list[str]]] | None = None  # answers -> (answers, notes), before grouping
+    prepare: Callable[[Mapping[str, Any]], tuple] | None = None  # answers -> (answers, notes[, set aside]) before grouping
 
     def __post_init__(self):
         if self.numeric_choice not in ("mean", "median"):
@@ -317,11 +318,24 @@ def _value_of(entries: list[tuple[str, Any, float]], choice: str) -> Any:
 
 
 # %% ../nbs/07_merging.ipynb #3d20fc04
+def _dissent(provenance: list[Provenance], k: str, set_aside, reporters: list[str], group: Mapping[str, Mapping[str, Any]],
+             conf: Mapping[str, float], share: float) -> None:
+    "A value the prepare step kept out of the vote is a dissent on record: field provenance naming who gave it."
+    for m, name, value in set_aside:
+        voters = {r: conf[r] for r in reporters if r != m and not is_missing(group[r].get(name))}
+        provenance.append(_provenance(f"{k}.{name}", voters, [{"value": value, "supporters": {m: conf[m]}}], share))
+
+
 def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spec: MergeSpec,
                    track_agreement: bool = False):
     "merge_records plus each model's (agreeing, total) field count, for truth discovery."
     notes: list[str] = []
-    if spec.prepare is not None: answers, notes = spec.prepare(answers)   # e.g. unit slips undone by ratio to the others
+    set_aside: dict[str, list[tuple[str, str, Any]]] = {}   # key -> (model, field, value) the prepare step kept out of the vote
+    if spec.prepare is not None:                             # e.g. unit slips undone by ratio to the others
+        prepared = spec.prepare(answers)
+        answers, notes = prepared[0], list(prepared[1])
+        for model, key, name, value in (prepared[2] if len(prepared) > 2 else ()):
+            set_aside.setdefault(key, []).append((model, name, value))
     answered = [m for m, a in answers.items() if a is not None]
     for m, a in answers.items():
         if a is None: notes.append(f"{m}: no answer")
@@ -374,6 +388,7 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
             all_wrong = 1.0
             for m in reporters: all_wrong *= 1.0 - conf[m]
             record_conf.append(share * (1.0 - all_wrong) * lowest)
+            _dissent(provenance, k, set_aside.get(k, ()), reporters, group, conf, share)
             continue
         records = [group[m] for m in reporters]
         top = records[0]
@@ -413,6 +428,7 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
         all_wrong = 1.0
         for m in reporters: all_wrong *= 1.0 - conf[m]
         record_conf.append(share * (1.0 - all_wrong))
+        _dissent(provenance, k, set_aside.get(k, ()), reporters, group, conf, share)
 
     if pending:
         label_rows = np.full((len(pending), len(order)), -1, dtype=np.int64)

@@ -8,6 +8,7 @@ Docs: https://computepulse.github.io/computepulse-ai/orchestrator.html.md"""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import time
@@ -25,7 +26,8 @@ from .core import (ComputePulseError, MergedResult, ModelSpec, Request, Response
                                   TaskType, current_request_id, get_logger)
 from .execution import AllModelsFailedError, ExecutionResult, ParallelExecutor
 from .feedback import Correction, FeedbackLoop, Verdict, answer_accuracy
-from .learning import BetaEstimator, EwmaEstimator, LearningEngine
+from .decision import STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, log_odds, merge_weights, next_call
+from .learning import AgreementEstimator, BetaEstimator, EwmaEstimator, LearningEngine
 from .merging import MergeSpec, merge_answers, merge_scalars, truth_discovery
 from .routing import AdaptiveRouter, NoRoutableModelError, RouterConfig, RoutingDecision
 from .storage import Durability, HistoryLog, RetentionPolicy, StorageManager, atomic_write_bytes
@@ -34,7 +36,7 @@ from .validation import ValidationResult, ValidationRules, merge_spec, normalise
 
 # %% auto #0
 __all__ = ['log', 'ProcessResult', 'estimator_from_config', 'router_config_from', 'rules_from_config', 'merge_spec_from_config',
-           'agreement_groups', 'combined', 'AIOrchestrator']
+           'agreement_groups', 'RequestPlan', 'AIOrchestrator']
 
 # %% ../nbs/11_orchestrator.ipynb #b32a24a1
 log = get_logger("computepulse_ai.orchestrator")
@@ -73,8 +75,10 @@ class ProcessResult:
         return [r.model for r in self.responses]
 
 # %% ../nbs/11_orchestrator.ipynb #d783de22
-def estimator_from_config(cfg: Config) -> EwmaEstimator | BetaEstimator:
+def estimator_from_config(cfg: Config) -> EwmaEstimator | BetaEstimator | AgreementEstimator:
     "The learning estimator the configuration asks for."
+    if cfg["learning.estimator"] == "agreement":
+        return AgreementEstimator(discount=cfg["learning.discount"], label_weight=cfg["learning.label_weight"])
     if cfg["learning.estimator"] == "beta": return BetaEstimator(discount=cfg["learning.discount"])
     return EwmaEstimator(decay=cfg["learning.decay"], full_confidence_n=cfg["learning.full_confidence_n"],
                          smoothing=cfg["learning.smoothing"], prior=cfg["learning.prior"])
@@ -104,9 +108,9 @@ def merge_spec_from_config(cfg: Config, data_type: str, rules: ValidationRules) 
     spec.tolerances.update(cfg["merging.tolerances"].get(data_type, {}))
     return spec
 
-# %% ../nbs/11_orchestrator.ipynb #956585e9
+# %% ../nbs/11_orchestrator.ipynb #64468422
 def agreement_groups(answers: list[tuple[str, Any]], spec: MergeSpec | None, share: float) -> list[list[str]]:
-    "Group (model, answer) pairs whose answers agree; largest group first."
+    "Group (model, answer) pairs whose answers agree with a group's first answer; largest group first."
     groups: list[list[tuple[str, Any]]] = []
     for model, answer in answers:
         for group in groups:
@@ -118,9 +122,53 @@ def agreement_groups(answers: list[tuple[str, Any]], spec: MergeSpec | None, sha
     return [[m for m, _ in g] for g in groups]
 
 
-def combined(scores: list[float]) -> float:
-    "Combined confidence of independent models: 1 − Π(1 − s)."
-    return 1.0 - math.prod(1.0 - s for s in scores)
+@dataclass
+class RequestPlan:
+    "The decision core's view of one request: models (routed first, then candidates) and their learned evidence."
+    names: list[str]                 # the routed models, then the candidates
+    n_first: int                     # how many of `names` were called first
+    reliability: np.ndarray          # (models,) posterior mean reliabilities
+    failure_rate: np.ndarray         # (models,) chance a call fails
+    n_classes: float                 # effective number of answer classes
+    pair_discount: np.ndarray | None  # (models, models)
+    costs: np.ndarray                # (models,) expected cost of a call, USD
+    preset: Preset                   # the strategy's use of the rule
+    bar: float                       # the request's quality bar
+    cost_limit: float                # hard limit, USD
+    error_price: float               # USD an error costs (inf: the bar alone decides)
+
+    def __post_init__(self):
+        self.called = np.zeros((1, len(self.names)), bool)
+        self.called[0, :self.n_first] = True
+        self.weights = log_odds(self.reliability[None], self.n_classes)
+
+    def observe(self, labels: Mapping[str, int]) -> Posterior:
+        "The posterior after the answers so far (`labels`: answering model -> answer class)."
+        classes = np.array([[labels.get(n, -1) for n in self.names]])
+        answered = np.array([[n in labels for n in self.names]])
+        discount = None if self.pair_discount is None else self.pair_discount[None]
+        self.answered = answered
+        return answer_posterior(classes, answered, self.weights, self.n_classes, discount)
+
+    def next_model(self, posterior: Posterior) -> str | None:
+        "The model to call next, or None to stop; marks it called."
+        p, f = self.reliability[None], self.failure_rate[None]
+        gain = call_gain(posterior, p, f, self.n_classes)
+        spent = np.array([float(self.costs[self.called[0]].sum())])
+        pick = int(next_call(gain, self.costs, ~self.called, spent, posterior, self.cost_limit, self.preset.target,
+                             self.preset.value_of_information, self.bar, self.error_price, p, f, self.n_classes)[0])
+        if pick < 0: return None
+        self.called[0, pick] = True
+        return self.names[pick]
+
+    def merge_weights(self) -> dict[str, float]:
+        "Model -> merge weight (log-odds on the merger's scale)."
+        return dict(zip(self.names, merge_weights(self.weights)[0].tolist()))
+
+    def model_posteriors(self, posterior: Posterior | None) -> dict[str, float]:
+        "Answering model -> posterior that its answer class is right (what the agreement estimator learns)."
+        if posterior is None: return {}
+        return {n: float(posterior.post[0, i]) for i, n in enumerate(self.names) if self.answered[0, i]}
 
 # %% ../nbs/11_orchestrator.ipynb #91877d1e
 class AIOrchestrator:
@@ -334,44 +382,48 @@ class AIOrchestrator:
                 normalised[response.model] = data
             return normalised[response.model]
 
-        stop_when = escalate_when = None
-        if decision.strategy is RoutingStrategy.ADAPTIVE:
-            share = cfg["feedback.correct_share"]
-            grouped: dict[tuple[str, ...], list[list[str]]] = {}
-            def groups(successes):   # stop_when and escalate_when ask about the same answers: compare them once
-                key = tuple(r.model for r in successes)
-                if key not in grouped:
-                    grouped[key] = agreement_groups([(r.model, answer_of(r)) for r in successes], spec, share)
-                return grouped[key]
-            def stop_when(successes):
-                g = groups(successes)
-                best = g[0]
-                return 2 * len(best) > len(successes) and \
-                    combined([self._score(m, task) for m in best]) >= request.quality_threshold
-            def escalate_when(successes):
-                return len(groups(successes)) > 1
-
-        adapters = [self._adapter(m) for m in decision.models]
-        reserves = [self._adapter(m) for m in decision.reserves]
-        execution = await self.executor.run(adapters, request.prompt, request_id=request.id, reserves=reserves,
-                                            stop_when=stop_when, escalate_when=escalate_when,
-                                            task_type=task, data_type=data_type)
-        result.responses, result.cancelled = execution.responses, execution.cancelled
-        if execution.failures: result.degraded.append("models")
-        successes = execution.successes
+        plan = self._plan(request, decision, cfg)
+        started = time.perf_counter()
+        responses: list[Response] = []
+        cancelled: list[str] = []
+        first = [self._adapter(m) for m in decision.models]
+        # every call started is awaited (an explored one too): what the simulator observes, nothing cancelled
+        execution = await self.executor.run(first, request.prompt, request_id=request.id, task_type=task, data_type=data_type)
+        responses += execution.responses
+        cancelled += execution.cancelled
+        posterior, labels = None, {}
+        while True:
+            successes = [r for r in responses if r.success]
+            labels = self._answer_classes(successes, answer_of, spec, cfg)
+            posterior = plan.observe(labels)
+            deadline = self.executor.deadline_s
+            if deadline is not None and time.perf_counter() - started >= deadline: break   # no time left for another round
+            nxt = plan.next_model(posterior)
+            if nxt is None: break
+            execution = await self.executor.run([self._adapter(nxt)], request.prompt, request_id=request.id,
+                                                task_type=task, data_type=data_type)
+            responses += execution.responses
+            cancelled += execution.cancelled
+        result.responses, result.cancelled = responses, cancelled
+        failures = [r for r in responses if not r.success]
+        successes = [r for r in responses if r.success]
+        if failures: result.degraded.append("models")
+        log.info("decision for %s: %d call(s), P(merged answer right) = %.3f", task.value, len(responses),
+                 float(posterior.p_right[0]) if posterior is not None else 0.0)
         if not successes:
-            error = AllModelsFailedError({r.model: r.error for r in execution.failures}) if execution.failures \
+            error = AllModelsFailedError({r.model: r.error for r in failures}) if failures \
                 else AllModelsFailedError({"-": "no model was called"})
             result.error = str(error)
-            self.feedback.after_validation(request.id, task, execution.responses, {}, None, spec)
+            self.feedback.after_validation(request.id, task, responses, {}, None, spec)
             self._maybe_save(cfg)
             return
         answers = {r.model: answer_of(r) for r in successes}
-        weights = {m: self._score(m, task) for m in answers}
+        weights = plan.merge_weights()
+        p_right = float(posterior.p_right[0])
         accepted, accepted_share, learn = None, None, False
         try:
-            merged = self._merge(answers, weights, data_type, spec, cfg)
-            merged.request_id, merged.incomplete = request.id, execution.incomplete
+            merged = self._merge(answers, weights, data_type, spec, cfg, p_right)
+            merged.request_id, merged.incomplete = request.id, bool(failures)
             result.merged, accepted, learn = merged, merged.data, True   # cross-checked or not is the feedback loop's call
         except Exception as e:
             result.degraded.append("merge")
@@ -395,21 +447,52 @@ class AIOrchestrator:
                 accepted, learn = None, False
         result.data = accepted if result.error is None else None
         # every response gets its performance record, whatever happened above (P1); scores move only on a sound result
-        result.verdicts = self.feedback.after_validation(request.id, task, execution.responses, answers, accepted, spec,
-                                                         accepted_share, learn=learn)
+        result.verdicts = self.feedback.after_validation(request.id, task, responses, answers, accepted, spec,
+                                                         accepted_share, learn=learn,
+                                                         posterior=plan.model_posteriors(posterior), labels=labels)
         self._maybe_save(cfg)
 
+    def _plan(self, request: Request, decision: RoutingDecision, cfg: Config) -> "RequestPlan":
+        "The decision core's arrays for this request: the routed models first, then the candidates."
+        names = [m for m in decision.models + decision.reserves if self.engine.has_model(m)]
+        rows = [self.engine.index(m) for m in names]
+        evidence = self.engine.evidence(request.task_type)
+        tokens = (self.router.config.input_tokens, self.router.config.output_tokens)
+        costs = np.array([self.router.registry[m].cost_usd(*tokens) if m in self.router.registry else 0.0 for m in names])
+        preset = STRATEGY_PRESETS[decision.strategy]
+        price = cfg["routing.error_price_usd"]
+        return RequestPlan(names, len([m for m in decision.models if self.engine.has_model(m)]),
+                           evidence.reliability[rows], evidence.failure_rate[rows], float(evidence.n_classes),
+                           evidence.pair_discount[np.ix_(rows, rows)] if evidence.pair_discount is not None else None,
+                           costs, preset, request.quality_threshold if request.quality_threshold is not None else 1.0,
+                           math.inf if request.cost_limit is None else request.cost_limit,
+                           math.inf if price is None else float(price))
+
+    def _answer_classes(self, successes: list[Response], answer_of, spec: MergeSpec | None, cfg: Config) -> dict[str, int]:
+        "Answer class per answering model: answers that agree (each covers `feedback.correct_share` of the other) share one."
+        groups = agreement_groups([(r.model, answer_of(r)) for r in successes], spec, cfg["feedback.correct_share"])
+        return {m: k for k, group in enumerate(groups) for m in group}
+
     def _merge(self, answers: dict[str, Any], weights: dict[str, float], data_type: str | None,
-               spec: MergeSpec | None, cfg: Config) -> MergedResult:
-        "Merge by data type; answers of a generic request are voted as whole values."
+               spec: MergeSpec | None, cfg: Config, p_right: float | None = None) -> MergedResult:
+        "Merge by data type with the decision core's weights; review is flagged from the posterior of the merged answer."
+        review = cfg["review_threshold"]
         if spec is not None:
+            unflagged = dataclasses.replace(spec, review_threshold=0.0) if p_right is not None else spec
             if cfg["merging.method"] == "truth_discovery" and data_type in ("gpu", "token"):
-                return truth_discovery(answers, weights, spec)[0]
-            return merge_answers(answers, weights, data_type, spec)
-        as_text = {m: a if isinstance(a, str) else json.dumps(a, sort_keys=True, ensure_ascii=False) for m, a in answers.items()}
-        merged = merge_scalars({m: {"answer": t} for m, t in as_text.items()}, weights, review_threshold=cfg["review_threshold"])
-        winner = merged.data.get("answer") if isinstance(merged.data, dict) else None
-        merged.data = next((answers[m] for m, t in as_text.items() if t == winner), winner)
+                merged = truth_discovery(answers, weights, unflagged)[0]
+            else:
+                merged = merge_answers(answers, weights, data_type, unflagged)
+        else:
+            as_text = {m: a if isinstance(a, str) else json.dumps(a, sort_keys=True, ensure_ascii=False) for m, a in answers.items()}
+            merged = merge_scalars({m: {"answer": t} for m, t in as_text.items()}, weights,
+                                   review_threshold=0.0 if p_right is not None else review)
+            winner = merged.data.get("answer") if isinstance(merged.data, dict) else None
+            merged.data = next((answers[m] for m, t in as_text.items() if t == winner), winner)
+        if p_right is not None and p_right < review:
+            merged.needs_review = True
+            merged.notes.append(f"needs review: the posterior that the merged answer is right, {p_right:.2f}, "
+                                f"is below the review threshold {review:g}")
         return merged
 
     def _score(self, model: str, task: TaskType) -> float:

@@ -18,14 +18,24 @@ from .core import (ComputePulseError, InvalidFieldError, ModelSpec, Request, Rou
 from .learning import TASK_INDEX, LearningEngine
 
 # %% auto #0
-__all__ = ['combined_confidence', 'expand', 'candidate_order', 'Selection', 'fit_budget', 'select', 'explore',
-           'default_strategies', 'RouterConfig', 'RoutingDecision', 'NoRoutableModelError', 'AdaptiveRouter']
+__all__ = ['combined_confidence', 'agreement_confidence', 'expand', 'candidate_order', 'value_order', 'Selection', 'fit_budget',
+           'select', 'explore', 'default_strategies', 'RouterConfig', 'RoutingDecision', 'NoRoutableModelError',
+           'AdaptiveRouter']
 
 # %% ../nbs/05_routing.ipynb #2c375cbb
 def combined_confidence(scores):
-    "1 − Π(1 − s) over the last axis: the chance that at least one model is right, assuming independent errors."
+    "1 − Π(1 − s) over the last axis: the chance that at least one model is right (the old measure, for comparison)."
     with np.errstate(divide="ignore"):   # computed as −expm1(Σ log1p(−s)): exact for tiny scores too (s = 1 gives 1)
         return -np.expm1(np.log1p(-np.asarray(scores, dtype=float)).sum(axis=-1))
+
+
+def agreement_confidence(scores, chosen, n_classes=6.0):
+    "Posterior that the `chosen` models' common answer is right if they all agree (one-coin model, K answer classes)."
+    p = np.clip(np.asarray(scores, dtype=float), 1e-6, 1 - 1e-6)
+    k = max(float(n_classes), 2.0)
+    total = np.where(chosen, np.log(p / (1.0 - p)) + math.log(k - 1.0), 0.0).sum(-1)
+    total = np.minimum(total, 700.0)
+    return np.where(np.asarray(chosen).any(-1), np.exp(total) / (np.exp(total) + k - 1.0), 0.0)
 
 # %% ../nbs/05_routing.ipynb #ae83ba7a
 def expand(values, shape: tuple[int, ...]) -> np.ndarray:
@@ -46,6 +56,14 @@ def candidate_order(scores, costs, latencies, eligible, qualified,
         keys = (latencies, costs, -scores)
     return np.lexsort((*keys, group), axis=-1)
 
+
+def value_order(scores, costs, latencies, eligible, failure_rate=0.0):
+    "ADAPTIVE's order: eligible models by expected correctness per dollar, (1 − f)·s / c, then the fastest."
+    shape = eligible.shape
+    scores, costs, latencies = expand(scores, shape), expand(costs, shape), expand(latencies, shape)
+    value = (1.0 - expand(failure_rate, shape)) * scores / np.maximum(costs, 1e-12)
+    return np.lexsort((latencies, -value, np.where(eligible, 0, 1)), axis=-1)
+
 # %% ../nbs/05_routing.ipynb #b7393ba5
 @dataclass
 class Selection:
@@ -60,9 +78,9 @@ class Selection:
     eligible: np.ndarray        # (..., models) bool: enabled with a finite score
 
 
-def _meets_quality(chosen, scores, qualified, n_qualified, min_size, threshold):
+def _meets_quality(chosen, scores, qualified, n_qualified, min_size, threshold, n_classes):
     n = chosen.sum(-1)
-    conf = 1.0 - np.prod(np.where(chosen, 1.0 - scores, 1.0), axis=-1)
+    conf = agreement_confidence(scores, chosen, n_classes)
     only_qualified = ~(chosen & ~qualified).any(-1) | (n_qualified == 0)
     return (n >= np.maximum(min_size, 1)) & (conf >= threshold) & only_qualified
 
@@ -89,20 +107,20 @@ def select(scores,                  # (..., models) learned (or sampled) scores 
            cost_limit: float = math.inf,  # hard limit on the expected cost of the selection
            size: int = 1,           # models wanted by a fixed strategy (1, 2, 3)
            min_size: int = 1,       # fewest models (2 for cross-checking or low classification confidence)
-           adaptive: bool = False,  # ADAPTIVE: as many as needed for the combined confidence to reach the bar
-           cheapest_first: bool = False) -> Selection:  # SINGLE_FAST order among qualified models
+           adaptive: bool = False,  # ADAPTIVE: start with the best expected correctness per dollar
+           cheapest_first: bool = False,  # SINGLE_FAST order among qualified models
+           failure_rate=0.0,        # (models,) or (..., models) learned chance a call fails (ADAPTIVE's order)
+           n_classes: float = 6.0) -> Selection:  # effective answer classes K (agreement confidence)
     "Choose models for one request or a batch of runs; see the rules above."
     scores = np.asarray(scores, dtype=float)
     eligible = expand(np.asarray(enabled, bool) & np.isfinite(scores), scores.shape)
     qualified = eligible & (scores >= threshold)
     n_eligible, n_qualified = eligible.sum(-1), qualified.sum(-1)
-    order = candidate_order(scores, costs, latencies, eligible, qualified, cheapest_first)
     if adaptive:
-        ranked = np.where(np.take_along_axis(eligible, order, -1), np.take_along_axis(scores, order, -1), 0.0)
-        with np.errstate(divide="ignore"):
-            reached = -np.expm1(np.cumsum(np.log1p(-ranked), axis=-1)) >= threshold
-        count = np.where(reached.any(-1), reached.argmax(-1) + 1, n_eligible)
+        order = value_order(scores, costs, latencies, eligible, failure_rate)
+        count = np.ones(np.shape(n_eligible), int)
     else:
+        order = candidate_order(scores, costs, latencies, eligible, qualified, cheapest_first)
         count = np.minimum(size, n_qualified)
     count = np.minimum(np.maximum(count, min_size), n_eligible)
     rank = np.argsort(order, axis=-1)  # position of each model in the candidate order
@@ -114,12 +132,13 @@ def select(scores,                  # (..., models) learned (or sampled) scores 
     if cost_limit < math.inf and over.any():
         pool = np.where((n_qualified > 0)[..., None], qualified, eligible)  # never trade a qualified model for a weak one
         trimmed = fit_budget(order, pool, costs_b, cost_limit, count)
-        meets = lambda c: _meets_quality(c, scores, qualified, n_qualified, np.minimum(min_size, n_eligible), threshold)
+        meets = lambda c: _meets_quality(c, scores, qualified, n_qualified, np.minimum(min_size, n_eligible), threshold, n_classes)
         use_trimmed = over & trimmed.any(-1) & (meets(trimmed) | ~meets(chosen))
         chosen = np.where(use_trimmed[..., None], trimmed, chosen)
         quality_forced = over & ~use_trimmed
         spent = np.where(chosen, costs_b, 0.0).sum(-1)
-    below_bar = (chosen > qualified).any(-1)
+    if adaptive: below_bar = agreement_confidence(scores, eligible, n_classes) < threshold
+    else: below_bar = (chosen > qualified).any(-1)
     return Selection(order, chosen, chosen.sum(-1), spent, below_bar, quality_forced, qualified, eligible)
 
 # %% ../nbs/05_routing.ipynb #6443dcd0
@@ -168,9 +187,9 @@ class RoutingDecision:
     task_type: TaskType | None = None       # the task type routed for
     quality_forced: bool = False            # over the cost limit because quality could not be met within it
     below_bar: bool = False                 # some selected model does not meet the bar (none or too few do)
-    reserves: list[str] = field(default_factory=list)  # ADAPTIVE: models to add, in order, while answers disagree
+    reserves: list[str] = field(default_factory=list)  # candidates the decision core may call next, in candidate order
     explored: str | None = None             # the model added for exploration, if any
-    combined_confidence: float = 0.0        # 1 − Π(1 − s) over `models`' scores
+    combined_confidence: float = 0.0        # agreement confidence of `models`: P(right) if they all agree
 
 
 class NoRoutableModelError(ComputePulseError):
@@ -180,7 +199,7 @@ class NoRoutableModelError(ComputePulseError):
 _log = get_logger("routing")
 _SIZE = {RoutingStrategy.SINGLE_FAST: 1, RoutingStrategy.DUAL_VALIDATION: 2, RoutingStrategy.TRIPLE_CONSENSUS: 3,
          RoutingStrategy.ADAPTIVE: 1}
-_MIN_SIZE = {RoutingStrategy.SINGLE_FAST: 1, RoutingStrategy.DUAL_VALIDATION: 2, RoutingStrategy.TRIPLE_CONSENSUS: 2,
+_MIN_SIZE = {RoutingStrategy.SINGLE_FAST: 1, RoutingStrategy.DUAL_VALIDATION: 2, RoutingStrategy.TRIPLE_CONSENSUS: 3,
              RoutingStrategy.ADAPTIVE: 1}
 
 
@@ -196,6 +215,7 @@ class AdaptiveRouter:
         self.rng = rng if rng is not None else np.random.default_rng()
         self.registry: dict[str, ModelSpec] = {}
         self._registry_version, self._cache_key, self._costs = 0, None, {}
+        self._memo: dict[tuple, dict] = {}   # deterministic part of a decision, per (task, bar, limit, ...) and score revision
         for spec in (models.values() if isinstance(models, Mapping) else models): self.register(spec)
 
     def register(self, spec: ModelSpec) -> None:
@@ -241,23 +261,42 @@ class AdaptiveRouter:
               input_tokens: int | None = None,              # expected input tokens (default: config)
               output_tokens: int | None = None,             # expected output tokens (default: config)
               strategy: RoutingStrategy | None = None) -> RoutingDecision:  # override the task type's strategy
-        "Decide which models to call for one request."
+        "Decide which models to call first for one request, and which may follow."
         config = self.config
         task = task_type if task_type.__class__ is TaskType else check_enum("route", "task_type", task_type, TaskType)
         threshold = config.quality_threshold if quality_threshold is None else quality_threshold
-        costs = self._arrays(config.input_tokens if input_tokens is None else input_tokens,
-                             config.output_tokens if output_tokens is None else output_tokens)
-        if not self._enabled.any(): raise NoRoutableModelError(f"no enabled model registered (registry: {sorted(self.registry)})")
+        tokens = (config.input_tokens if input_tokens is None else input_tokens,
+                  config.output_tokens if output_tokens is None else output_tokens)
         strategy = strategy or config.strategies.get(task, RoutingStrategy.ADAPTIVE)
         low = classification_confidence < config.low_confidence
+        limit = math.inf if cost_limit is None else cost_limit
+        key = (task, threshold, limit, strategy, low, tokens, config.exploration, config.epsilon, config.explore_below_samples,
+               self.engine.revision, self.engine.version, self._registry_version)
+        memo = self._memo.get(key) if config.exploration != "thompson" else None
+        if memo is None:
+            memo = self._plan(task, strategy, low, threshold, limit, tokens)
+            if config.exploration != "thompson":
+                if len(self._memo) > 256: self._memo.clear()
+                self._memo[key] = memo
+        explored = -1
+        candidates = memo["explore"]
+        if candidates and self.rng.random() < config.epsilon:
+            explored = candidates[int(self.rng.integers(len(candidates)))]
+        return self._decision(memo, explored)
+
+    def _plan(self, task, strategy, low, threshold, limit, tokens) -> dict:
+        "The deterministic part of a decision (memoised until a score, the registry or the settings change)."
+        config = self.config
+        costs = self._arrays(*tokens)
+        if not self._enabled.any(): raise NoRoutableModelError(f"no enabled model registered (registry: {sorted(self.registry)})")
         if low and strategy is RoutingStrategy.SINGLE_FAST: strategy = RoutingStrategy.DUAL_VALIDATION
         size, min_size = _SIZE[strategy], max(_MIN_SIZE[strategy], 2 if low else 1)
-        limit = math.inf if cost_limit is None else cost_limit
         state = self._task_state(TASK_INDEX[task])
         scores = state[0]
         kwargs = dict(threshold=threshold, cost_limit=limit, size=size, min_size=min_size,
-                      adaptive=strategy is RoutingStrategy.ADAPTIVE, cheapest_first=strategy is RoutingStrategy.SINGLE_FAST)
-        explored, probabilities = -1, None
+                      adaptive=strategy is RoutingStrategy.ADAPTIVE, cheapest_first=strategy is RoutingStrategy.SINGLE_FAST,
+                      failure_rate=self.engine.estimator.failure_rate(state), n_classes=1.0 + 1.0 / self.engine.prior_q)
+        explore_candidates: list[int] = []
         if config.exploration == "thompson":
             draws = max(int(config.thompson_draws), 1)
             sampled = self.engine.estimator.sample(np.broadcast_to(state[:, None], (state.shape[0], draws, state.shape[1])), self.rng)
@@ -267,11 +306,29 @@ class AdaptiveRouter:
         else:
             picked = select(scores, costs, self._latencies, self._enabled, **kwargs)
             probabilities = picked.chosen.astype(float)
-            if config.exploration == "epsilon" and config.epsilon > 0:
-                explored, extra = explore(picked.chosen, picked.eligible, state[1], costs, picked.expected_cost, limit,
-                                          config.epsilon, config.explore_below_samples, self.rng)
-                explored = int(explored); probabilities = probabilities + extra
-        return self._decision(task, strategy, picked, explored, probabilities, costs, scores, threshold, limit, low)
+            if config.exploration == "epsilon" and config.epsilon > 0:   # ε-greedy over rarely-tried models that fit the limit
+                fits = picked.eligible & ~picked.chosen & (state[1] < config.explore_below_samples) & \
+                    (float(picked.expected_cost) + costs <= limit)
+                explore_candidates = np.flatnonzero(fits).tolist()
+                if explore_candidates: probabilities = probabilities + np.where(fits, config.epsilon / len(explore_candidates), 0.0)
+        names = self._names
+        order = picked.order.tolist()
+        chosen = picked.chosen.tolist()
+        eligible = picked.eligible.tolist()
+        selected = [i for i in order if chosen[i]]
+        spent = float(picked.expected_cost)
+        reserves = [i for i in order if eligible[i] and not chosen[i] and spent + costs[i] <= limit]
+        n_qualified = int(picked.qualified.sum())
+        reason = (f"{strategy.value} for {task.value}: {len(selected)} model(s) first of {int(picked.eligible.sum())} eligible, "
+                  f"{n_qualified} meet the bar {threshold:.2f}")
+        if low: reason += "; low classification confidence, at least two models"
+        if picked.below_bar: reason += "; too few models meet the bar, best available used"
+        if picked.quality_forced: reason += f"; cost limit {limit:g} exceeded because no selection within it meets the minimum quality"
+        return dict(task=task, strategy=strategy, selected=selected, reserves=reserves, costs=costs, spent=spent,
+                    reason=reason, probabilities=dict(zip(names, probabilities.tolist())), names=names, limit=limit,
+                    threshold=threshold, quality_forced=bool(picked.quality_forced), below_bar=bool(picked.below_bar),
+                    explore=explore_candidates,
+                    confidence=float(agreement_confidence(scores[selected], np.ones(len(selected), bool), kwargs["n_classes"])))
 
     def route_request(self, request: Request, input_tokens: int | None = None,
                       output_tokens: int | None = None) -> RoutingDecision:
@@ -280,34 +337,22 @@ class AdaptiveRouter:
         confidence = 1.0 if request.classification_confidence is None else request.classification_confidence
         return self.route(request.task_type, confidence, request.quality_threshold, request.cost_limit, input_tokens, output_tokens)
 
-    def _decision(self, task, strategy, picked, explored, probabilities, costs, scores, threshold, limit, low):
-        names = self._names
-        order = picked.order.tolist(); chosen = picked.chosen.tolist()
-        selected = [i for i in order if chosen[i]]
-        reserves = []
-        if strategy is RoutingStrategy.ADAPTIVE:
-            spent, qualified = float(picked.expected_cost), picked.qualified.tolist()
-            only_qualified = not picked.below_bar
-            eligible = picked.eligible.tolist()
-            for i in order:
-                if chosen[i] or not eligible[i] or (only_qualified and not qualified[i]) or i == explored: continue
-                if spent + costs[i] <= limit: reserves.append(names[i]); spent += costs[i]
-        expected_cost = float(picked.expected_cost)
-        if explored >= 0: selected.append(explored); expected_cost += float(costs[explored])
+    def _decision(self, memo: dict, explored: int) -> RoutingDecision:
+        names = memo["names"]
+        selected, reserves = memo["selected"], memo["reserves"]
         models = [names[i] for i in selected]
-        n_qualified = int(picked.qualified.sum())
-        reason = (f"{strategy.value} for {task.value}: {len(models)} model(s) of {int(picked.eligible.sum())} eligible, "
-                  f"{n_qualified} meet the bar {threshold:.2f}")
-        if low: reason += "; low classification confidence, at least two models"
-        if picked.below_bar: reason += "; too few models meet the bar, best available used"
-        if picked.quality_forced: reason += f"; cost limit {limit:g} exceeded because no selection within it meets the minimum quality"
-        if explored >= 0: reason += f"; exploring {names[explored]}"
-        if picked.quality_forced:
-            _log.warning("quality forced over the cost limit: %s costs %.6f > limit %.6f", models, expected_cost, limit)
-        elif picked.below_bar:
-            _log.warning("no or too few models meet the bar %.2f for %s; using %s", threshold, task.value, models)
-        return RoutingDecision(models=models, strategy=strategy, expected_cost=expected_cost, reason=reason,
-                               probabilities=dict(zip(names, probabilities.tolist())), task_type=task,
-                               quality_forced=bool(picked.quality_forced), below_bar=bool(picked.below_bar),
-                               reserves=reserves, explored=names[explored] if explored >= 0 else None,
-                               combined_confidence=float(combined_confidence(scores[selected])))
+        expected_cost, reason = memo["spent"], memo["reason"]
+        if explored >= 0:
+            models.append(names[explored])
+            expected_cost += float(memo["costs"][explored])
+            reason += f"; exploring {names[explored]}"
+        if memo["quality_forced"]:
+            _log.warning("quality forced over the cost limit: %s costs %.6f > limit %.6f", models, expected_cost, memo["limit"])
+        elif memo["below_bar"]:
+            _log.warning("no or too few models meet the bar %.2f for %s; using %s", memo["threshold"], memo["task"].value, models)
+        return RoutingDecision(models=models, strategy=memo["strategy"], expected_cost=expected_cost, reason=reason,
+                               probabilities=dict(memo["probabilities"]), task_type=memo["task"],
+                               quality_forced=memo["quality_forced"], below_bar=memo["below_bar"],
+                               reserves=[names[i] for i in reserves if i != explored],
+                               explored=names[explored] if explored >= 0 else None, combined_confidence=memo["confidence"])
+

@@ -22,17 +22,20 @@ import numpy as np
 import pandas as pd
 
 from .core import InvalidFieldError, ModelSpec, RoutingStrategy, TaskType, check_enum
-from .learning import TASK_INDEX, TASK_TYPES, BetaEstimator, EwmaEstimator, LearningEngine, update_state
+from .learning import (TASK_INDEX, TASK_TYPES, AgreementEstimator, BetaEstimator, EwmaEstimator, LearningEngine,
+                                      evidence_of, pair_step, update_state)
 from .merging import cluster_numbers, majority_vote, truth_discovery_labels, weighted_vote
 from . import routing as _routing
-from .routing import RouterConfig, combined_confidence, default_strategies, explore, select
+from .routing import RouterConfig, default_strategies, explore, select
+from .decision import (STRATEGY_PRESETS, answer_posterior, call_gain, learn, learning_signal, log_odds,
+                                       merge_weights, next_call)
 
 # %% auto #0
 __all__ = ['DRIFT_KINDS', 'COMPUTEPULSE_MIX', 'PRESETS', 'ROUTER_STRATEGIES', 'BASELINES', 'POLICIES', 'CLI_POLICIES', 'SimModel',
            'Drift', 'Timeline', 'Scenario', 'computepulse_models', 'preset', 'WorldDraw', 'draw_world',
-           'strategy_arguments', 'reserve_mask', 'SimConfig', 'SimulationResult', 'simulate', 'recovery_requests',
-           'drift_changes', 'frontier', 'compare', 'answer_values', 'value_labels', 'label_is_right', 'evaluate',
-           'grid', 'sweep']
+           'strategy_arguments', 'SimConfig', 'SimulationResult', 'StepSignal', 'world_classes', 'simulate',
+           'recovery_requests', 'drift_changes', 'frontier', 'compare', 'answer_values', 'value_labels',
+           'label_is_right', 'evaluate', 'grid', 'sweep']
 
 # %% ../nbs/14_simulation.ipynb #b3374329
 @dataclass
@@ -231,23 +234,6 @@ def strategy_arguments(strategy: RoutingStrategy | str) -> dict[str, Any]:
                 adaptive=strategy is RoutingStrategy.ADAPTIVE, cheapest_first=strategy is RoutingStrategy.SINGLE_FAST)
 
 
-def reserve_mask(selection, costs: np.ndarray, cost_limit: float, explored: np.ndarray) -> np.ndarray:
-    "Batch form of the ADAPTIVE reserve rule: (runs, models) bool of models that may be added, in `selection.order`."
-    order = selection.order
-    in_order = lambda a: np.take_along_axis(np.broadcast_to(a, order.shape), order, -1)
-    ok = (~selection.chosen & selection.eligible & (selection.qualified | selection.below_bar[..., None]))
-    ok &= ~(np.arange(order.shape[-1]) == explored[..., None])
-    ok_sorted = in_order(ok)
-    cost_sorted = in_order(costs)
-    spent = selection.expected_cost.copy()
-    keep_sorted = np.zeros(order.shape, bool)
-    for k in range(order.shape[-1]):   # greedy in candidate order, as the router does
-        fits = ok_sorted[..., k] & (spent + cost_sorted[..., k] <= cost_limit)
-        keep_sorted[..., k] = fits; spent = spent + np.where(fits, cost_sorted[..., k], 0.0)
-    keep = np.zeros(order.shape, bool)
-    np.put_along_axis(keep, order, keep_sorted, -1)
-    return keep
-
 # %% ../nbs/14_simulation.ipynb #e4923e06
 ROUTER_STRATEGIES = ("SINGLE_FAST", "DUAL_VALIDATION", "TRIPLE_CONSENSUS", "ADAPTIVE", "per_task")
 BASELINES = ("always_all", "random", "cheapest", "cascade", "oracle")
@@ -257,15 +243,17 @@ POLICIES = ROUTER_STRATEGIES + BASELINES
 @dataclass
 class SimConfig:
     "How the simulated system learns and explores (the knobs a sweep turns)."
-    estimator: EwmaEstimator | BetaEstimator = field(default_factory=EwmaEstimator)  # the real estimator
+    estimator: EwmaEstimator | BetaEstimator | AgreementEstimator = field(default_factory=lambda: AgreementEstimator(discount=0.98))  # the real estimator (the shipped learning.discount)
     exploration: str = "epsilon"          # "epsilon", "thompson" or "none" (as RouterConfig.exploration)
     epsilon: float = 0.1                  # ε-greedy probability of adding one model
     explore_below_samples: float = 10     # only models with fewer observations are explored (inf: audit any model)
     quality_threshold: float | None = None  # bar of task types missing from task_thresholds (None: the scenario's)
-    task_thresholds: Mapping[str, float] | None = None  # bar per task type, as the config's routing.task_thresholds
     strategies: Mapping[str, str] | None = None  # per_task: task type -> strategy (None: routing.default_strategies())
     truth_feedback: float = 0.0           # share of requests whose ground truth reaches feedback (user corrections)
     review_threshold: float = 0.0         # nothing is learned when every contributor's score is below this (0: as the orchestrator, which always learns from cross-checked answers)
+    task_thresholds: Mapping[str, float] | None = None  # bar per task type (others: quality_threshold), as routing.task_thresholds
+    error_price: float = 0.15             # USD an error costs: a call is made only while it pays (inf: the bar alone decides); the shipped routing.error_price_usd
+    prior_q: float = 0.2                  # chance that two wrong answers coincide (K = 1 + 1/q), as learning.prior_q
 
     @classmethod
     def from_router(cls, config: RouterConfig, estimator=None, **overrides) -> "SimConfig":
@@ -276,17 +264,20 @@ class SimConfig:
 
     @classmethod
     def from_config(cls, config=None, **overrides) -> "SimConfig":
-        "The simulation settings of a checked `config.Config` (default: the shipped defaults): estimator, exploration, strategies and bars."
+        "The simulation settings of a checked `config.Config` (default: the shipped defaults): estimator, exploration, strategies, bars, error price."
         from computepulse_ai.config import Config
         config = config or Config.from_dict({})
         learning = config.section("learning")
-        if learning["estimator"] == "beta": estimator = BetaEstimator(discount=learning["discount"])
+        if learning["estimator"] == "agreement":
+            estimator = AgreementEstimator(discount=learning["discount"], label_weight=learning["label_weight"])
+        elif learning["estimator"] == "beta": estimator = BetaEstimator(discount=learning["discount"])
         else: estimator = EwmaEstimator(decay=learning["decay"], full_confidence_n=learning["full_confidence_n"],
                                         smoothing=learning["smoothing"], prior=learning["prior"])
+        price = config["routing.error_price_usd"]
         settings = dict(estimator=estimator, exploration=config["routing.exploration"], epsilon=config["routing.epsilon"],
                         explore_below_samples=config["routing.explore_below_samples"],
                         quality_threshold=config["quality_threshold"], task_thresholds=dict(config["routing.task_thresholds"]),
-                        strategies=dict(config["routing.strategies"]))
+                        strategies=dict(config["routing.strategies"]), error_price=math.inf if price is None else price)
         return cls(**{**settings, **overrides})
 
     def bars(self, scenario: "Scenario") -> np.ndarray:
@@ -343,14 +334,6 @@ def _first(mask: np.ndarray, order: np.ndarray) -> np.ndarray:
     return np.where(_count(sorted_mask) > 0, pick, -1)
 
 
-def _settled(labels, answered, weights, threshold, min_answers=1):
-    "The orchestrator's ADAPTIVE stop rule: a strict majority agrees and its combined confidence reaches the bar."
-    winner, _ = majority_vote(labels, answered)
-    supporters = answered & (labels == winner[..., None])
-    n_answered, n_best = _count(answered), _count(supporters)
-    confidence = combined_confidence(np.where(supporters, weights, 0.0))
-    return (n_answered >= min_answers) & (2 * n_best > n_answered) & (confidence >= threshold)
-
 # %% ../nbs/14_simulation.ipynb #6ed7ef07
 @dataclass
 class SimulationResult:
@@ -369,7 +352,7 @@ class SimulationResult:
     chose_best: np.ndarray        # (runs, steps) the truly best present model was called
     final_state: np.ndarray       # (fields, runs, models, task types) learned state at the end
     models: list[str]             # model names
-    signals: list | None = None   # with record=True: per step (task, signal, observed) fed to update_state
+    signals: list | None = None   # with record=True: per step (task, decision.Signal) fed to the estimator
 
     @property
     def n_runs(self) -> int: return self.correct.shape[0]
@@ -403,6 +386,38 @@ def _resolve_policy(policy: str) -> tuple[str, bool]:
     return policy, False
 
 
+class StepSignal(tuple):
+    "One step's learning signal: unpacks as (task, correct, observed); `full` is the whole `decision.Signal`."
+    full: Any
+
+    def __new__(cls, task: np.ndarray, signal):
+        made = super().__new__(cls, (task, signal.correct, signal.observed))
+        made.full = signal
+        return made
+
+
+def world_classes(scenario: Scenario) -> float:
+    "The world's effective number of answer classes: 1 + 1/P(two wrong answers coincide) (what the oracle knows)."
+    wrong = max(scenario.n_labels, 2) - 1
+    rho = scenario.error_correlation
+    return 1.0 + 1.0 / (rho * rho + (1.0 - rho * rho) / wrong)
+
+
+def _presets(kind: str, task: np.ndarray, per_task: Mapping[int, RoutingStrategy], n_runs: int):
+    "Per run: (strategy of each run, target answers, value-of-information flag) of a router policy."
+    if kind == "per_task":
+        strategies = np.array([per_task.get(int(t), RoutingStrategy.ADAPTIVE).value for t in range(len(TASK_TYPES))])[task]
+    else:
+        strategies = np.full(n_runs, RoutingStrategy(kind).value)
+    target = np.ones(n_runs, int)
+    voi = np.zeros(n_runs, bool)
+    for strategy, preset_ in STRATEGY_PRESETS.items():
+        these = strategies == strategy.value
+        target[these] = preset_.target
+        voi[these] = preset_.value_of_information
+    return strategies, target, voi
+
+
 def simulate(scenario: Scenario | str,         # a Scenario or a preset name
              policy: str = "ADAPTIVE",        # one of POLICIES
              n_requests: int = 1000,          # requests per run
@@ -421,14 +436,18 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     n_models = len(scenario.models)
     world_rng = np.random.default_rng([seed, 0])
     policy_rng = np.random.default_rng([seed, 1])
-    engine = LearningEngine(scenario.names, estimator=config.estimator, batch_shape=(n_runs,), clock=lambda: 0.0)
+    engine = LearningEngine(scenario.names, estimator=config.estimator, batch_shape=(n_runs,), clock=lambda: 0.0,
+                            prior_q=config.prior_q)
     state, estimator = engine.state, engine.estimator
+    pairs = engine.pairs                                                # (2, runs, task types, models, models)
     cell_base = _cell_base(state)
-    bars = config.bars(scenario)                     # the bar of each task type
-    bar_values = np.unique(bars)
+    threshold = scenario.quality_threshold if config.quality_threshold is None else config.quality_threshold
+    bars = config.bars(scenario)                                        # the bar of each task type
     limit = scenario.cost_limit
     costs = np.array([m.expected_cost() for m in scenario.models])
     latencies = np.array([m.latency_s for m in scenario.models])
+    true_failure = np.array([m.failure_rate for m in scenario.models])
+    true_classes = world_classes(scenario)
     by_cost = np.argsort(costs, kind="stable")
     runs = np.arange(n_runs)
     per_task = {TASK_INDEX[TaskType(t)]: RoutingStrategy(s) for t, s in
@@ -436,6 +455,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     tasks = world_rng.choice(len(TASK_TYPES), size=(n_runs, n_requests), p=scenario.task_probabilities())
     out = {k: np.zeros((n_requests, n_runs)) for k in ("correct", "cost", "latency", "n_models", "rounds", "tracking_error", "chose_best")}
     signals = [] if record else None
+    discount = getattr(estimator, "discount", 1.0)
 
     for step in range(n_requests):
         task = tasks[:, step]
@@ -444,47 +464,37 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         world = draw_world(scenario, accuracy, timeline.outage[step], world_rng)
         cells = cell_base + task[:, None]   # = _cells(state, task)
         column = _gather(state, cells)                                  # (fields, runs, models)
+        pair_column = pairs[:, runs, task]                              # (2, runs, models, models)
         learned = column[0]
+        evidence = evidence_of(estimator, column, pair_column, config.prior_q, engine.prior_pairs)
+        if oracle:
+            reliability, failure, n_classes, pair_discount = accuracy, np.broadcast_to(true_failure, accuracy.shape), true_classes, None
+        else:
+            reliability, failure, n_classes, pair_discount = evidence.reliability, evidence.failure_rate, evidence.n_classes, evidence.pair_discount
         scores = accuracy if oracle else learned
+        bar = bars[task]
+        # ---- route: the initial set (routing.select, the router's own rule) and the candidates that may follow ----
+        candidates = np.zeros((n_runs, n_models), bool)
+        target, voi = np.ones(n_runs, int), np.zeros(n_runs, bool)
         explored = np.full(n_runs, -1)
-        run_bar = bars[task]                                            # (runs,) each request's bar
-        escalate, reserves, order = False, None, None
+        weights_for = None
         if kind in ROUTER_STRATEGIES:
             route_scores = scores
             if config.exploration == "thompson" and not oracle: route_scores = estimator.sample(column, policy_rng)
-            groups = [(RoutingStrategy(kind), None)] if kind != "per_task" else \
-                [(s, np.isin(task, [t for t, v in per_task.items() if v is s])) for s in sorted(set(per_task.values()), key=lambda s: s.value)]
-            if len(bar_values) > 1:   # select takes one bar: one call per distinct bar among this step's requests
-                groups = [(s, (np.ones(n_runs, bool) if m is None else m) & (run_bar == b), b) for s, m in groups for b in bar_values]
-            else: groups = [(s, m, bar_values[0]) for s, m in groups]
-            chosen = np.zeros((n_runs, n_models), bool); reserves = np.zeros((n_runs, n_models), bool)
-            order = np.zeros((n_runs, n_models), int); adaptive_runs = np.zeros(n_runs, bool)
-            missing = np.ones(n_runs, bool) if kind == "per_task" else None
-            for strategy, mask, threshold in groups:
-                if mask is not None and not mask.any(): continue
-                args = strategy_arguments(strategy)
-                sel = select(route_scores, costs, latencies, present, threshold, limit, **args)
-                ex = np.full(n_runs, -1)
+            strategies, target, voi = _presets(kind, task, per_task, n_runs)
+            chosen = np.zeros((n_runs, n_models), bool)
+            for name in np.unique(strategies):
+                these = strategies == name
+                sel = select(route_scores, costs, latencies, present, threshold, limit,
+                             failure_rate=failure, n_classes=float(np.mean(n_classes)), **strategy_arguments(name))
                 if config.exploration == "epsilon" and config.epsilon > 0 and not oracle:
                     ex, _ = explore(sel.chosen, sel.eligible, column[1], costs, sel.expected_cost, limit,
                                     config.epsilon, config.explore_below_samples, policy_rng)
-                these = np.ones(n_runs, bool) if mask is None else mask
-                if kind == "per_task": missing &= ~these
+                    explored = np.where(these, ex, explored)
                 chosen = np.where(these[:, None], sel.chosen, chosen)
-                order = np.where(these[:, None], sel.order, order)
-                explored = np.where(these, ex, explored)
-                if args["adaptive"]:
-                    reserves = np.where(these[:, None], reserve_mask(sel, costs, limit, ex), reserves)
-                    adaptive_runs |= these
-            for threshold in (bar_values if kind == "per_task" and missing.any() else ()):   # no configured strategy: ADAPTIVE, as the router
-                these = missing & (run_bar == threshold)
-                sel = select(route_scores, costs, latencies, present, threshold, limit, **strategy_arguments("ADAPTIVE"))
-                chosen = np.where(these[:, None], sel.chosen, chosen); order = np.where(these[:, None], sel.order, order)
-                reserves = np.where(these[:, None], reserve_mask(sel, costs, limit, np.full(n_runs, -1)), reserves)
-                adaptive_runs |= these
+                candidates = np.where(these[:, None], sel.eligible & ~sel.chosen, candidates)
             has_explore = explored >= 0
             chosen[runs[has_explore], explored[has_explore]] = True
-            escalate = adaptive_runs.any()
         elif kind == "always_all":
             chosen = np.broadcast_to(present, (n_runs, n_models)).copy()
         elif kind == "random":
@@ -494,51 +504,58 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         elif kind == "cheapest":
             chosen = np.zeros((n_runs, n_models), bool)
             chosen[runs, _first(np.broadcast_to(present, (n_runs, n_models)), np.broadcast_to(by_cost, (n_runs, n_models)))] = True
-        elif kind == "cascade":
-            order = np.broadcast_to(by_cost, (n_runs, n_models))
-            ranked = np.argsort(order, -1)
+        elif kind == "cascade":   # the two cheapest, the next cheapest while there is no majority (plain votes)
             live = np.broadcast_to(present, (n_runs, n_models))
-            position = np.cumsum(np.take_along_axis(live, order, -1), -1)   # 1-based rank among present models
-            rank_live = np.take_along_axis(position, ranked, -1)
+            position = np.cumsum(live[:, by_cost], -1)
+            rank_live = np.empty_like(position)
+            rank_live[:, by_cost] = position
             chosen = live & (rank_live <= 2)
-            reserves = live & ~chosen
-            adaptive_runs = np.ones(n_runs, bool); escalate = True
-
+            candidates = live & ~chosen
+            voi = np.ones(n_runs, bool)
+            weights_for = np.full((n_runs, n_models), 0.7)
+        if kind != "cascade": candidates &= present
+        # ---- the decision core: after each round, stop or call whom next ----
+        policy_reliability = reliability if weights_for is None else weights_for
+        policy_failure = failure if weights_for is None else np.zeros_like(weights_for)
+        policy_bar = bar if weights_for is None else np.full(n_runs, 0.5)
+        weights = log_odds(policy_reliability, n_classes)
+        discount_of_policy = pair_discount if weights_for is None else None
         called = chosen.copy()
         answered = called & ~world.failed
+        spent = _rowsum(np.where(called, costs, 0.0))
         latency = _rowmax(np.where(called, world.latency, 0.0))
         rounds = np.ones(n_runs)
-        if escalate:
-            weights_for_stop = scores if kind != "cascade" else np.ones_like(scores)
-            stop_bar = run_bar if kind != "cascade" else 0.0
-            open_reserves = reserves & adaptive_runs[:, None]
-            for _ in range(n_models):
-                need = ~_settled(world.labels, answered, weights_for_stop, stop_bar, 2 if kind == "cascade" else 1) & (_count(open_reserves) > 0)
-                if not need.any(): break
-                nxt = _first(open_reserves, order)
-                go = need & (nxt >= 0)
-                r, m = runs[go], nxt[go]
-                called[r, m] = True; open_reserves[r, m] = False
-                answered[r, m] = ~world.failed[r, m]
-                latency[go] += world.latency[r, m]; rounds[go] += 1
-
-        winner, _ = weighted_vote(world.labels, scores, answered)
-        n_answered = _count(answered)
-        # feedback, as FeedbackLoop.after_validation: failures are wrong; cross-checked answers are judged by the merge
-        signal = (answered & (world.labels == winner[:, None])).astype(float)
-        observed = (called & world.failed) | (answered & (n_answered >= 2)[:, None])
-        needs_review = (n_answered > 0) & (_count(answered & (learned >= config.review_threshold)) == 0)
-        observed &= ~needs_review[:, None]
-        if config.truth_feedback > 0:
-            known = policy_rng.random(n_runs) < config.truth_feedback
-            signal = np.where(known[:, None], (answered & (world.labels == 0)).astype(float), signal)
-            observed = np.where(known[:, None], called, observed)
-        if record: signals.append((task.copy(), signal.copy(), observed.copy()))
+        open_ = candidates & ~called
+        post = answer_posterior(world.labels, answered, weights, n_classes, discount_of_policy)
+        for _ in range(n_models):
+            if not open_.any(): break
+            gain = call_gain(post, policy_reliability, policy_failure, n_classes)
+            nxt = next_call(gain, costs, open_, spent, post, limit, target, voi, policy_bar, config.error_price,
+                            policy_reliability, policy_failure, n_classes)
+            go = nxt >= 0
+            if not go.any(): break
+            r, m = runs[go], nxt[go]
+            called[r, m] = True; open_[r, m] = False
+            answered[r, m] = ~world.failed[r, m]
+            spent[go] += costs[m]; latency[go] += world.latency[r, m]; rounds[go] += 1
+            post = answer_posterior(world.labels, answered, weights, n_classes, discount_of_policy)
+        winner, _ = weighted_vote(world.labels, merge_weights(weights), answered)   # the winning label: the merger's vote
+        # ---- learn, as the orchestrator's feedback does: the estimator's own signal from what was observed ----
+        learned_post = post if (weights_for is None and not oracle) else answer_posterior(
+            world.labels, answered, log_odds(evidence.reliability, evidence.n_classes), evidence.n_classes, evidence.pair_discount)
+        known = policy_rng.random(n_runs) < config.truth_feedback if config.truth_feedback > 0 else None
+        signal = learning_signal(estimator, learned_post, world.labels, called, world.failed,
+                                 np.zeros(n_runs, int) if known is not None else None, known)
+        needs_review = (learned_post.answers > 0) & (_count(answered & (learned >= config.review_threshold)) == 0)
+        signal.observed &= ~needs_review[:, None]
+        if record: signals.append(StepSignal(task.copy(), signal))
         best = np.where(present, accuracy, -1.0).argmax(-1)
         out["tracking_error"][step] = _rowsum(np.abs(learned - accuracy) * present) / max(present.sum(), 1)
-        update_state(estimator, column, signal, observed)
+        learn(estimator, column, signal)
         _scatter(state, cells, column)
-        out["correct"][step] = winner == 0
+        pair_step(pair_column, world.labels, answered, discount)
+        pairs[:, runs, task] = pair_column
+        out["correct"][step] = (post.answers > 0) & (winner == 0)
         out["cost"][step] = _rowsum(np.where(called, world.cost, 0.0))
         out["latency"][step] = latency
         out["n_models"][step] = _count(called)
@@ -548,7 +565,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     params = {"estimator": estimator.name, **{k: v for k, v in asdict(estimator).items()},
               "exploration": config.exploration, "epsilon": config.epsilon,
               "explore_below_samples": config.explore_below_samples, "quality_threshold": {t.value: float(b) for t, b in zip(TASK_TYPES, bars)},
-              "truth_feedback": config.truth_feedback}
+              "truth_feedback": config.truth_feedback, "error_price": config.error_price}
     out = {k: np.ascontiguousarray(v.T) for k, v in out.items()}   # (runs, steps)
     return SimulationResult(scenario.name, policy, oracle, params, tasks, out["correct"].astype(bool), out["cost"],
                             out["latency"], out["n_models"].astype(int), out["rounds"].astype(int),
@@ -679,7 +696,9 @@ def label_is_right(values: np.ndarray, labels: np.ndarray, winners: np.ndarray, 
 
 # %% ../nbs/14_simulation.ipynb #a6533ae8
 _ESTIMATOR_KEYS = {"ewma": ("decay", "full_confidence_n", "smoothing", "prior"),
-                   "beta": ("discount", "prior_successes", "prior_failures")}
+                   "beta": ("discount", "prior_successes", "prior_failures"),
+                   "agreement": ("discount", "prior_successes", "prior_failures", "label_weight")}
+_ESTIMATORS = {"ewma": EwmaEstimator, "beta": BetaEstimator, "agreement": AgreementEstimator}
 _RUN_KEYS = ("scenario", "policy", "n_requests", "n_runs", "seed")
 
 
@@ -687,11 +706,13 @@ def evaluate(params: Mapping[str, Any]) -> dict[str, Any]:
     "One sweep configuration on top of the shipped settings (per-task bars included): the policy and its oracle twin, one flat row."
     p = dict(params)
     run = {k: p.pop(k) for k in _RUN_KEYS if k in p}
-    kind = p.pop("estimator", "ewma")
-    est_args = {k: p.pop(k) for k in _ESTIMATOR_KEYS[kind] if k in p}
-    estimator = EwmaEstimator(**est_args) if kind == "ewma" else BetaEstimator(**est_args)
+    ewma_keys = any(k in p for k in ("decay", "full_confidence_n", "smoothing"))
+    kind = p.pop("estimator", "ewma" if ewma_keys else None)   # None: the shipped estimator
     if "quality_threshold" in p: p.setdefault("task_thresholds", {})   # a swept bar applies to every task type
-    config = SimConfig.from_config(estimator=estimator, **p)
+    if kind is not None:
+        est_args = {k: p.pop(k) for k in _ESTIMATOR_KEYS[kind] if k in p}
+        p["estimator"] = _ESTIMATORS[kind](**est_args)
+    config = SimConfig.from_config(**p)
     summary, _ = compare(run.get("scenario", "steady"), [run.get("policy", "ADAPTIVE")], run.get("n_requests", 1000),
                          run.get("n_runs", 100), run.get("seed", 0), config)
     row = summary.iloc[0].to_dict()

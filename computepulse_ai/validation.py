@@ -21,10 +21,10 @@ from .merging import MergeSpec, default_merge_spec, field_key
 
 # %% auto #0
 __all__ = ['log', 'DATA_TYPES', 'DEFAULT_PROVIDER_ALIASES', 'CHINESE_PROVIDERS', 'MISSING_MARKERS', 'GPU_PRICE_BANDS',
-           'TOKEN_PRICE_BANDS', 'NO_CONSUMER_GPUS', 'PRICE_FIELDS', 'NUMBER_FIELDS', 'ValidationRules',
-           'canonical_provider', 'split_gpu', 'Amount', 'parse_amount', 'Normalised', 'normalise_record',
-           'reconcile_units', 'record_key', 'merge_spec', 'normalise_answers', 'RecordOutcome', 'ValidationResult',
-           'validate']
+           'TOKEN_PRICE_BANDS', 'NO_CONSUMER_GPUS', 'GPU_CONTEXT_PROVIDERS', 'PRICE_FIELDS', 'NUMBER_FIELDS',
+           'ValidationRules', 'canonical_provider', 'split_gpu', 'Amount', 'parse_amount', 'Normalised',
+           'normalise_record', 'reconcile_units', 'record_key', 'merge_spec', 'normalise_answers', 'RecordOutcome',
+           'ValidationResult', 'validate']
 
 # %% ../nbs/08_validation.ipynb #c83720b5
 log = get_logger("validation")
@@ -105,15 +105,15 @@ class ValidationRules:
     chinese_providers: frozenset[str] = CHINESE_PROVIDERS     # canonical names whose unlabelled prices may be CNY
     no_consumer_gpus: frozenset[str] = NO_CONSUMER_GPUS       # providers that rent data-centre GPUs only
     missing_markers: tuple[str, ...] = MISSING_MARKERS        # strings meaning "no value"
-    unit_tolerance: float = 0.15               # a value ÷ factor within this of the others' median is that unit slip
+    unit_tolerance: float = 0.10               # a value ÷ factor within this of the others' median is that unit slip
     max_change_factor: float = 3.0             # a value moving more than this factor since the previous file ...
-    jump_action: str = "flag"                  # ... with one model behind it: "flag" (warning) or "reject"
+    jump_action: str = "flag"                  # ... with one model behind it: "flag" (warning), "keep_previous" or "reject"
 
     def __post_init__(self):
         if not (isinstance(self.cny_per_usd, (int, float)) and self.cny_per_usd > 0):
             raise InvalidFieldError("ValidationRules", "cny_per_usd", self.cny_per_usd, "a number > 0")
-        if self.jump_action not in ("flag", "reject"):
-            raise InvalidFieldError("ValidationRules", "jump_action", self.jump_action, "'flag' or 'reject'")
+        if self.jump_action not in ("flag", "keep_previous", "reject"):
+            raise InvalidFieldError("ValidationRules", "jump_action", self.jump_action, "'flag', 'keep_previous' or 'reject'")
         if not (isinstance(self.max_change_factor, (int, float)) and self.max_change_factor > 1):
             raise InvalidFieldError("ValidationRules", "max_change_factor", self.max_change_factor, "a number > 1")
         for name in ("gpu_price_range", "token_price_range", "token_ratio_range", "kwh_price_range", "annual_twh_range"):
@@ -132,6 +132,7 @@ class ValidationRules:
         self._token_bands = {name_of("model", k): v
                              for k, v in {**bands["token_price_bands"], **bands["extra_token_price_bands"]}.items()}
         self._markers = {m.casefold() for m in self.missing_markers}
+        self._normalised: dict[tuple, Normalised] = {}      # memo of _normalise: (data type, record items) -> result
         self._rates = {"USD": 1.0, "CNY": 1.0 / self.cny_per_usd, **{k.upper(): float(v) for k, v in self.usd_rates.items()}}
 
     @property
@@ -141,13 +142,13 @@ class ValidationRules:
 
     def gpu_band(self, gpu: Any) -> tuple[tuple[float, float], str]:
         "The plausible USD/GPU-h band of a GPU and what it is (its class, or the global range)."
-        name = self._canon.name("gpu", gpu) if isinstance(gpu, str) else gpu
+        name = self._canon.name("gpu", gpu) if isinstance(gpu, str) else None
         if name in self._gpu_bands: return self._gpu_bands[name], f"the {name} band"
         return self.gpu_price_range, "the accepted range"
 
     def token_band(self, model: Any) -> tuple[tuple[float, float], str]:
         "The plausible USD/1M-token band of an LLM and what it is (its own, or the global range)."
-        name = self._canon.name("model", model) if isinstance(model, str) else model
+        name = self._canon.name("model", model) if isinstance(model, str) else None
         if name in self._token_bands: return self._token_bands[name], f"the {name} band"
         return self.token_price_range, "the accepted range"
 
@@ -194,7 +195,7 @@ class Amount:
     note: str | None = None             # what was done to get `value` (a range's midpoint, …)
 
 
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
+_NUMBER = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")   # 2.95e1 is 29.5
 _CNY = re.compile(r"¥|￥|元|rmb|cny|人民币", re.I)
 _USD = re.compile(r"\$|usd|美元|美金", re.I)
 _EUR = re.compile(r"€|eur\b|欧元", re.I)
@@ -244,6 +245,7 @@ class Normalised:
     missing: dict[str, str] = field(default_factory=dict)    # field -> why its value counts as missing
 
 
+GPU_CONTEXT_PROVIDERS = {"Google": "Google Cloud", "Meta": "Meta"}   # a model vendor's name on a GPU offer: its cloud
 PRICE_FIELDS = {"gpu": ("price",), "token": ("input_price", "output_price"), "grid_load": ("kwh_price",)}
 NUMBER_FIELDS = {"gpu": ("gpu_count",), "token": (), "grid_load": ("annual_twh", "estimated_gw", "active_gpu_est")}
 _PER_INSTANCE = re.compile(r"instance|node|server|machine|实例|台|节点|整机", re.I)
@@ -252,12 +254,30 @@ _PER_THOUSAND = re.compile(r"1\s*k\b|1,?000\s*tokens|千", re.I)
 
 
 def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> Normalised:
+    "The normalised record, memoised per rules: the same record (an unchanged offer, hour after hour) is read once."
+    try:
+        memo_key = (data_type, tuple(record.items()))
+        found = rules._normalised.get(memo_key)
+    except (TypeError, AttributeError):          # unhashable values, or not a mapping: read it afresh
+        return _normalise_fresh(record, data_type, rules)
+    if found is None:
+        found = _normalise_fresh(record, data_type, rules)
+        if len(rules._normalised) >= 10_000: rules._normalised.clear()
+        rules._normalised[memo_key] = found
+    return Normalised(dict(found.record), list(found.notes), list(found.warnings), dict(found.missing))
+
+
+def _normalise_fresh(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> Normalised:
     if data_type not in DATA_TYPES: raise InvalidFieldError("validate", "data_type", data_type, f"one of {DATA_TYPES}")
     if not isinstance(record, Mapping): raise InvalidFieldError("normalise_record", "record", record, "a JSON object")
-    out = Normalised(dict(record))
+    cleaned, unwritable = _writable(record)
+    out = Normalised(cleaned)
     rec = out.record
+    if unwritable: out.notes.append(f"{unwritable} value(s) no JSON file can hold (lone surrogate → U+FFFD, NaN/±inf "
+                                    f"or an int beyond float → null)")
     if isinstance(rec.get("provider"), str) and rec["provider"].strip():
         name = canonical_provider(rec["provider"], rules)
+        if data_type == "gpu": name = GPU_CONTEXT_PROVIDERS.get(name, name)      # "Google" renting GPUs is Google Cloud
         if name != rec["provider"]: out.notes.append(f"provider {rec['provider']!r} → {name!r}")
         rec["provider"] = name
     for text_field in ("region", "model"):
@@ -270,6 +290,7 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
     declared = _currency_code(declared) if isinstance(declared, str) and declared.strip() else None
     units = " ".join(str(rec.get(k, "")) for k in ("unit", "price_unit") if rec.get(k))
     in_usd = False                 # True once a price's currency is known (declared, written, decided) or converted
+    if declared is None and data_type == "token" and rules.guess_cny: declared = _record_cny(rec, rules, out)
     for name in PRICE_FIELDS[data_type] + NUMBER_FIELDS[data_type]:
         if name not in rec: continue
         amount = parse_amount(rec[name], rules)
@@ -288,7 +309,9 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
                 value, currency = _guess_cny(name, value, rec, data_type, rules, out)
             if data_type == "token" and value == 0 and rules.zero_price_is_missing:
                 out.missing[name] = "0 means unknown (or a free tier), not a price"
-                out.notes.append(f"{name} 0 → missing"); rec[name] = None; continue
+                out.notes.append(f"{name} 0 → missing")
+                rec[name] = None
+                continue
             if currency is None:                 # unlabelled: read as USD, but the record does not claim a currency
                 if name == "price": units = units + " " + amount.unit
                 rec[name] = value
@@ -301,9 +324,6 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
                 converted = value * rules._rates[currency]
                 out.notes.append(f"{name} {value:g} {currency} → {converted:.4g} USD")
                 value = converted
-            if data_type == "token" and value == 0 and rules.zero_price_is_missing:
-                out.missing[name] = "0 means unknown (or a free tier), not a price"
-                out.notes.append(f"{name} 0 → missing"); rec[name] = None; continue
             if name == "price": units = units + " " + amount.unit
         rec[name] = value
     if data_type == "gpu": _normalise_gpu(rec, rules, out, units)
@@ -311,6 +331,39 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
         if declared not in (None, "USD"): out.notes.append(f"currency {rec.get('currency')!r} → 'USD' (converted)")
         rec["currency"] = "USD"
     return out
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _finite(number: int | float) -> bool:
+    "A number a float can hold finitely (a 401-digit int cannot: float() of it raises)."
+    try: return math.isfinite(number)
+    except OverflowError: return False
+
+
+def _writable(value: Any, depth: int = 0) -> tuple[Any, int]:
+    "A copy of a model's value that JSON text can hold, and how many parts had to change (they would crash the write)."
+    if isinstance(value, str):
+        return _SURROGATE.subn("\ufffd", value) if _SURROGATE.search(value) else (value, 0)
+    if isinstance(value, float) and not math.isfinite(value): return None, 1
+    if isinstance(value, int) and not isinstance(value, bool) and not _finite(value): return None, 1
+    if not isinstance(value, (Mapping, list, tuple)): return value, 0
+    if depth > 50: return None, 1
+    changed = 0
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            key, n = _writable(key if isinstance(key, str) else str(key))
+            out[key], m = _writable(item, depth + 1)
+            changed += n + m
+        return out, changed
+    items = []
+    for item in value:
+        item, n = _writable(item, depth + 1)
+        items.append(item)
+        changed += n
+    return items, changed
 
 
 def _currency_code(text: str) -> str:
@@ -324,7 +377,7 @@ def _currency_code(text: str) -> str:
 def _guess_cny(name: str, value: float, rec: dict, data_type: str, rules: ValidationRules,
                out: Normalised) -> tuple[float, str | None]:
     "An unlabelled price from a Chinese provider that is above its band and fits it after ÷rate is CNY."
-    if rec.get("provider") not in rules.chinese_providers: return value, None
+    if not isinstance(rec.get("provider"), str) or rec["provider"] not in rules.chinese_providers: return value, None
     if data_type == "gpu":
         (lo, hi), band = rules.gpu_band(rec.get("gpu"))
         value_per_gpu = value / (_gpu_count(rec, rules) or 1)
@@ -338,9 +391,23 @@ def _guess_cny(name: str, value: float, rec: dict, data_type: str, rules: Valida
     return value, None
 
 
+def _record_cny(rec: Mapping[str, Any], rules: ValidationRules, out: Normalised) -> str | None:
+    "'CNY' for a token record whose unlabelled prices are CNY: one price above its band that fits after ÷rate decides both."
+    if not isinstance(rec.get("provider"), str) or rec["provider"] not in rules.chinese_providers: return None
+    amounts = {name: parse_amount(rec[name], rules) for name in PRICE_FIELDS["token"] if name in rec}
+    if any(a.currency is not None for a in amounts.values()): return None
+    (lo, hi), band = rules.token_band(rec.get("model"))
+    for name, amount in amounts.items():
+        if amount.value is not None and amount.value > hi and lo <= amount.value / rules.cny_per_usd <= hi:
+            out.warnings.append(f"{name} {amount.value:g} has no currency, is above {band} [{lo:g}, {hi:g}] USD and comes "
+                                f"from {rec['provider']}; the record's prices are taken as CNY")
+            return "CNY"
+    return None
+
+
 def _gpu_count(rec: Mapping[str, Any], rules: ValidationRules) -> int | None:
     count = rec.get("gpu_count")
-    if isinstance(count, (int, float)) and not isinstance(count, bool) and math.isfinite(count) and count >= 1:
+    if isinstance(count, (int, float)) and not isinstance(count, bool) and _finite(count) and count >= 1:
         return int(count)
     return split_gpu(rec["gpu"], rules)[1] if isinstance(rec.get("gpu"), str) else None
 
@@ -381,60 +448,91 @@ def normalise_record(record: Mapping[str, Any],  # one record as a model returne
 # %% ../nbs/08_validation.ipynb #3a36f062
 def _unit_slips(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> list[tuple[float, str]]:
     "(factor, what it means) pairs a value may be off by: value ÷ factor is what was meant."
+    decimal = [(10.0, "a decimal-point slip")]
+    if isinstance(record.get("provider"), str) and record["provider"] in rules.chinese_providers:   # ×10 taken as CNY
+        decimal.append((10.0 / rules.cny_per_usd, "a decimal-point slip then read as CNY"))
     if data_type == "token":
         return [(1e-3, "a per-1K-token price read as per-1M"), (rules.cny_per_usd, "a CNY price read as USD"),
-                (rules.cny_per_usd * 1e-3, "a per-1K-token CNY price")]
+                (rules.cny_per_usd * 1e-3, "a per-1K-token CNY price"), *decimal]
     count = _gpu_count(record, rules)
     sizes = sorted({count or 8, 8, 4, 2})
-    slips = [(rules.cny_per_usd, "a CNY price read as USD")]
+    slips = [(rules.cny_per_usd, "a CNY price read as USD"), *decimal]
     slips += [(n, f"a {n}-GPU instance price read as per-GPU") for n in sizes if n > 1]
-    slips += [(n * rules.cny_per_usd, f"a {n}-GPU instance price in CNY") for n in sizes if n > 1]
+    slips += [(n * rules.cny_per_usd, f"a {n}-GPU instance price in CNY") for n in {count or 8} if n > 1]
     return slips
+
+
+@dataclass
+class _Row:
+    "One price of one model's record, keyed and banded once (the table reconcile_units works on)."
+    model: str
+    position: int                  # index of the record in the model's answer
+    key: str                       # canonical entity key
+    name: str                      # price field
+    value: float
+    band: tuple[float, float]
+    band_name: str
+
+
+def _price_rows(answers: Mapping[str, Any], data_type: str, rules: ValidationRules) -> list[_Row]:
+    "Every positive price of every keyed record: normalised and keyed once, shared by both passes."
+    canon, fields, rows = rules.canonicaliser, PRICE_FIELDS[data_type], []
+    for model, records in answers.items():
+        for position, record in enumerate(records if isinstance(records, (list, tuple)) else ()):
+            key = canon.entity_key(data_type, record) if isinstance(record, Mapping) else None
+            if key is None: continue
+            band, band_name = rules.gpu_band(record.get("gpu")) if data_type == "gpu" else rules.token_band(record.get("model"))
+            for name in fields:
+                value = record.get(name)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                    rows.append(_Row(model, position, key, name, float(value), band, band_name))
+    return rows
 
 
 def reconcile_units(answers: Mapping[str, Any],   # model -> its normalised answer
                     data_type: str,               # gpu or token (others are returned unchanged)
                     rules: ValidationRules,
-                    ) -> tuple[dict[str, Any], list[str]]:
+                    ) -> tuple[dict[str, Any], list[str], list[tuple[str, str, str, Any]]]:
     "Undo unit slips by ratio to the other models: a value ×7.2, ×GPUs or ÷1000 off their median that fits its band once undone."
-    if data_type not in ("gpu", "token"): return dict(answers), []
-    canon, fields, tol = rules.canonicaliser, PRICE_FIELDS[data_type], rules.unit_tolerance
-    seen: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for model, records in answers.items():
-        for record in records if isinstance(records, (list, tuple)) else ():
-            key = canon.entity_key(data_type, record) if isinstance(record, Mapping) else None
-            if key is None: continue
-            for name in fields:
-                value = record.get(name)
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-                    seen.setdefault((key, name), {}).setdefault(model, []).append(float(value))
-    out, notes = {}, []
-    for model, records in answers.items():
-        if not isinstance(records, (list, tuple)):
-            out[model] = records
-            continue
-        fixed = []
-        for record in records:
-            key = canon.entity_key(data_type, record) if isinstance(record, Mapping) else None
-            changed = None
-            for name in fields if key is not None else ():
-                value = record.get(name)
-                others = [v for m, vs in seen.get((key, name), {}).items() if m != model for v in vs]
-                if not others or not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0: continue
-                reference = statistics.median(others)
-                (lo, hi), band = rules.gpu_band(record.get("gpu")) if data_type == "gpu" else rules.token_band(record.get("model"))
-                if abs(value - reference) <= tol * reference or not lo <= reference <= hi: continue
-                fits = [(abs(value / factor - reference), factor, meaning) for factor, meaning in _unit_slips(record, data_type, rules)
-                        if abs(value / factor - reference) <= tol * reference and lo <= value / factor <= hi]
-                if not fits: continue
-                _, factor, meaning = min(fits)                       # the slip that lands closest to the others
-                changed = dict(record) if changed is None else changed
-                changed[name] = value / factor
-                notes.append(f"{model}: {key} {name} {value:g} is {meaning} (÷{factor:g} = {value / factor:.4g}, "
-                             f"the other models say {reference:.4g}); corrected")
-            fixed.append(changed if changed is not None else record)
-        out[model] = fixed
-    return out, notes
+    if data_type not in ("gpu", "token"): return dict(answers), [], []
+    rows = _price_rows(answers, data_type, rules)
+    by_entity: dict[tuple[str, str], list[_Row]] = {}
+    for row in rows: by_entity.setdefault((row.key, row.name), []).append(row)
+    out = {m: list(a) if isinstance(a, (list, tuple)) else a for m, a in answers.items()}
+    notes: list[str] = []
+    changed: set[tuple[str, int]] = set()
+    for row in rows:
+        others = [r.value for r in by_entity[(row.key, row.name)] if r.model != row.model]
+        if not others: continue
+        reference = statistics.median(others)
+        lo, hi = row.band
+        if abs(row.value - reference) <= rules.unit_tolerance * reference or not lo <= reference <= hi: continue
+        record = out[row.model][row.position]
+        fits = [(abs(row.value / f - reference), f, meaning) for f, meaning in _unit_slips(record, data_type, rules)
+                if abs(row.value / f - reference) <= rules.unit_tolerance * reference and lo <= row.value / f <= hi]
+        if not fits: continue
+        _, factor, meaning = min(fits)                           # the slip that lands closest to the others
+        if (row.model, row.position) not in changed:
+            out[row.model][row.position] = record = dict(record)
+            changed.add((row.model, row.position))
+        record[row.name] = row.value = row.value / factor
+        notes.append(f"{row.model}: {row.key} {row.name} {row.value * factor:g} is {meaning} (÷{factor:g} = "
+                     f"{row.value:.4g}, the other models say {reference:.4g}); corrected")
+    set_aside: list[tuple[str, str, str, Any]] = []
+    inside = {(r.key, r.name, r.model) for r in rows if r.band[0] <= r.value <= r.band[1]}
+    for row in rows:                                           # outside its band, against an in-band answer: no vote
+        lo, hi = row.band
+        if lo <= row.value <= hi: continue
+        if not any((row.key, row.name, m) in inside for m in answers if m != row.model): continue
+        if (row.key, row.name, row.model) in inside: continue
+        if (row.model, row.position) not in changed:
+            out[row.model][row.position] = dict(out[row.model][row.position])
+            changed.add((row.model, row.position))
+        out[row.model][row.position][row.name] = None
+        set_aside.append((row.model, row.key, row.name, row.value))
+        notes.append(f"{row.model}: {row.key} {row.name} {row.value:g} is outside {row.band_name} [{lo:g}, {hi:g}] "
+                     "while another model's value is inside it; not voted")
+    return out, notes, set_aside
 
 
 # %% ../nbs/08_validation.ipynb #2df5ec2f
@@ -532,7 +630,9 @@ def _check_gpu(n: Normalised, rules: ValidationRules, errors: list[str], warning
     band, what = rules.gpu_band(rec.get("gpu"))
     _check_band(rec, "price", band, what, "USD/GPU-hour", _unit_slips(rec, "gpu", rules), n.missing, errors)
     read = rules.canonicaliser.gpu(rec["gpu"]) if isinstance(rec.get("gpu"), str) else None
-    if read is not None and read.known and read.model.consumer and rec.get("provider") in rules.no_consumer_gpus:
+    provider = rec.get("provider")
+    datacentre_only = isinstance(provider, str) and provider in rules.no_consumer_gpus
+    if read is not None and read.known and read.model.consumer and datacentre_only:
         errors.append(f"{rec['provider']} rents data-centre GPUs only; a {read.name} offer there is not real")
 
 
@@ -753,6 +853,10 @@ def _check_jump(outcome: RecordOutcome, before: Mapping[str, Mapping[str, float]
         text = f"{name} moved ×{factor:.2f} since the previous file ({was:.4g} → {now:.4g})"
         if backers >= 2:
             outcome.notes.append(f"{text}; {backers} models agree on the new value")
+        elif rules.jump_action == "keep_previous":
+            rec[name] = was
+            outcome.notes.append(f"{text} with {backers} model(s) behind it; kept the previous value (a move beyond "
+                                 f"×{rules.max_change_factor:g} in an hour needs two models' agreement)")
         elif rules.jump_action == "reject":
             outcome.errors.append(f"{text} with {backers} model(s) behind it; a move beyond ×{rules.max_change_factor:g} "
                                   "in an hour needs two models' agreement")

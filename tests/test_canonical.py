@@ -26,7 +26,8 @@ GPU_SPELLINGS = [
     ("RTX 6000 Ada", "RTX 6000 Ada"), ("B200", "B200"), ("GH200", "GH200"),
     ("Ascend 910B", "Ascend 910B"), ("ASCEND 910B", "Ascend 910B"), ("华为昇腾910B", "Ascend 910B"), ("昇腾 910B", "Ascend 910B"),
     ("Huawei Ascend 910B", "Ascend 910B"), ("910B", "Ascend 910B"), ("MI300X", "MI300X"), ("AMD Instinct MI300X", "MI300X"),
-    ("mi300x 192GB", "MI300X"), ("AMD MI250X", "MI250X"), ("Gaudi2", "Gaudi 2"), ("Intel Gaudi 2", "Gaudi 2"),
+    ("mi300x 192GB", "MI300X"), ("A10G (24 GiB)", "A10G"), ("A100显存80G", "A100 80GB"), ("8*A100-80G", "A100 80GB"),
+    ("A800-SXM4-80GB", "A800 80GB SXM"), ("L40S-48G", "L40S"), ("GeForce RTX 3090 Ti", "RTX 3090 Ti"), ("AMD MI250X", "MI250X"), ("Gaudi2", "Gaudi 2"), ("Intel Gaudi 2", "Gaudi 2"),
 ]
 
 PROVIDER_SPELLINGS = [
@@ -70,7 +71,8 @@ MODEL_SPELLINGS = [
     ("Gemini 1.5 Pro", "Gemini 1.5 Pro"), ("gemini-1.5-pro", "Gemini 1.5 Pro"), ("gemini-1.5-flash", "Gemini 1.5 Flash"),
     ("Mixtral-8x7B-Instruct", "Mixtral 8x7B"), ("GLM-4-Plus", "GLM-4-Plus"), ("glm-4-plus", "GLM-4-Plus"),
     ("Doubao-Pro-32k", "Doubao-Pro-32k"), ("doubao-pro-32k", "Doubao-Pro-32k"), ("豆包 Pro 32k", "Doubao-Pro-32k"),
-    ("Kimi k1.5", "Kimi k1.5"),
+    ("Kimi k1.5", "Kimi k1.5"), ("Qwen2-7B-Instruct", "Qwen2-7B"), ("qwen2.5-7b-instruct", "Qwen2.5-7B"),
+    ("llama-3-1-8b", "Llama 3.1 8B"), ("claude-3-haiku-20240307", "Claude 3 Haiku"), ("gemini-2.0-flash", "Gemini 2.0 Flash"),
 ]
 
 PLACEHOLDERS = ["Unknown", "unknown", "N/A", "n/a", "None", "各大云厂商", "多家云厂商", "主流云厂商", "Various", "various regions",

@@ -113,3 +113,18 @@ def test_lone_answer_is_not_learned_from_self_agreement(tmp_path):
 def test_answer_accuracy_matches_records_by_normalised_key():
     truth = [{"provider": "Alibaba Cloud", "region": "cn-beijing", "gpu": "A100", "price": 1.8}]
     assert answer_accuracy([{"provider": "阿里云", "region": "cn-beijing", "gpu": "A100", "price": 1.82}], truth, SPEC) == (1.0, 1)
+
+
+def test_a_failure_that_is_not_the_models_fault_teaches_nothing_and_one_that_is_moves_only_the_failure_rate():
+    from computepulse_ai.core import Response
+    from computepulse_ai.learning import AgreementEstimator, LearningEngine
+    engine = LearningEngine(["m"], estimator=AgreementEstimator())
+    loop = FeedbackLoop(engine)
+    before = engine.state.copy()
+    ours = Response("m", success=False, error="queue full before the call", fault="ours")
+    v, = loop.after_validation("r1", "simple_query", [ours], {}, None)
+    assert not v.learned and (engine.state == before).all()
+    theirs = Response("m", success=False, error="HTTP 500 from the provider")
+    v, = loop.after_validation("r2", "simple_query", [theirs], {}, None)
+    assert v.learned and engine.score("m", "simple_query") == 0.5          # not a wrong answer...
+    assert engine.evidence("simple_query").failure_rate[0] > 0.05          # ...a failure

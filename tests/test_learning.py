@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from computepulse_ai.core import TaskType
-from computepulse_ai.learning import (BetaEstimator, EwmaEstimator, LearningEngine, beta_step, ewma_step,
-                                      shrink_to_prior, update_state)
+from computepulse_ai.decision import answer_posterior, learn, learning_signal, log_odds
+from computepulse_ai.learning import (AgreementEstimator, BetaEstimator, EwmaEstimator, LearningEngine, beta_step,
+                                      evidence_of, ewma_step, pair_step, shrink_to_prior, update_state)
 from computepulse_ai.storage import ScoreStore
 
 tasks = st.sampled_from(list(TaskType))
@@ -16,7 +17,8 @@ observations = st.lists(st.tuples(names, tasks, st.one_of(st.booleans(), st.floa
 estimators = st.one_of(
     st.builds(EwmaEstimator, decay=st.floats(0.5, 1.0), full_confidence_n=st.floats(1, 200),
               smoothing=st.floats(0.05, 1.0), prior=st.floats(0, 1)),
-    st.builds(BetaEstimator, discount=st.floats(0.5, 1.0), prior_successes=st.floats(0.1, 5), prior_failures=st.floats(0.1, 5)))
+    st.builds(BetaEstimator, discount=st.floats(0.5, 1.0), prior_successes=st.floats(0.1, 5), prior_failures=st.floats(0.1, 5)),
+    st.builds(AgreementEstimator, discount=st.floats(0.5, 1.0), prior_successes=st.floats(0.1, 5), prior_failures=st.floats(0.1, 5)))
 
 
 def clock():
@@ -81,9 +83,9 @@ def test_p2_scores_stay_in_unit_interval(estimator, obs):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.sampled_from(["ewma", "beta"]), observations)
+@given(st.sampled_from(["ewma", "beta", "agreement"]), observations)
 def test_p3_scores_survive_save_and_load(tmp_path_factory, kind, obs):
-    make = (lambda: EwmaEstimator()) if kind == "ewma" else (lambda: BetaEstimator())
+    make = {"ewma": EwmaEstimator, "beta": BetaEstimator, "agreement": AgreementEstimator}[kind]
     engine = LearningEngine(estimator=make(), clock=clock())
     for model, task, correct in obs:
         engine.add_model(model); engine.update(model, task, correct)
@@ -100,7 +102,7 @@ def test_p3_scores_survive_save_and_load(tmp_path_factory, kind, obs):
                 assert engine.score(model, task) == engine.estimator.prior
 
 
-defaults = st.sampled_from([EwmaEstimator(), BetaEstimator()])
+defaults = st.sampled_from([EwmaEstimator(), BetaEstimator(), AgreementEstimator()])
 histories = st.lists(st.one_of(st.booleans(), st.floats(0, 1)), max_size=40)
 
 
@@ -219,3 +221,92 @@ def test_masked_batch_leaves_unobserved_cells_alone():
     engine.update_batch(np.ones((3, 2, 5)), observed)
     changed = np.argwhere((engine.state != before).any(0))
     assert changed.tolist() == [[1, 0, 4]]
+
+
+# --- the agreement estimator (issue 13: reliabilities from agreement, labels, copiers) --------------------------------
+
+def _learn_from_world(accuracy, n_requests, estimator, copy_from=None, copy_share=0.0, labelled_share=0.0, seed=0,
+                      n_wrong=9, shared=0.3):
+    """Simulated runs of requests answered by every model; returns the learned reliabilities (runs, models).
+
+    Wrong answers: the request's shared wrong answer with probability `shared`, else uniform over `n_wrong` classes.
+    `copy_from`: (copier, source) — the copier repeats the source's answer with probability `copy_share`."""
+    rng = np.random.default_rng(seed)
+    runs, models = 200, len(accuracy)
+    state = np.stack([np.full((runs, models), v) for v in estimator.initial()])
+    pairs = np.zeros((2, runs, models, models))
+    for _ in range(n_requests):
+        right = rng.random((runs, models)) < accuracy
+        wrong = np.where(rng.random((runs, models)) < shared, 1, 1 + rng.integers(0, n_wrong, (runs, models)))
+        labels = np.where(right, 0, wrong)
+        if copy_from is not None:
+            copier, source = copy_from
+            copies = rng.random(runs) < copy_share
+            labels[copies, copier] = labels[copies, source]
+        answered = np.ones((runs, models), bool)
+        evidence = evidence_of(estimator, state, pairs)
+        post = answer_posterior(labels, answered, log_odds(evidence.reliability, evidence.n_classes), evidence.n_classes,
+                                evidence.pair_discount)
+        known = rng.random(runs) < labelled_share
+        signal = learning_signal(estimator, post, labels, answered, np.zeros_like(answered), np.zeros(runs, int), known)
+        pair_step(pairs, labels, answered, getattr(estimator, "discount", 1.0))
+        learn(estimator, state, signal)
+    return evidence_of(estimator, state, pairs).reliability
+
+
+def test_agreement_learns_true_reliabilities_without_labels():
+    accuracy = np.array([0.9, 0.84, 0.72])
+    learned = _learn_from_world(accuracy, 400, AgreementEstimator(discount=0.995))
+    assert np.abs(learned.mean(0) - accuracy).max() < 0.04
+    assert (np.argsort(-learned, axis=1) == [0, 1, 2]).mean() > 0.8   # the order is right in most runs
+
+
+def test_copiers_are_not_learned_as_the_best_sources_once_labels_exist():
+    # b copies c 80 % of the time: together they outvote the truly best model a under agreement-with-the-merge.
+    # From agreement alone the two explanations ("b and c reliable" / "b and c copy") fit the data equally well, so
+    # 10 % ground truth must settle it — and with the old estimator it changed nothing (issue 13).
+    accuracy = np.array([0.9, 0.65, 0.65])
+    old = _learn_from_world(accuracy, 1000, BetaEstimator(discount=0.995), copy_from=(1, 2), copy_share=0.8, labelled_share=0.1)
+    new = _learn_from_world(accuracy, 1000, AgreementEstimator(discount=0.995), copy_from=(1, 2), copy_share=0.8,
+                            labelled_share=0.1)
+    assert (old[:, 0] > old[:, 1]).mean() < 0.1                 # the defect: the copying pair is learned above the best
+    assert (new[:, 0] > new[:, 1]).mean() > 0.9 and (new[:, 0] > new[:, 2]).mean() > 0.9
+    assert new[:, 0].mean() > old[:, 0].mean() + 0.1 and new[:, 1].mean() < old[:, 1].mean() - 0.1
+
+
+def test_labels_weigh_as_ground_truth():
+    est = AgreementEstimator(discount=1.0, label_weight=3.0)
+    soft = est.step(*est.initial(), 0.0)
+    label = est.step(*est.initial(), 0.0, est.label_weight)
+    assert label[0] < soft[0] and label[3] == 3 * soft[3]
+    engine = LearningEngine(["m"], estimator=est)
+    engine.update("m", "price_extraction", 0.0, weight=est.label_weight)
+    assert engine.state[3, 0, 3] == 3.0
+
+
+def test_a_failed_call_is_not_a_wrong_answer_for_the_agreement_estimator():
+    engine = LearningEngine(["m"], estimator=AgreementEstimator())
+    for _ in range(10): engine.record_call("m", "simple_query", failed=True)
+    assert engine.score("m", "simple_query") == 0.5                     # reliability untouched
+    assert engine.evidence("simple_query").failure_rate[0] > 0.3      # failure rate learned
+    ewma = LearningEngine(["m"])
+    for _ in range(10): ewma.record_call("m", "simple_query", failed=True)
+    assert ewma.score("m", "simple_query") < 0.5                        # the comparator: a failure is wrong
+
+
+def test_legacy_files_load_into_the_agreement_estimator(tmp_path):
+    engine = LearningEngine(estimator=AgreementEstimator(), clock=clock())
+    engine.load_entries({("qwen", "simple_query"): {"score": 0.675},
+                         ("qwen", "complex_reasoning"): {"score": 0.5875, "sample_count": 10, "last_updated": "2025-12-05T11:40:04"},
+                         ("kimi", "price_extraction"): {"score": 0.8, "sample_count": 4, "estimator": "ewma",
+                                                        "weighted_correct": 3.2, "weight_total": 4.0}})
+    assert abs(engine.score("qwen", "simple_query") - 0.675) < 1e-9
+    assert abs(engine.score("kimi", "price_extraction") - 0.8) < 1e-9
+    engine.observe_answers("simple_query", {"qwen": "a", "kimi": "a"})
+    engine.update("qwen", "simple_query", 1.0); engine.update("kimi", "simple_query", 1.0)
+    store = ScoreStore(tmp_path / "scores.json")
+    engine.save(store)
+    restored = LearningEngine(estimator=AgreementEstimator())
+    restored.load(ScoreStore(store.path))
+    assert restored.to_entries() == engine.to_entries()
+    assert restored.pairs[1, 0, restored.index("qwen"), restored.index("kimi")] == 1.0   # pair counts survive a restart

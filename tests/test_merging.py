@@ -169,3 +169,48 @@ def test_truth_discovery_on_records_learns_who_agrees():
     assert result.model_confidence == reliability
     right = lambda merged: sum(math.isclose(r["price"], truth[r["provider"]]) for r in merged.data)
     assert right(result) == 30 and right(before) < 30
+
+
+# --- issue 12: duplicates inside one answer are evidence, not "the first one" ---------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from computepulse_ai.merging import default_merge_spec  # noqa: E402
+
+
+def test_in_answer_duplicates_are_one_models_vote_not_the_first_record():
+    answers = {"qwen": [{"provider": "Aliyun", "region": "cn-beijing", "gpu": "A100", "price": 7.36},
+                        {"provider": "阿里云", "region": "cn-beijing", "gpu": "A100", "price": 3.89}],
+               "deepseek": [{"provider": "Alibaba Cloud", "region": "cn-beijing", "gpu": "A100", "price": 3.90}]}
+    merged = merge_records(answers, {"qwen": 0.9, "deepseek": 0.6}, default_merge_spec("gpu"))
+    assert len(merged.data) == 1
+    assert abs(merged.data[0]["price"] - 3.9) < 0.01          # the old merger served 7.36
+    assert merged.data[0]["provider"] == "Alibaba Cloud"
+    assert any("reconciled as one vote" in n for n in merged.notes)
+    assert not any("kept the first" in n for n in merged.notes)
+
+
+def test_a_models_duplicates_count_as_one_vote_not_two():
+    # qwen repeats 7.36 three times; deepseek and doubao say 3.9 once each: two models beat one, however often it repeats
+    answers = {"qwen": [{"provider": "AWS", "region": "us", "gpu": "H100", "price": 7.36}] * 3,
+               "deepseek": [{"provider": "AWS", "region": "us", "gpu": "H100", "price": 3.9}],
+               "doubao": [{"provider": "Amazon Web Services", "region": "US", "gpu": "NVIDIA H100", "price": 3.91}]}
+    merged = merge_records(answers, {"qwen": 0.7, "deepseek": 0.5, "doubao": 0.5}, default_merge_spec("gpu"))
+    assert len(merged.data) == 1 and abs(merged.data[0]["price"] - 3.9) < 0.02
+
+
+price = st.floats(0.5, 10.0, allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(price, min_size=1, max_size=4), st.lists(price, min_size=1, max_size=3), st.randoms(use_true_random=False))
+def test_order_of_records_never_decides_the_merge(first_prices, second_prices, rng):
+    def answer(prices, spellings):
+        return [{"provider": spellings[i % len(spellings)], "region": "cn-beijing", "gpu": "A100", "price": p}
+                for i, p in enumerate(prices)]
+    answers = {"a": answer(first_prices, ["Aliyun", "阿里云", "Alibaba Cloud"]), "b": answer(second_prices, ["阿里云"])}
+    shuffled = {m: rng.sample(records, len(records)) for m, records in answers.items()}
+    weights, spec = {"a": 0.8, "b": 0.6}, default_merge_spec("gpu")
+    one, two = merge_records(answers, weights, spec).data, merge_records(shuffled, weights, spec).data
+    assert len(one) == 1 and len(two) == 1
+    assert abs(one[0]["price"] - two[0]["price"]) <= 1e-9 * max(1.0, one[0]["price"])

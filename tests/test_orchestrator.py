@@ -264,3 +264,55 @@ def test_retention_runs_at_start(tmp_path):
     run(go())
     assert HistoryLog(tmp_path / "performance_history.jsonl").query() == []
     assert len(HistoryLog(tmp_path / "performance_history.jsonl").query(include_archives=True)) == 5
+
+
+# --- the decision core in the orchestrator (issue 13) --------------------------------------------------------------
+
+class FixedAnswer:
+    "An adapter that always gives the same answer (the executor needs only `spec` and `call`)."
+    def __init__(self, spec, text):
+        self.spec, self.text, self.calls = spec, text, 0
+
+    async def call(self, prompt, *, request_id=None, deadline_s=None, **kwargs):
+        from computepulse_ai.core import Response
+        self.calls += 1
+        return Response(self.spec.name, self.text, cost_usd=self.spec.cost_usd(1500, 1500), request_id=request_id)
+
+
+def _trained(orch, reliabilities, task="simple_query", n=40):
+    for model, p in reliabilities.items():
+        for k in range(n): orch.engine.update(model, task, 1.0 if k < round(p * n) else 0.0, labelled=True)
+
+
+@pytest.mark.parametrize("price, third", [(None, True), (0.0, False)])
+def test_a_two_model_disagreement_is_settled_by_a_third_or_by_the_posterior(tmp_path, price, third):
+    # DUAL: a (0.92) says 4, the dearer b (0.85) says 5. Worth it: the third model is asked and sides with a.
+    # Not worth it (an error costs nothing): no third call, and the posterior picks a — not the heavier model
+    cfg = config(routing={"strategies": {"simple_query": "DUAL_VALIDATION"}, "exploration": "none",
+                          "error_price_usd": price, "task_thresholds": {"simple_query": 0.95}})
+    answers = {"a": "4", "b": "5", "c": "4"}
+    adapters = {s.name: FixedAnswer(s, answers[s.name]) for s in cfg.models}
+    async def go():
+        async with AIOrchestrator(cfg, adapters=adapters, folder=tmp_path, seed=0) as orch:
+            _trained(orch, {"a": 0.92, "b": 0.85, "c": 0.8})
+            return await orch.process(Request("what is 2+2?", task_type="simple_query"))
+    res = run(go())
+    assert res.decision.models == ["a", "b"] or sorted(res.decision.models) == ["a", "b"]
+    assert ("c" in res.models) == third
+    assert res.data == "4" and res.cancelled == []
+
+
+def test_an_explored_call_is_awaited_and_observed_never_cancelled(tmp_path):
+    # the simulator learns from every model it called; so must the orchestrator (issue 13: 20 of 23 were cancelled)
+    cfg = config(routing={"epsilon": 1.0, "explore_below_samples": 1000})
+    async def go():
+        explored = 0
+        async with AIOrchestrator(cfg, adapters=adapters_for(cfg), folder=tmp_path, seed=1) as orch:
+            for _ in range(20):
+                res = await orch.process(Request("GPU 租赁价格", data_type="gpu", task_type="price_extraction"))
+                assert res.cancelled == []
+                if res.decision.explored is not None:
+                    explored += 1
+                    assert res.decision.explored in res.models
+        return explored
+    assert run(go()) >= 10

@@ -41,7 +41,7 @@ def test_estimator_parameter_changes_results_like_the_engine():
 
 
 def test_routing_matches_the_router_on_one_request():
-    "The batch select call (with strategy_arguments and reserve_mask) picks what AdaptiveRouter.route picks."
+    "The batch select call (with strategy_arguments) picks what AdaptiveRouter.route picks; the rest are its candidates."
     scenario = preset("computepulse")
     rng = np.random.default_rng(0)
     specs = [m.spec() for m in scenario.models]
@@ -57,9 +57,8 @@ def test_routing_matches_the_router_on_one_request():
             sel = sim.select(scores, costs, lat, np.ones(3, bool), 0.8, **sim.strategy_arguments(strategy))
             chosen = [engine.models[i] for i in np.nonzero(sel.chosen[0])[0]]
             assert sorted(chosen) == sorted(decision.models)
-            if strategy is RoutingStrategy.ADAPTIVE:
-                reserves = sim.reserve_mask(sel, costs, np.inf, np.array([-1]))[0]
-                assert sorted(engine.models[i] for i in np.nonzero(reserves)[0]) == sorted(decision.reserves)
+            reserves = (sel.eligible & ~sel.chosen)[0]   # every other routable model may follow (decision core)
+            assert sorted(engine.models[i] for i in np.nonzero(reserves)[0]) == sorted(decision.reserves)
 
 
 def test_merging_is_weighted_vote(monkeypatch):
@@ -98,7 +97,8 @@ def test_oracle_beats_learners_at_equal_model_count():
 
 def test_always_all_costs_the_most():
     summary, _ = compare("computepulse", sim.CLI_POLICIES, n_requests=150, n_runs=30, seed=4)
-    assert summary["cost"].idxmax() == "always_all"
+    # TRIPLE_CONSENSUS really calls three: with three models it ties with always_all (issue 13), nothing costs more
+    assert summary["cost"].max() == pytest.approx(summary.loc["always_all", "cost"], rel=1e-12)
     assert summary.loc["always_all", "models_per_request"] == 3
 
 
@@ -219,19 +219,17 @@ def test_the_dp_expectation_is_what_the_simulator_plays(name):
         assert abs(played.cost.mean() - vertex["cost"]) < 4.5 * cost_se + 1e-12
 
 
-def test_exact_frontier_reproduces_the_issue_table_and_is_above_the_old_oracle():
+def test_exact_frontier_reproduces_the_issue_table_and_bounds_the_oracle():
     scenario = preset("computepulse")
     front = fr.exact_frontier(scenario)
     all_cost, all_accuracy = fr.always_all(fr.known_tasks(scenario))
     at = fr.curve_accuracy(front["cost"], front["accuracy"], np.array([0.4, 0.5, 0.58]) * all_cost)
     np.testing.assert_allclose(at, [0.922, 0.940, 0.952], atol=0.0015)
-    # the old `oracle` (ADAPTIVE's stop rule fed the true accuracies) is no upper bound: at bar 0.9 it pays 48 % of
-    # always-all's cost for an accuracy the exact policy reaches far cheaper; at every bar it is on or below the frontier
-    gaps = {}
+    # the simulator's `oracle` (the decision core fed the true accuracies) is on or below the frontier at every bar
+    # (before the decision core, the same check showed it 2.9 points below at bar 0.9)
     for bar in (0.8, 0.9, 0.95):
         old = simulate(scenario, "oracle", 300, 60, seed=2, config=SimConfig(quality_threshold=bar))
-        gaps[bar] = fr.curve_accuracy(front["cost"], front["accuracy"], old.cost.mean()) - old.correct.mean()
-    assert min(gaps.values()) > -0.005 and gaps[0.9] > 0.02
+        assert fr.curve_accuracy(front["cost"], front["accuracy"], old.cost.mean()) - old.correct.mean() > -0.005
 
 
 def test_the_shipped_per_task_bars_are_simulated():

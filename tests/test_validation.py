@@ -109,9 +109,10 @@ def test_validation_names_the_models_whose_values_were_accepted():
     assert notes
     merged = merge_records(normalised, {"qwen": 0.5, "deepseek": 0.5, "doubao": 0.4}, merge_spec("gpu"))
     result = validate(merged, "gpu")
-    assert len(result.accepted) == 1 and len(result.rejected) == 1            # AWS: the 0.02 typo won the vote
-    assert result.accepted_models == {"qwen": 1, "deepseek": 1}
-    assert result.rejected_models == {"deepseek": 1, "doubao": 1}
+    # AWS: two models' 0.02 typo is outside the H100 band, so it does not vote against qwen's 2.49 (issue 12)
+    assert len(result.accepted) == 2 and result.accepted[1]["price"] == 2.49
+    assert result.accepted_models == {"qwen": 2, "deepseek": 1}            # deepseek and doubao dissent on the AWS price
+    assert result.outcomes[1].supporters == {"qwen": 0.5}
 
 
 json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12),
@@ -143,3 +144,170 @@ def test_garbage_grid_record_is_one_outcome_with_reasons(record):
     result = validate(record, "grid_load")
     assert len(result.outcomes) == 1
     assert result.outcomes[0].accepted or result.outcomes[0].errors
+
+
+# --- issue 12: placeholders, plausibility, unit slips, consistency, meaningful warnings, cosmetics -------------------
+
+from computepulse_ai.validation import GPU_PRICE_BANDS, reconcile_units  # noqa: E402
+
+PLACEHOLDER_PROVIDERS = ["Unknown", "N/A", "各大云厂商", "Various", "多家云厂商", "Market average"]
+PLACEHOLDER_REGIONS = ["Various", "cheapest", "Global (Average)", "global average", "all regions", "最低价地区"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(provider=st.sampled_from(PLACEHOLDER_PROVIDERS + ["AWS"]), region=st.sampled_from(PLACEHOLDER_REGIONS + ["us-east-1"]))
+def test_placeholders_are_rejected_as_names_with_their_reason(provider, region):
+    outcome = validate([{"provider": provider, "region": region, "gpu": "H100", "price": 2.49}], "gpu").outcomes[0]
+    placeholders = (provider != "AWS") + (region != "us-east-1")
+    assert sum("placeholder" in e for e in outcome.errors) == placeholders
+    assert outcome.accepted == (placeholders == 0)
+
+
+def test_token_placeholders_rejected():
+    outcome = validate([{"provider": "Unknown", "model": "GPT-4o", "input_price": 2.5, "output_price": 10}], "token").outcomes[0]
+    assert not outcome.accepted and "'Unknown' is a placeholder" in outcome.errors[0]
+
+
+def test_implausible_values_from_the_issue_are_rejected():
+    data = [{"provider": "Azure", "region": "East US", "gpu": "H100", "price": 39.93},
+            {"provider": "CoreWeave", "region": "US-East", "gpu": "H100", "price": 44.19},
+            {"provider": "AWS", "region": "us-east-1", "gpu": "A100 40GB", "price": 32.77},     # the p4d instance price
+            {"provider": "AWS", "region": "us-east-1", "gpu": "RTX 4090", "price": 0.69},      # AWS rents no RTX 4090
+            {"provider": "OpenAI", "model": "GPT-4o", "input_price": 0.03, "output_price": 0.06}]
+    gpu = validate(data[:4], "gpu")
+    assert not gpu.accepted, [o.record for o in gpu.outcomes if o.accepted]
+    assert "÷8 = 4.096 would fit" in gpu.outcomes[2].errors[0]
+    assert "data-centre GPUs only" in gpu.outcomes[3].errors[0]
+    token = validate(data[4:], "token")
+    assert not token.accepted and "outside the GPT-4o band" in token.outcomes[0].errors[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(gpu=st.sampled_from(sorted(GPU_PRICE_BANDS)), where=st.floats(0.05, 0.95), slip=st.sampled_from([7.2, 8, 4]),
+       spelling=st.sampled_from(["{}", "NVIDIA {}", "{} "]))
+def test_unit_slips_are_undone_by_ratio_to_the_other_models(gpu, where, slip, spelling):
+    lo, hi = GPU_PRICE_BANDS[gpu]
+    true = lo + where * (hi - lo)
+    provider = "RunPod"                                   # rents data-centre and consumer cards alike
+    answers = {"trusted": [{"provider": provider, "region": "us-east", "gpu": spelling.format(gpu), "price": true * slip}],
+               "other": [{"provider": provider, "region": "US-East", "gpu": gpu, "price": true * 1.01}]}
+    normalised, _ = normalise_answers(answers, "gpu")
+    merged = merge_records(normalised, {"trusted": 0.9, "other": 0.5}, merge_spec("gpu"))
+    served = validate(merged, "gpu").accepted
+    assert len(served) == 1 and abs(served[0]["price"] - true) <= 0.03 * true, (served, merged.notes)
+
+
+def test_per_1k_token_prices_undone_by_ratio_to_the_other_models():
+    answers = {"a": [{"provider": "OpenAI", "model": "gpt-4o", "input_price": 0.0025, "output_price": 0.01}],
+               "b": [{"provider": "OpenAI", "model": "GPT-4o", "input_price": 2.5, "output_price": 10.0}]}
+    fixed, notes, _ = reconcile_units(answers, "token", ValidationRules())
+    assert fixed["a"][0]["input_price"] == 2.5 and abs(fixed["a"][0]["output_price"] - 10.0) < 1e-9
+    assert len(notes) == 2 and "per-1K-token" in notes[0]
+
+
+def test_a_value_that_jumps_needs_two_models_or_is_flagged():
+    previous = [{"provider": "AWS", "region": "us-east-1", "gpu": "H100", "price": 2.49, "currency": "USD"}]
+    alone = {"qwen": [{"provider": "AWS", "region": "us-east-1", "gpu": "H100", "price": 9.9}]}
+    both = {**alone, "deepseek": [{"provider": "Amazon Web Services", "region": "US-East-1", "gpu": "H100", "price": 9.8}]}
+    for answers, flagged in ((alone, True), (both, False)):
+        merged = merge_records(normalise_answers(answers, "gpu")[0], {"qwen": 0.8, "deepseek": 0.7}, merge_spec("gpu"))
+        outcome = validate(merged, "gpu", previous=previous).outcomes[0]
+        assert any("needs two models' agreement" in w for w in outcome.warnings) == flagged
+    strict = validate(merge_records(alone, {"qwen": 0.8}, merge_spec("gpu")), "gpu",
+                      ValidationRules(jump_action="reject", max_change_factor=2.0), previous=previous)
+    assert not strict.accepted and "needs two models' agreement" in strict.rejected[0].errors[0]
+    calm = validate([{"provider": "AWS", "region": "us-east-1", "gpu": "H100", "price": 2.6}], "gpu", previous=previous)
+    assert calm.accepted and not calm.warnings
+
+
+def test_output_equal_to_input_is_not_a_warning():
+    # hosted open models (Together, Groq, DeepSeek's cache tiers …) price output = input: the old rule warned on a third
+    data = [{"provider": "Together AI", "model": "Llama 3 70B", "input_price": 0.88, "output_price": 0.88},
+            {"provider": "Zhipu AI", "model": "GLM-4-Plus", "input_price": 0.69, "output_price": 0.69}]
+    assert validate(data, "token").warnings == {}
+    swapped = validate([{"provider": "OpenAI", "model": "GPT-4o", "input_price": 10.0, "output_price": 2.5}], "token")
+    assert "below the input price" in swapped.warnings[0][0]
+
+
+def test_names_are_not_upper_cased_and_no_currency_is_invented():
+    record, notes = normalise_record({"provider": "华为云", "region": "贵阳", "gpu": "ascend 910b", "price": 2.1}, "gpu")
+    assert record["gpu"] == "Ascend 910B" and "currency" not in record
+    converted, notes = normalise_record({"provider": "阿里云", "region": "杭州", "gpu": "A100", "price": "¥15"}, "gpu")
+    assert converted["currency"] == "USD" and any("CNY → " in n for n in notes)
+    decided, notes = normalise_record({"provider": "阿里云", "region": "杭州", "gpu": "A100", "price": 15}, "gpu")
+    assert decided["currency"] == "USD" and any("taken as CNY" in n for n in notes)
+    kept, _ = normalise_record({"provider": "AWS", "region": "us", "gpu": "H100", "price": 2.5, "currency": "USD"}, "gpu")
+    assert kept["currency"] == "USD"
+
+
+def test_bands_and_aliases_come_from_the_config_section():
+    rules = ValidationRules.from_config({"extra_gpu_price_bands": {"H100": [1.0, 8.0]},
+                                         "aliases": {"provider": {"星星云": "StarCloud"}},
+                                         "placeholders": {"region": ["机房A"]}})
+    result = validate([{"provider": "星星云", "region": "机房A", "gpu": "H100", "price": 9.0}], "gpu", rules)
+    errors = result.outcomes[0].errors
+    assert result.outcomes[0].record["provider"] == "StarCloud"
+    assert any("placeholder" in e for e in errors) and any("H100 band [1, 8]" in e for e in errors)
+    for bad in ({"extra_gpu_price_bands": {"H100": "cheap"}}, {"aliases": {"colour": {}}}, {"jump_action": "shout"}):
+        try: ValidationRules.from_config(bad)
+        except ValueError as e: assert str(e)
+        else: raise AssertionError(f"{bad} accepted")
+
+
+def test_an_out_of_band_value_does_not_outvote_an_in_band_one():
+    answers = {"trusted": [{"provider": "AWS", "region": "us-east-1", "gpu": "H100", "price": 31.7}],   # no slip explains it
+               "other": [{"provider": "AWS", "region": "us-east-1", "gpu": "H100", "price": 2.49}]}
+    merged = merge_records(normalise_answers(answers, "gpu")[0], {"trusted": 0.9, "other": 0.5}, merge_spec("gpu"))
+    assert merged.data[0]["price"] == 2.49 and any("not voted" in n for n in merged.notes)
+    result = validate(merged, "gpu")
+    assert result.accepted and result.outcomes[0].supporters == {"other": 0.5}   # the set-aside value is a dissent
+    slipped = {**answers, "trusted": [dict(answers["trusted"][0], price=24.9)]}      # a decimal-point slip: corrected
+    fixed = merge_records(normalise_answers(slipped, "gpu")[0], {"trusted": 0.9, "other": 0.5}, merge_spec("gpu"))
+    assert abs(fixed.data[0]["price"] - 2.49) < 1e-9 and any("decimal-point slip" in n for n in fixed.notes)
+
+
+def test_a_token_records_prices_share_one_currency():
+    # Qwen-Max in unlabelled CNY: 11.52 fits the USD band on its own, 46.08 does not; both are CNY
+    record, notes = normalise_record({"provider": "阿里云", "model": "qwen-max", "input_price": 11.52, "output_price": 46.08},
+                                     "token")
+    assert abs(record["input_price"] - 1.6) < 1e-9 and abs(record["output_price"] - 6.4) < 1e-9
+    assert record["currency"] == "USD" and any("taken as CNY" in n for n in notes)
+
+
+SLIP_FACTORS = (7.2, 10.0, 10 / 7.2, 2, 4, 8, 8 * 7.2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(true=st.floats(0.9, 12.0), ratio=st.floats(1.05, 80.0).filter(
+    lambda r: all(abs(r / f - 1) > 0.12 for f in SLIP_FACTORS)))
+def test_a_disagreement_no_slip_explains_is_never_rewritten(true, ratio):
+    answers = {"a": [{"provider": "RunPod", "region": "US", "gpu": "H100", "price": true * ratio}],
+               "b": [{"provider": "RunPod", "region": "US", "gpu": "H100", "price": true}]}
+    fixed, notes, _ = reconcile_units(answers, "gpu", ValidationRules())
+    assert fixed["a"][0]["price"] in (true * ratio, None)          # left alone, or set aside when outside the band
+    assert fixed["b"][0]["price"] == true
+    assert not any("corrected" in n for n in notes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(answers=st.dictionaries(st.sampled_from(["qwen", "deepseek", "doubao"]),
+                               st.one_of(st.none(), json_value, st.lists(garbage_record, max_size=5)), max_size=3),
+       data_type=st.sampled_from(["gpu", "token"]))
+def test_garbage_answers_never_crash_the_merge_with_its_unit_reconciliation(answers, data_type):
+    normalised, _ = normalise_answers(answers, data_type)
+    merged = merge_records(normalised, {"qwen": 0.8, "deepseek": 0.6}, merge_spec(data_type))
+    result = validate(merged, data_type)
+    assert len(result.outcomes) == len(merged.data)
+
+
+def test_normalising_the_same_record_again_is_memoised_but_never_shared():
+    rules = ValidationRules()
+    raw = {"provider": "阿里云", "region": "杭州", "gpu": "A100 (80GB)", "price": "¥15"}
+    first, first_notes = normalise_record(raw, "gpu", rules)
+    first["price"] = -1.0
+    first_notes.append("changed by the caller")
+    again, again_notes = normalise_record(raw, "gpu", rules)
+    assert again["price"] == 15 / 7.2 and "changed by the caller" not in again_notes
+    assert again == normalise_record(raw, "gpu", ValidationRules())[0]          # the memo changes nothing
+    unhashable = {"provider": "AWS", "region": "us", "gpu": "H100", "price": 2.5, "tags": ["a"]}
+    assert normalise_record(unhashable, "gpu", rules)[0]["tags"] == ["a"]
