@@ -427,12 +427,13 @@ register_command("demo", "The main job, offline: fake providers on 127.0.0.1, re
 
 # %% ../nbs/15_cli.ipynb #815dc2e6
 def _configure_simulate(parser: argparse.ArgumentParser) -> None:
-    try: from computepulse_ai.simulation import configure_simulate_parser
+    try: from computepulse_ai.frontier import configure_simulate_parser
     except ImportError as e:   # one broken module must not take the whole command line down
         parser.description = f"unavailable: {e}"
         return
     configure_simulate_parser(parser)
 
 
-register_command("simulate", "Compare routing strategies and baselines on a simulated scenario (offline, seconds).",
-                 _configure_simulate, "computepulse_ai.simulation:run_simulate")
+register_command("simulate", "Compare routing strategies and baselines with the exact frontier on a simulated scenario "
+                 "(offline; the work grows with --requests × --seeds simulated requests per policy).",
+                 _configure_simulate, "computepulse_ai.frontier:run_simulate")
