@@ -214,6 +214,8 @@ def _configure_fetch(parser: argparse.ArgumentParser) -> None:
                         help="write Prometheus metrics here (node_exporter textfile collector; atomic)")
     parser.add_argument("--metrics-port", type=port_number, default=None, metavar="PORT",
                         help="serve Prometheus metrics on this port while the job runs")
+    parser.add_argument("--force", action="store_true",
+                        help="write a data file even when it would shrink below data_files.min_keep_share of the previous one")
 
 
 def keyed_config(cfg, env=None):
@@ -233,9 +235,8 @@ def keyed_config(cfg, env=None):
 def run_fetch(args: argparse.Namespace) -> int:
     "Refresh the data files; non-zero when any data set failed validation (its old file is kept)."
     from computepulse_ai.config import ConfigManager, configure_logging
-    from computepulse_ai.jobs import fetch_data_sets, run_until_signal
+    from computepulse_ai.jobs import run_fetch_job
     from computepulse_ai.metrics import FetchMetrics
-    from computepulse_ai.orchestrator import AIOrchestrator
     cfg = ConfigManager(args.config).current()           # a bad file: ConfigError, exit 2
     out = writable_folder(args.out, "--out")
     if args.metrics_textfile: writable_folder(Path(args.metrics_textfile).resolve().parent, "--metrics-textfile")
@@ -251,11 +252,8 @@ def run_fetch(args: argparse.Namespace) -> int:
         try: port = metrics.serve(args.metrics_port)
         except OSError as e: raise CommandError(f"cannot serve metrics on port {args.metrics_port}: {e.strerror or e}") from None
         print(f"serving Prometheus metrics on port {port} (/metrics) while the job runs", file=sys.stderr)
-    async def job():
-        async with AIOrchestrator(cfg) as orch:
-            return await fetch_data_sets(orch, args.kinds, out, args.path, metrics=metrics)
     try:
-        return run_until_signal(job)
+        return run_fetch_job(cfg, args.kinds, out, args.path, force=args.force, metrics=metrics)
     finally:
         if args.metrics_textfile: metrics.write_textfile(args.metrics_textfile)
         metrics.close()
@@ -398,16 +396,28 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="out/demo", help="folder for the data files, the report and the demo's storage")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fake answers and of exploration")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table (no progress bar)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue with the previous demo's learned state in OUT/data instead of starting afresh")
+    parser.add_argument("--messy", action="store_true",
+                        help="fake answers written like real models' (spellings, CNY, cut-off JSON …: fakes.DefectRates)")
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
     "Run the demo and print its figures."
     import json as _json
     from computepulse_ai.config import configure_logging
+    from computepulse_ai.core import ComputePulseError
     from computepulse_ai.jobs import format_demo, run_demo, run_until_signal
     writable_folder(args.out, "--out")
+    if args.rounds < 1: raise CommandError("--rounds must be at least 1", USAGE_ERROR)
     configure_logging(level="ERROR", handler=True)    # the demo's own output is the table; errors above the bar
-    summary = run_until_signal(lambda: run_demo(args.rounds, args.out, args.seed, progress=not args.json))
+    defects = None
+    if args.messy:
+        from computepulse_ai.fakes import DefectRates
+        defects = DefectRates()
+    try: summary = run_until_signal(lambda: run_demo(args.rounds, args.out, args.seed, progress=not args.json, resume=args.resume,
+                                                     defects=defects))
+    except ComputePulseError as e: print(f"demo: {e}", file=sys.stderr); return 1
     print(_json.dumps(summary, ensure_ascii=False) if args.json else format_demo(summary))
     return 0
 
@@ -417,15 +427,15 @@ register_command("demo", "The main job, offline: fake providers on 127.0.0.1, re
 
 # %% ../nbs/15_cli.ipynb #815dc2e6
 def _configure_simulate(parser: argparse.ArgumentParser) -> None:
-    try: from computepulse_ai.simulation import configure_simulate_parser
+    try: from computepulse_ai.frontier import configure_simulate_parser
     except ImportError as e:   # one broken module must not take the whole command line down
         parser.description = f"unavailable: {e}"
         return
     configure_simulate_parser(parser)
 
 
-register_command("simulate", "Compare routing strategies and baselines on a simulated scenario (offline, seconds).",
-                 _configure_simulate, "computepulse_ai.simulation:run_simulate")
+register_command("simulate", "Compare routing strategies and baselines with the exact frontier on a simulated scenario "
+                 "(offline; the work grows with --requests × --seeds simulated requests per policy).",
+                 _configure_simulate, "computepulse_ai.frontier:run_simulate")
 register_command("replay", "Replay strategies and parameters on your own request log (exact on shadow-mode rows, off-policy estimates elsewhere).",
                  lambda parser: importlib.import_module("computepulse_ai.replay").configure_replay_parser(parser), "computepulse_ai.replay:run_replay")
-

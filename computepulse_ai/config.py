@@ -159,10 +159,13 @@ OPTIONS: list[Option] = [
     Option("storage.durability", "each", choice("each", "batch", "close"), "When history records are fsynced: every record, every batch, or at close."),
     Option("storage.batch_size", 100, number(1, integer=True), "History records per batched write."),
     Option("storage.flush_interval_s", 5.0, number(0), "Longest time a history record waits in memory (batch durability)."),
-    Option("storage.save_scores_every", 1, number(1, integer=True), "Save the scores file every this many requests (and at shutdown)."),
+    Option("storage.save_scores_every", 1, number(1, integer=True), "Snapshot the scores at most every this many requests (and at shutdown)."),
+    Option("storage.snapshot_interval_s", 30.0, number(0), "Least time between two scores snapshots (written off the event loop; the history replays what came after)."),
     Option("storage.retention.max_age_days", 365, number(0.001, optional=True), "History older than this moves to compressed archives (null: keep all)."),
     Option("storage.retention.max_bytes", None, number(1, optional=True, integer=True), "Live history file size limit in bytes (null: none)."),
     Option("storage.retention.archive", True, boolean, "Archive pruned history (readable by queries) instead of deleting it."),
+    Option("data_files.max_record_age_h", 24.0, number(0, optional=True), "fetch: a record not refreshed for longer than this (hours) is dropped from its data file, with a log line (null: kept for ever)."),
+    Option("data_files.min_keep_share", 0.5, number(0, 1), "fetch: a new data file with fewer than this share of the previous file's records is not written (exit 1) unless --force."),
     Option("features.path", "learned", choice("learned", "legacy", "shadow"), "Which path serves fetches: learned routing, the legacy call-everyone path, or shadow (both run, legacy served)."),
     Option("features.legacy_priority", ["deepseek", "qwen", "doubao"], list_of(text), "Legacy path priority, highest first (the old DeepSeek > Qwen > Doubao); models not listed rank below these."),
     Option("tracking.anomaly_window", 20, number(2, integer=True), "Recent calls compared with each model's own history for anomalies."),
@@ -231,9 +234,10 @@ class Config:
     def load(cls, path: Path | str) -> "Config":
         "Read and check a JSON config file."
         path = Path(path)
-        try: doc = json.loads(path.read_text(encoding="utf-8"))
+        try: doc = json.loads(path.read_text(encoding="utf-8-sig"))   # a BOM (Windows editors add one) is not an error
         except FileNotFoundError: raise ConfigError(f"{path}: no such config file") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        except OSError as e: raise ConfigError(f"{path}: unreadable ({e.strerror or e})") from None
         return cls.from_dict(doc, str(path))
 
     def __getitem__(self, path: str) -> Any:
