@@ -195,7 +195,6 @@ class ProviderGate:
         self.hold_s: float | None = None         # running mean of how long a call holds its slot
         self.shed = 0                            # calls refused so far
         self._waiting: collections.deque[asyncio.Future] = collections.deque()
-        self._deadlines: dict[asyncio.Future, float] = {}   # loop time each waiting call must have started by
 
     @property
     def waiting(self) -> int:
@@ -225,43 +224,25 @@ class ProviderGate:
         queued_at = loop.time()
         future = loop.create_future()
         self._waiting.append(future)
-        self._deadlines[future] = queued_at + time_left_s
         try:
             await future
             return loop.time() - queued_at
         except BaseException:
             if future.cancelled():                       # gave up while waiting: leave the line
                 if future in self._waiting: self._waiting.remove(future)
-            elif future.exception() is None: self.release()   # handed a slot just as we were cancelled: pass it on
-            raise                                        # (or shed while waiting: the OverloadedError itself)
-        finally:
-            self._deadlines.pop(future, None)
+            else: self.release()                         # a slot was handed over just as we were cancelled: pass it on
+            raise
 
     def release(self, held_s: float | None = None) -> None:
         "Give the slot back — straight to the next waiting call; `held_s` updates the mean hold time."
         if held_s is not None:
             self.hold_s = held_s if self.hold_s is None else self.hold_s + 0.1 * (held_s - self.hold_s)
-        handed = False
-        while self._waiting and not handed:
+        while self._waiting:
             future = self._waiting.popleft()
             if not future.done():
                 future.set_result(None)
-                handed = True
-        if not handed: self.in_flight -= 1
-        self._shed_hopeless()
-
-    def _shed_hopeless(self) -> None:
-        "Shed, from the back of the line, the calls the line has become too slow for (their deadline would pass first)."
-        if self.hold_s is None or not self._waiting: return
-        now = asyncio.get_running_loop().time()
-        while self._waiting:
-            future = self._waiting[-1]
-            expected = len(self._waiting) * self.hold_s / self.limit
-            if not future.done() and now + expected < self._deadlines.get(future, math.inf): return
-            self._waiting.pop()
-            if not future.done():
-                future.set_exception(self._refuse(f"the line slowed down: an expected wait of {expected:.3g} s "
-                                                  f"outlasts the deadline"))
+                return
+        self.in_flight -= 1
 
 
 _GATES: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, ProviderGate]]" = weakref.WeakKeyDictionary()
