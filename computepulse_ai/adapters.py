@@ -259,13 +259,13 @@ EXTRACT_OFF_LOOP_CHARS = 64 * 1024   # answers at least this long are parsed in 
 _EXTRACT_POOL: concurrent.futures.ThreadPoolExecutor | None = None
 
 
-async def extract_off_loop(text: str) -> Any:
-    "`extract_json(text)`, in a worker thread when `text` is long, so a huge answer cannot stall the event loop."
+async def extract_off_loop(text: str, expected: str | None = None) -> Any:
+    "`extract_json(text, expected)`, in a worker thread when `text` is long, so a huge answer cannot stall the event loop."
     global _EXTRACT_POOL
-    if len(text) < EXTRACT_OFF_LOOP_CHARS: return extract_json(text)
+    if len(text) < EXTRACT_OFF_LOOP_CHARS: return extract_json(text, expected)
     if _EXTRACT_POOL is None:
         _EXTRACT_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="computepulse-extract")
-    return await asyncio.get_running_loop().run_in_executor(_EXTRACT_POOL, extract_json, text)
+    return await asyncio.get_running_loop().run_in_executor(_EXTRACT_POOL, extract_json, text, expected)
 
 
 @dataclass
@@ -390,7 +390,8 @@ class ModelAdapter:
                                           remaining_s=remaining, on_retry=on_retry)
                 latency = self.clock() - start - progress.queue_s
                 progress.phase = "parsing"
-                return await self._response(result, request_id, latency, max(progress.attempts, 1), progress.queue_s)
+                return await self._response(result, request_id, latency, max(progress.attempts, 1), progress.queue_s,
+                                           kw.get("data_type"))
         except TimeoutError:
             error = self._deadline_error(progress, deadline_s, timeout_s, loop.time())
             _log.warning("%s", error)
@@ -419,12 +420,12 @@ class ModelAdapter:
                            f"{queued})", model_fault=given >= 0.9 * promised, **context)
 
     async def _response(self, result: CallResult, request_id: str | None, latency_s: float, attempts: int,
-                        queue_s: float = 0.0) -> Response:
+                        queue_s: float = 0.0, data_type: str | None = None) -> Response:
         extra = dict(result.extra or {})
         data = result.data
         if data is None and result.text:
             try:
-                extracted = await extract_off_loop(result.text)
+                extracted = await extract_off_loop(result.text, data_type)   # the data set's fields pick the answer
                 data = extracted.data
                 if extracted.issues: extra["extraction_issues"] = extracted.issues
                 if extracted.truncated: extra["truncated"] = True

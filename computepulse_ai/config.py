@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .core import (ComputePulseError, InvalidFieldError, ModelSpec, RequestIdFilter, RoutingStrategy,
-                                  TaskType, get_logger)
+                                  TaskType, get_logger, repeats)
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_STRATEGIES', 'DEFAULT_TASK_THRESHOLDS', 'OPTIONS', 'ConfigError', 'Option', 'number', 'choice',
            'boolean', 'text', 'mapping_of', 'list_of', 'options_table', 'Config', 'ConfigManager', 'JsonLineFormatter',
-           'configure_logging']
+           'ProgressAwareHandler', 'configure_logging']
 
 # %% ../nbs/10a_config.ipynb #973fc559
 log = get_logger("computepulse_ai.config")
@@ -311,16 +311,42 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def configure_logging(cfg: Config, handler: bool = False, stream=None) -> logging.Logger:
-    "Set the package log level from `cfg`; with `handler`, (re)install one stderr handler in the configured format."
+class ProgressAwareHandler(logging.StreamHandler):
+    "A stream handler that writes through `tqdm.write` while a progress bar is shown, so lines do not break the bar."
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm = sys.modules.get("tqdm")          # no tqdm imported: no bar can be on the screen
+        if tqdm is None or not getattr(tqdm.tqdm, "_instances", None): return super().emit(record)
+        try:
+            tqdm.tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(cfg: Config | None = None,      # the configuration (its logging.level and logging.json)
+                      handler: bool = False,           # the command line: install the stderr handler, apply the level
+                      stream=None,                     # where the handler writes (sys.stderr)
+                      level: str | int | None = None   # a level that wins over the configuration's
+                      ) -> logging.Logger:
+    "Apply the configured log level unless the application set its own; with `handler`, install one stderr handler too."
     logger = logging.getLogger("computepulse_ai")
-    logger.setLevel(cfg["logging.level"])
+    wanted = level if level is not None else cfg["logging.level"] if cfg is not None else None
+    applied = getattr(logger, "_computepulse_level", None)    # the level this function set last, in library mode
+    if wanted is not None and handler:
+        logger.setLevel(wanted)
+        logger._computepulse_level = None                      # the command line's choice: later library calls keep it
+    elif wanted is not None and (logger.level == logging.NOTSET or logger.level == applied):
+        logger.setLevel(wanted)
+        logger._computepulse_level = logger.level
     if handler:
         for old in [h for h in logger.handlers if getattr(h, "_computepulse", False)]: logger.removeHandler(old)
-        new = logging.StreamHandler(stream or sys.stderr)
+        new = ProgressAwareHandler(stream or sys.stderr)
         new._computepulse = True
         new.addFilter(RequestIdFilter())
-        new.setFormatter(JsonLineFormatter() if cfg["logging.json"] else
+        new.addFilter(repeats)                                 # repeated warnings aggregated (core.RepeatFilter)
+        as_json = cfg is not None and cfg["logging.json"]
+        new.setFormatter(JsonLineFormatter() if as_json else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
         logger.addHandler(new)
     return logger

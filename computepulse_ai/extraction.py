@@ -11,17 +11,25 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from .core import ComputePulseError
 
 # %% auto #0
-__all__ = ['PRICE_FIELDS', 'ExtractionError', 'ExtractionResult', 'extract_json', 'parse_number', 'currency_of',
-           'normalize_numbers']
+__all__ = ['EXPECTED_FIELDS', 'MAX_TEXT_CHARS', 'PRICE_FIELDS', 'ExtractionError', 'ExtractionTooLargeError', 'ExtractionResult',
+           'extract_json', 'parse_number', 'currency_of', 'normalize_numbers']
 
 # %% ../nbs/02_extraction.ipynb #d793154d
 class ExtractionError(ComputePulseError, ValueError):
     "The text holds no recoverable JSON object or array."
+
+
+class ExtractionTooLargeError(ExtractionError):
+    "The text is longer than the extraction cap: rejected before any parsing."
+
+    def __init__(self, size: int, cap: int):
+        self.size, self.cap = size, cap
+        super().__init__(f"model text of {size:,} chars is over the extraction cap of {cap:,} chars; not parsed")
 
 
 @dataclass
@@ -38,220 +46,365 @@ class _Truncated(Exception):
 
 
 class _Invalid(Exception):
-    "The text is not (repairable) JSON at this point."
+    "The text is not (repairable) JSON at `pos`; `deep` when it failed by nesting too deeply."
+    def __init__(self, message: str, pos: int, deep: bool = False):
+        super().__init__(message)
+        self.pos, self.deep = pos, deep
 
 
 _MAX_DEPTH = 100
+_MAX_ISSUES = 20
+_MAX_INT_DIGITS = 4300                  # Python refuses to read longer integers from text
 _WORDS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None,
           "NaN": math.nan, "nan": math.nan, "Infinity": math.inf, "-Infinity": -math.inf, "undefined": None}
+_WORDS_LONGEST_FIRST = tuple(sorted(_WORDS, key=len, reverse=True))
+_LONGEST_WORD = len(_WORDS_LONGEST_FIRST[0])
 _NUMBER_RE = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NUMBER_CUT_RE = re.compile(r"-?+(?:\d++(?:\.\d*+)?+|\.\d*+)?+(?:[eE][-+]?+\d*+)?+\Z")   # what is left is a number's start
 _BARE_KEY_RE = re.compile(r"[A-Za-z_\u00a0-\uffff][\w\u00a0-\uffff$-]*")
+_SPACES = " \t\r\n\ufeff\u3000"
+_SPACE_RE = re.compile(f"[{_SPACES}]*")
+_PLAIN_RE = {'"': re.compile(r'[^"\\]*'), "'": re.compile(r"[^'\\]*")}
+_HEX4_RE = re.compile(r"[0-9a-fA-F]{4}")
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
 class _TolerantParser:
-    "Parse one JSON-like value starting at `pos`; records repairs in `issues`."
+    "Parse one JSON-like value starting at `pos`; records repairs in `issues`, the best inner container in `best_inner`."
 
-    def __init__(self, text: str, pos: int = 0):
-        self.text, self.pos, self.issues, self.truncated, self.dropped = text, pos, [], False, 0
+    def __init__(self, text: str, pos: int = 0, fields: frozenset[str] | None = None):
+        self.text, self.pos, self.fields = text, pos, fields
+        self.issues: dict[str, None] = {}     # an ordered set: each repair once
+        self.truncated, self.dropped = False, 0
+        self.best_inner: tuple[tuple, Any, list[str]] | None = None   # (score, value, issues so far)
 
-    def _skip(self):
-        text, n = self.text, len(self.text)
-        while self.pos < n and text[self.pos] in " \t\r\n\ufeff\u3000": self.pos += 1
-        if self.pos >= n: raise _Truncated()
+    def _note(self, issue: str) -> None:
+        if len(self.issues) < _MAX_ISSUES: self.issues[issue] = None
+
+    def _skip(self) -> None:
+        text, pos = self.text, self.pos
+        if pos < len(text) and text[pos] not in _SPACES: return      # the common case: no space to skip
+        self.pos = pos = _SPACE_RE.match(text, pos).end()
+        if pos >= len(text): raise _Truncated()
 
     def value(self, depth: int = 0) -> Any:
-        if depth > _MAX_DEPTH: raise _Invalid("nested too deeply")
+        if depth > _MAX_DEPTH: raise _Invalid("nested too deeply", self.pos, deep=True)
         self._skip()
-        ch = self.text[self.pos]
-        if ch == "{": return self._object(depth)
-        if ch == "[": return self._array(depth)
-        if ch in "\"'": return self._string()
-        return self._scalar()
+        start = self.pos
+        ch = self.text[start]
+        if ch == "{": found = self._object(depth)
+        elif ch == "[": found = self._array(depth)
+        elif ch in "\"'": return self._string()
+        else: return self._scalar()
+        if depth: self._inner(found, start)
+        return found
+
+    def _inner(self, found: Any, start: int) -> None:
+        "Remember the best complete container inside the value, in case the value itself turns out invalid."
+        score = _score(found, self.fields, True, self.pos - start)
+        if self.best_inner is None or score > self.best_inner[0]:
+            self.best_inner = (score, found, list(self.issues))
 
     def _object(self, depth: int) -> dict:
         self.pos += 1
         result: dict[str, Any] = {}
         while True:
-            key_done = None
+            key = None
             try:
                 self._skip()
-                if self.text[self.pos] == "}": self.pos += 1; return result
+                if self.text[self.pos] == "}":
+                    self.pos += 1
+                    return result
                 key = self._key()
                 self._skip()
-                if self.text[self.pos] != ":": raise _Invalid(f"expected ':' at {self.pos}")
+                if self.text[self.pos] != ":": raise _Invalid(f"expected ':' at {self.pos}", self.pos)
                 self.pos += 1
-                key_done = key
                 result[key] = self.value(depth + 1)
                 self._skip()
             except _Truncated as cut:
-                if isinstance(cut.partial, list) and cut.partial and key_done is not None:
-                    result[key_done] = cut.partial   # a cut-off array keeps its complete elements
+                if isinstance(cut.partial, list) and cut.partial and key is not None and key not in result:
+                    result[key] = cut.partial   # a cut-off array keeps its complete elements
                 raise _Truncated(result) from None
             ch = self.text[self.pos]
             if ch == ",":
                 self.pos += 1
-                try:
-                    self._skip()
-                    if self.text[self.pos] == "}": self.issues.append("removed a trailing comma")
+                try: self._skip()
                 except _Truncated: raise _Truncated(result) from None
-            elif ch == "}": self.pos += 1; return result
-            else: raise _Invalid(f"expected ',' or '}}' at {self.pos}")
+                if self.text[self.pos] == "}": self._note("removed a trailing comma")
+            elif ch == "}":
+                self.pos += 1
+                return result
+            else: raise _Invalid(f"expected ',' or '}}' at {self.pos}", self.pos)
 
     def _key(self) -> str:
         ch = self.text[self.pos]
         if ch in "\"'": return self._string()
         match = _BARE_KEY_RE.match(self.text, self.pos)
-        if not match: raise _Invalid(f"expected a key at {self.pos}")
+        if not match: raise _Invalid(f"expected a key at {self.pos}", self.pos)
         self.pos = match.end()
-        self.issues.append(f"quoted the bare key {match.group()!r}")
+        self._note(f"quoted the bare key {match.group()[:40]!r}")
         return match.group()
 
     def _array(self, depth: int) -> list:
         self.pos += 1
         result: list[Any] = []
         while True:
-            started = False
             try:
-                self._skip()
-                if self.text[self.pos] == "]": self.pos += 1; return result
-                started = True
-                item = self.value(depth + 1)
                 self._skip()
             except _Truncated:
                 self.truncated = True
-                if started: self.dropped += 1
+                raise _Truncated(result) from None
+            if self.text[self.pos] == "]":
+                self.pos += 1
+                return result
+            try:
+                item = self.value(depth + 1)
+            except _Truncated:                  # the cut fell inside this element: drop it, keep the ones before
+                self.truncated = True
+                self.dropped += 1
+                raise _Truncated(result) from None
+            result.append(item)                 # complete: kept even when the text ends right after it
+            try:
+                self._skip()
+            except _Truncated:
+                self.truncated = True
                 raise _Truncated(result) from None
             ch = self.text[self.pos]
             if ch == ",":
-                result.append(item)
                 self.pos += 1
-                try:
-                    self._skip()
-                    if self.text[self.pos] == "]": self.issues.append("removed a trailing comma")
-                except _Truncated: self.truncated = True; raise _Truncated(result) from None
-            elif ch == "]": result.append(item); self.pos += 1; return result
-            else: raise _Invalid(f"expected ',' or ']' at {self.pos}")
+                try: self._skip()
+                except _Truncated:
+                    self.truncated = True
+                    raise _Truncated(result) from None
+                if self.text[self.pos] == "]": self._note("removed a trailing comma")
+            elif ch == "]":
+                self.pos += 1
+                return result
+            else: raise _Invalid(f"expected ',' or ']' at {self.pos}", self.pos)
 
     def _string(self) -> str:
-        quote, text, n = self.text[self.pos], self.text, len(self.text)
-        if quote == "'": self.issues.append("replaced single quotes")
+        text, n = self.text, len(self.text)
+        quote = text[self.pos]
+        if quote == "'": self._note("replaced single quotes")
+        plain = _PLAIN_RE[quote]
         self.pos += 1
-        out: list[str] = []
+        parts: list[str] = []
         while True:
+            run = plain.match(text, self.pos)          # everything up to the next quote or backslash, in one step
+            parts.append(run.group())
+            self.pos = run.end()
             if self.pos >= n: raise _Truncated()
-            ch = text[self.pos]
-            if ch == quote: self.pos += 1; return "".join(out)
-            if ch == "\\":
-                if self.pos + 1 >= n: raise _Truncated()
-                esc = text[self.pos + 1]
-                if esc == "u":
-                    digits = text[self.pos + 2:self.pos + 6]
-                    if len(digits) < 4: raise _Truncated()
-                    try: code = int(digits, 16)
-                    except ValueError: raise _Invalid(f"bad \\u escape at {self.pos}") from None
-                    self.pos += 6
-                    low = text[self.pos + 2:self.pos + 6] if text.startswith("\\u", self.pos) else ""
-                    if 0xD800 <= code < 0xDC00 and re.fullmatch(r"[0-9a-fA-F]{4}", low) and 0xDC00 <= int(low, 16) < 0xE000:
-                        code = 0x10000 + ((code - 0xD800) << 10) + (int(low, 16) - 0xDC00)   # a surrogate pair
-                        self.pos += 6
-                    out.append(chr(code))
-                else:
-                    out.append(_ESCAPES.get(esc, esc)); self.pos += 2
+            if text[self.pos] == quote:
+                self.pos += 1
+                return "".join(parts)
+            if self.pos + 1 >= n: raise _Truncated()    # a backslash: an escape
+            esc = text[self.pos + 1]
+            if esc != "u":
+                parts.append(_ESCAPES.get(esc, esc))
+                self.pos += 2
                 continue
-            out.append(ch); self.pos += 1
+            if self.pos + 6 > n: raise _Truncated()
+            if not _HEX4_RE.match(text, self.pos + 2): raise _Invalid(f"bad \\u escape at {self.pos}", self.pos)
+            code = int(text[self.pos + 2:self.pos + 6], 16)
+            self.pos += 6
+            if 0xD800 <= code < 0xDC00 and text.startswith("\\u", self.pos) and _HEX4_RE.match(text, self.pos + 2):
+                low = int(text[self.pos + 2:self.pos + 6], 16)
+                if 0xDC00 <= low < 0xE000:
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)   # a surrogate pair
+                    self.pos += 6
+            parts.append(chr(code))
 
     def _scalar(self) -> Any:
-        text = self.text
-        for word in sorted(_WORDS, key=len, reverse=True):
-            if text.startswith(word, self.pos):
+        text, pos = self.text, self.pos
+        if len(text) - pos < _LONGEST_WORD and any(word.startswith(text[pos:]) for word in _WORDS):
+            raise _Truncated()                         # `nu`, `tr`, `fals`: a word cut by the end of the text
+        if _NUMBER_CUT_RE.match(text, pos): raise _Truncated()   # `1`, `2.`, `3e`, `-`: a number cut short
+        for word in _WORDS_LONGEST_FIRST:
+            if text.startswith(word, pos):
                 self.pos += len(word)
                 value = _WORDS[word]
                 if isinstance(value, float) and not math.isfinite(value):
-                    self.issues.append(f"replaced {word} by null"); return None
-                if word not in ("true", "false", "null"): self.issues.append(f"read {word} as JSON")
+                    self._note(f"replaced {word} by null")
+                    return None
+                if word not in ("true", "false", "null"): self._note(f"read {word} as JSON")
                 return value
-        match = _NUMBER_RE.match(text, self.pos)
-        if not match: raise _Invalid(f"unexpected character {text[self.pos]!r} at {self.pos}")
+        match = _NUMBER_RE.match(text, pos)
+        if not match: raise _Invalid(f"unexpected character {text[pos]!r} at {pos}", pos)
         self.pos = match.end()
-        if self.pos >= len(text): raise _Truncated()   # a number at the very end may be cut off
-        literal = match.group()
-        return float(literal) if any(c in literal for c in ".eE") else int(literal)
+        number, issue = _number(match.group())
+        if issue: self._note(issue)
+        return number
 
-# %% ../nbs/02_extraction.ipynb #600c79ad
+
+def _number(literal: str) -> tuple[int | float | None, str | None]:
+    "A JSON number literal as int or float; None (with the reason) when Python cannot hold it finitely."
+    if not any(c in literal for c in ".eE"):
+        if len(literal.lstrip("-")) <= _MAX_INT_DIGITS: return int(literal), None
+        return None, f"replaced a {len(literal):,}-digit integer by null"
+    number = float(literal)
+    if math.isfinite(number): return number, None
+    return None, f"replaced {literal[:20]} (not a finite number) by null"
+
+# %% ../nbs/02_extraction.ipynb #f3c7b85d
+EXPECTED_FIELDS: dict[str, tuple[str, ...]] = {
+    "gpu": ("provider", "gpu", "price", "region"),
+    "token": ("provider", "model", "input_price", "output_price"),
+    "grid_load": ("annual_twh", "estimated_gw", "kwh_price", "active_gpu_est"),
+}
+MAX_TEXT_CHARS = 1 << 20   # 1,048,576 chars: about 250k tokens, far above any answer a data set needs
+
+
+def _expected(expected: str | Sequence[str] | None) -> frozenset[str] | None:
+    "The casefolded fields a record should have: from a data type name or a list of names; None means any object."
+    if expected is None: return None
+    if isinstance(expected, str):
+        names = EXPECTED_FIELDS.get(expected)
+        return frozenset(n.casefold() for n in names) if names else None
+    return frozenset(str(n).casefold() for n in expected) or None
+
+
+def _is_record(value: Any, fields: frozenset[str] | None) -> bool:
+    "A non-empty object with at least half of the expected fields (any non-empty object when none are expected)."
+    if not isinstance(value, dict) or not value: return False
+    if fields is None: return True
+    need = max(1, len(fields) // 2)
+    have = 0
+    for key in value:
+        if isinstance(key, str) and key.casefold() in fields:
+            have += 1
+            if have >= need: return True
+    return False
+
+
+def _fit(value: Any, fields: frozenset[str] | None) -> int:
+    "How many records of the expected kind `value` holds: a list's, the record itself, or a wrapper's list."
+    if isinstance(value, list): return sum(1 for item in value if _is_record(item, fields))
+    if not isinstance(value, dict): return 0
+    wrapped = max((_fit(v, fields) for v in value.values() if isinstance(v, list)), default=0)
+    return max(int(_is_record(value, fields)), wrapped)
+
+
+def _score(value: Any, fields: frozenset[str] | None, complete: bool, length: int) -> tuple:
+    "A candidate's rank: records of the expected kind first; then complete, then longer."
+    if fields is None: return (_fit(value, fields), complete, length)
+    records_only = isinstance(value, dict) or all(isinstance(item, dict) for item in value)
+    return (_fit(value, fields), records_only, complete, length)   # records expected: `[1]` is prose, not data
+
+# %% ../nbs/02_extraction.ipynb #39c77d97
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[ \t]*\r?\n?(.*?)(?:```|\Z)", re.S)
-_MAX_STARTS = 64
+_OPEN_RE = re.compile(r"[\[{]")
+_OPEN_RUN_RE = re.compile(r"[\[{]*")
+_NONFINITE_RE = re.compile(r"(?<![\"\w])(-?Infinity|NaN)(?![\"\w])")
+_STRICT_FAILURES = 16   # a failed strict parse costs O(position) (its error message counts lines): try it this often
 
 
-def _strict(text: str, start: int) -> tuple[Any, int] | None:
-    "Strict JSON value at `start` and where it ends, or None."
-    try: value, end = json.JSONDecoder(parse_constant=lambda c: None).raw_decode(text, start)
-    except (ValueError, RecursionError): return None
-    return (value, end) if isinstance(value, (dict, list)) else None
+class _Scan:
+    "One left-to-right pass over a text, keeping the best-scored JSON value found."
 
+    def __init__(self, text: str, fields: frozenset[str] | None):
+        self.text, self.fields = text, fields
+        self.best: tuple[tuple, ExtractionResult] | None = None
+        self.strict_left = _STRICT_FAILURES
+        self.notes: list[str] = []
+        self.decoder = json.JSONDecoder(strict=False, parse_constant=lambda word: None,
+                                        parse_float=self._number, parse_int=self._number)
 
-def _tolerant(text: str, start: int) -> tuple[ExtractionResult, int] | None:
-    "Repaired JSON value at `start` and where it ends, or None."
-    parser = _TolerantParser(text, start)
-    try:
-        value = parser.value()
-    except _Truncated as cut:
-        value, parser.truncated = cut.partial, True
-        if not value and not (isinstance(value, list) and parser.dropped): return None
-    except (_Invalid, RecursionError, ValueError, OverflowError): return None
-    if not isinstance(value, (dict, list)): return None
-    issues = list(dict.fromkeys(parser.issues))
-    if parser.truncated:
-        what = f"kept {len(value)} complete record(s)" if isinstance(value, list) else f"kept {len(value)} complete field(s)"
-        issues.append(f"text was cut off: {what}, dropped {max(parser.dropped, 1)} incomplete value(s)")
-    return ExtractionResult(value, issues, parser.truncated), parser.pos
+    def _number(self, literal: str) -> Any:
+        value, issue = _number(literal)
+        if issue: self.notes.append(issue)
+        return value
 
+    def _offer(self, score: tuple, data: Any, issues: list[str], truncated: bool = False) -> None:
+        if self.best is None or score > self.best[0]: self.best = (score, ExtractionResult(data, issues, truncated))
 
-def _starts(text: str) -> list[int]:
-    "Positions where a JSON object or array may open (capped)."
-    found = [m.start() for m in re.finditer(r"[\[{]", text)]
-    return found[:_MAX_STARTS]
+    def run(self) -> tuple[tuple, ExtractionResult] | None:
+        "Try every opening bracket once, never going back; the best candidate, or None."
+        pos = 0
+        while True:
+            opening = _OPEN_RE.search(self.text, pos)
+            if opening is None: return self.best
+            start = opening.start()
+            pos = max(self._at(start), start + 1)
 
-
-def _from_segment(text: str) -> tuple[tuple[bool, int], ExtractionResult] | None:
-    "The best JSON found in one segment of text with its score (complete?, length), or None."
-    best: tuple[tuple[bool, int], ExtractionResult] | None = None
-    covered_to = -1
-    for start in _starts(text):
-        if start < covered_to: continue          # inside a value already found
-        strict = _strict(text, start)
-        if strict is not None:
-            value, end = strict
-            issues = ["replaced NaN/Infinity by null"] if _has_nonfinite_word(text[start:end]) else []
-            found = (ExtractionResult(value, issues, False), end)
-        else:
-            found = _tolerant(text, start)
-        if found is None: continue
-        result, end = found
-        covered_to = end
-        score = (not result.truncated, end - start)
-        if best is None or score > best[0]: best = (score, result)
-    return best
-
-
-def _has_nonfinite_word(text: str) -> bool:
-    return re.search(r"(?<![\"\w])(-?Infinity|NaN)(?![\"\w])", text) is not None
+    def _at(self, start: int) -> int:
+        "Offer the value opening at `start` (strict JSON, else the tolerant parser); where the scan goes on."
+        text, fields = self.text, self.fields
+        if self.strict_left > 0:
+            self.notes.clear()
+            try:
+                value, end = self.decoder.raw_decode(text, start)
+            except (ValueError, RecursionError):
+                self.strict_left -= 1
+            else:
+                issues = list(dict.fromkeys(self.notes))[:_MAX_ISSUES]   # each repair once
+                if _NONFINITE_RE.search(text, start, end): issues.insert(0, "replaced NaN/Infinity by null")
+                self._offer(_score(value, fields, True, end - start), value, issues)
+                return end
+        parser = _TolerantParser(text, start, fields)
+        try:
+            value = parser.value()
+        except _Truncated as cut:
+            value = cut.partial
+            if not value and not (isinstance(value, list) and parser.dropped): return len(text)
+            kept = f"kept {len(value)} complete record(s)" if isinstance(value, list) else f"kept {len(value)} complete field(s)"
+            issues = list(parser.issues) + [f"text was cut off: {kept}, dropped {parser.dropped} incomplete value(s)"]
+            self._offer(_score(value, fields, False, len(text) - start), value, issues, True)
+            return len(text)
+        except _Invalid as error:          # inner values that were complete stay candidates; go on after the failure
+            if parser.best_inner is not None: self._offer(*parser.best_inner)
+            return _OPEN_RUN_RE.match(text, error.pos).end() if error.deep else error.pos
+        except RecursionError:
+            return start + 1
+        self._offer(_score(value, fields, True, parser.pos - start), value, list(parser.issues))
+        return parser.pos
 
 # %% ../nbs/02_extraction.ipynb #ab6c2cf2
-def extract_json(text: str,  # model output that should contain a JSON object or array
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_SURROGATE_HINT_RE = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
+
+
+def _replace_surrogates(data: Any) -> int:
+    "Replace, in place, every lone UTF-16 surrogate in the strings and keys of `data` by U+FFFD; how many there were."
+    count = 0
+    stack = [data]
+    while stack:
+        container = stack.pop()
+        items = list(enumerate(container)) if isinstance(container, list) else list(container.items())
+        dirty_keys = False
+        for key, item in items:
+            if isinstance(item, str) and _SURROGATE_RE.search(item):
+                container[key], n = _SURROGATE_RE.subn("\ufffd", item)
+                count += n
+            elif isinstance(item, (list, dict)):
+                stack.append(item)
+            if isinstance(key, str) and _SURROGATE_RE.search(key): dirty_keys = True
+        if dirty_keys:
+            renamed = [(_SURROGATE_RE.subn("\ufffd", k), v) for k, v in container.items()]
+            container.clear()
+            for (k, n), v in renamed:
+                container[k] = v
+                count += n
+    return count
+
+
+def extract_json(text: str,                                   # model output that should contain a JSON object or array
+                 expected: str | Sequence[str] | None = None,  # data type (gpu, token, grid_load) or fields the records have
+                 max_chars: int | None = MAX_TEXT_CHARS,      # longer text is rejected unparsed (None: no cap)
                  ) -> ExtractionResult:
-    "The JSON object or array in `text`, repaired where needed; raises `ExtractionError` when there is none."
+    "The JSON in `text` that best fits `expected`, repaired where needed; raises `ExtractionError` when there is none."
     if not isinstance(text, str): raise ExtractionError(f"expected model text as a string, got {type(text).__name__}")
-    try:
-        candidates = [_from_segment(match.group(2)) for match in _FENCE_RE.finditer(text)]
-        candidates.append(_from_segment(text))   # fences are a hint: a ``` inside a string must not cut the JSON
-        scored = [c for c in candidates if c is not None]
-        found = max(scored, key=lambda c: c[0])[1] if scored else None
-    except RecursionError:
-        found = None
-    if found is None:
+    if max_chars is not None and len(text) > max_chars: raise ExtractionTooLargeError(len(text), max_chars)
+    fields = _expected(expected)
+    candidates = [_Scan(match.group(2), fields).run() for match in _FENCE_RE.finditer(text)]
+    candidates.append(_Scan(text, fields).run())   # fences are a hint: a ``` inside a string must not cut the JSON
+    scored = [c for c in candidates if c is not None]
+    if not scored:
         shown = text[:60] + ("..." if len(text) > 60 else "")
         raise ExtractionError(f"no JSON object or array found in model text ({len(text)} chars): {shown!r}")
+    found = max(scored, key=lambda c: c[0])[1]
+    if _SURROGATE_HINT_RE.search(text):
+        replaced = _replace_surrogates(found.data)
+        if replaced: found.issues.append(f"replaced {replaced} lone UTF-16 surrogate(s) (not valid text) by U+FFFD")
     return found
 
 # %% ../nbs/02_extraction.ipynb #1de8ddd0
@@ -262,9 +415,12 @@ _NUMBER_IN_TEXT_RE = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[e
 
 def parse_number(value: Any,  # a number, or text holding one such as "2.49", "$2.49/hr", "¥200", "1,299 元"
                  ) -> float | None:
-    "`value` as a finite float, or None when it holds no number."
+    "`value` as a finite float, or None when it holds no number (or one no float can hold: 1e400, 10**401)."
     if isinstance(value, bool) or value is None: return None
-    if isinstance(value, (int, float)): return float(value) if math.isfinite(value) else None
+    if isinstance(value, (int, float)):
+        try: number = float(value)
+        except OverflowError: return None          # an int beyond the float range (a 401-digit count)
+        return number if math.isfinite(number) else None
     if not isinstance(value, str): return None
     match = _NUMBER_IN_TEXT_RE.search(value)
     if not match: return None

@@ -33,8 +33,8 @@ from .validation import merge_spec, normalise_answers, validate
 # %% auto #0
 __all__ = ['log', 'PROMPTS', 'FILES', 'DEMO_MARKER', 'run_until_signal', 'PreviousFile', 'read_previous', 'read_existing',
            'check_writable', 'write_data_file', 'FileUpdate', 'update_records', 'shrink_reason', 'fetch_data_sets',
-           'run_fetch_job', 'prepare_demo_storage', 'demo_models', 'demo_config', 'served_accuracy', 'run_demo',
-           'summarise_demo', 'format_demo']
+           'fetch_job', 'run_fetch_job', 'prepare_demo_storage', 'demo_models', 'demo_config', 'served_accuracy',
+           'run_demo', 'summarise_demo', 'format_demo']
 
 # %% ../nbs/13a_jobs.ipynb #6b63d93f
 log = get_logger("computepulse_ai.jobs")
@@ -206,6 +206,7 @@ async def fetch_data_sets(orchestrator: AIOrchestrator,   # a started orchestrat
                           echo: Callable[[str], Any] = print,
                           force: bool = False,             # write a file even when it would shrink past data_files.min_keep_share
                           now: datetime | None = None,     # this run's time (None: now, UTC)
+                          metrics=None,                    # a metrics.FetchMetrics told each fetch's outcome (optional)
                           ) -> int:
     "Refresh the data files, each data set on its own (its failure is reported, the others proceed); 1 when any was not updated."
     now = now or utcnow()
@@ -224,7 +225,7 @@ async def fetch_data_sets(orchestrator: AIOrchestrator,   # a started orchestrat
     service = CollaborationService(orchestrator)
     try:
         for kind, previous in plans:
-            try: ok = await _fetch_one(service, kind, previous, path, echo, force, now)
+            try: ok = await _fetch_one(service, kind, previous, path, echo, force, now, metrics)
             except Exception as e:    # one data set's failure, whatever it is, never stops the others
                 log.error("%s: fetch failed: %s: %s", kind, type(e).__name__, e, exc_info=log.isEnabledFor(logging.DEBUG))
                 echo(f"{kind}: FAILED ({type(e).__name__}: {e}); {FILES[kind]} left as it was")
@@ -237,7 +238,7 @@ async def fetch_data_sets(orchestrator: AIOrchestrator,   # a started orchestrat
 
 
 async def _fetch_one(service: CollaborationService, kind: str, previous: PreviousFile, path: str | None,
-                     echo: Callable[[str], Any], force: bool, now: datetime) -> bool:
+                     echo: Callable[[str], Any], force: bool, now: datetime, metrics=None) -> bool:
     "Fetch, validate and write one data set; False (with the reason echoed) when its file is not updated."
     orchestrator = service.orchestrator
     cfg = orchestrator.manager.current()
@@ -249,6 +250,7 @@ async def _fetch_one(service: CollaborationService, kind: str, previous: Previou
     subject = merged if merged is not None else served     # with provenance: a value that jumped needs two models behind it
     check = validate(subject, kind, orchestrator.rules, previous=previous.data) if served is not None else None
     accepted = None if check is None else (check.accepted if kind != "grid_load" else (check.accepted or [None])[0])
+    if metrics is not None: metrics.observe_fetch(kind, outcome, accepted, check.rejected if check is not None else [])
     if not accepted:
         reasons = []
         if outcome.learned is not None and outcome.learned.error: reasons.append(outcome.learned.error)
@@ -286,6 +288,25 @@ async def _fetch_one(service: CollaborationService, kind: str, previous: Previou
     return True
 
 
+async def fetch_job(config,                       # a Config, or the JSON configuration's path
+                    kinds: list[str],             # data sets to refresh
+                    out_dir: str | Path,          # where the data files live
+                    path: str | None = None,      # learned / legacy / shadow (None: the config's flag)
+                    force: bool = False,          # write files even when they would shrink past the guard
+                    metrics=None,                 # a metrics.FetchMetrics (optional)
+                    echo: Callable[[str], Any] = print) -> int:
+    "Start an orchestrator, fetch, close it; 1 when any data set was not updated or the run's records could not all be saved."
+    orchestrator = AIOrchestrator(config)
+    await orchestrator.start()
+    status = 1
+    try: status = await fetch_data_sets(orchestrator, kinds, Path(out_dir), path, echo, force, metrics=metrics)
+    finally: saved = await orchestrator.aclose()
+    if not saved:
+        log.error("this run's records (scores, history, request log) could not all be saved: exit status 1")
+        return 1
+    return status
+
+
 def run_fetch_job(config: str | Path,               # the JSON configuration
                   kinds: list[str],                 # data sets to refresh
                   out_dir: str | Path,              # where the data files live
@@ -293,19 +314,10 @@ def run_fetch_job(config: str | Path,               # the JSON configuration
                   force: bool = False,              # write files even when they would shrink past the guard
                   echo: Callable[[str], Any] = print) -> int:
     "The `fetch` command: the orchestrator's whole life around `fetch_data_sets`; non-zero when any data set or any record was not saved."
-    async def job() -> int:
-        from computepulse_ai.config import configure_logging
-        orchestrator = AIOrchestrator(config)
-        configure_logging(orchestrator.manager.current(), handler=True)   # the hourly job logs to stderr, as configured
-        await orchestrator.start()
-        status = 1
-        try: status = await fetch_data_sets(orchestrator, kinds, Path(out_dir), path, echo, force)
-        finally: saved = await orchestrator.aclose()
-        if not saved:
-            log.error("this run's records (scores, history, request log) could not all be saved: exit status 1")
-            return 1
-        return status
-    return run_until_signal(job)
+    from computepulse_ai.config import ConfigManager, configure_logging
+    cfg = ConfigManager(config).current()
+    configure_logging(cfg, handler=True)                 # the hourly job logs to stderr, as configured
+    return run_until_signal(lambda: fetch_job(cfg, kinds, out_dir, path, force, echo=echo))
 
 # %% ../nbs/13a_jobs.ipynb #ec48ec29
 DEMO_MARKER = ".computepulse-demo"   # in the demo's storage folder: "made by the demo, the next demo may remove it"

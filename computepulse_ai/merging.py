@@ -100,9 +100,10 @@ def is_missing(value: Any) -> bool:
 
 
 def as_number(value: Any) -> float | None:
-    "`value` as a finite float when it is an int or float (not bool), else None."
+    "`value` as a finite float when it is an int or float (not bool) a float can hold, else None."
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
+        try: number = float(value)
+        except OverflowError: return None        # an int no float can hold (a 401-digit count) is no number
         return number if math.isfinite(number) else None
     return None
 

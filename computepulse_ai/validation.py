@@ -195,7 +195,7 @@ class Amount:
     note: str | None = None             # what was done to get `value` (a range's midpoint, …)
 
 
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
+_NUMBER = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")   # 2.95e1 is 29.5
 _CNY = re.compile(r"¥|￥|元|rmb|cny|人民币", re.I)
 _USD = re.compile(r"\$|usd|美元|美金", re.I)
 _EUR = re.compile(r"€|eur\b|欧元", re.I)
@@ -270,8 +270,11 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
 def _normalise_fresh(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> Normalised:
     if data_type not in DATA_TYPES: raise InvalidFieldError("validate", "data_type", data_type, f"one of {DATA_TYPES}")
     if not isinstance(record, Mapping): raise InvalidFieldError("normalise_record", "record", record, "a JSON object")
-    out = Normalised(dict(record))
+    cleaned, unwritable = _writable(record)
+    out = Normalised(cleaned)
     rec = out.record
+    if unwritable: out.notes.append(f"{unwritable} value(s) no JSON file can hold (lone surrogate → U+FFFD, NaN/±inf "
+                                    f"or an int beyond float → null)")
     if isinstance(rec.get("provider"), str) and rec["provider"].strip():
         name = canonical_provider(rec["provider"], rules)
         if data_type == "gpu": name = GPU_CONTEXT_PROVIDERS.get(name, name)      # "Google" renting GPUs is Google Cloud
@@ -330,6 +333,39 @@ def _normalise_fresh(record: Mapping[str, Any], data_type: str, rules: Validatio
     return out
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _finite(number: int | float) -> bool:
+    "A number a float can hold finitely (a 401-digit int cannot: float() of it raises)."
+    try: return math.isfinite(number)
+    except OverflowError: return False
+
+
+def _writable(value: Any, depth: int = 0) -> tuple[Any, int]:
+    "A copy of a model's value that JSON text can hold, and how many parts had to change (they would crash the write)."
+    if isinstance(value, str):
+        return _SURROGATE.subn("\ufffd", value) if _SURROGATE.search(value) else (value, 0)
+    if isinstance(value, float) and not math.isfinite(value): return None, 1
+    if isinstance(value, int) and not isinstance(value, bool) and not _finite(value): return None, 1
+    if not isinstance(value, (Mapping, list, tuple)): return value, 0
+    if depth > 50: return None, 1
+    changed = 0
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            key, n = _writable(key if isinstance(key, str) else str(key))
+            out[key], m = _writable(item, depth + 1)
+            changed += n + m
+        return out, changed
+    items = []
+    for item in value:
+        item, n = _writable(item, depth + 1)
+        items.append(item)
+        changed += n
+    return items, changed
+
+
 def _currency_code(text: str) -> str:
     "A currency code from a `currency` field: CNY for 元/¥/RMB/人民币, USD for $/美元, else the upper-cased text."
     if _CNY.search(text): return "CNY"
@@ -371,7 +407,7 @@ def _record_cny(rec: Mapping[str, Any], rules: ValidationRules, out: Normalised)
 
 def _gpu_count(rec: Mapping[str, Any], rules: ValidationRules) -> int | None:
     count = rec.get("gpu_count")
-    if isinstance(count, (int, float)) and not isinstance(count, bool) and math.isfinite(count) and count >= 1:
+    if isinstance(count, (int, float)) and not isinstance(count, bool) and _finite(count) and count >= 1:
         return int(count)
     return split_gpu(rec["gpu"], rules)[1] if isinstance(rec.get("gpu"), str) else None
 

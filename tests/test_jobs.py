@@ -77,9 +77,10 @@ def test_no_api_key_appears_in_logs_records_reports_or_output(tmp_path, server, 
 def test_missing_key_is_a_clear_error_naming_the_variable(tmp_path, server, monkeypatch, capsys):
     for k in ("DASHSCOPE_API_KEY", "DEEPSEEK_API_KEY", "ARK_API_KEY"): monkeypatch.delenv(k, raising=False)
     config = fake_config_file(tmp_path, server)
-    assert main(["fetch", "token", "--config", str(config), "--out", str(tmp_path / "o")]) == 1
-    out = capsys.readouterr().out
-    assert "NOT updated" in out and any(v in out for v in ("DASHSCOPE_API_KEY", "DEEPSEEK_API_KEY", "ARK_API_KEY"))
+    # issue 16: missing keys are found before any call (one line per variable on stderr, exit 2 with no key at all)
+    assert main(["fetch", "token", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert all(err.count(v) == 1 for v in ("DASHSCOPE_API_KEY", "DEEPSEEK_API_KEY", "ARK_API_KEY")) and not server.requests
 
 
 def test_report_command_prints_tables_and_writes_files(tmp_path, server, keys, capsys):
@@ -89,7 +90,7 @@ def test_report_command_prints_tables_and_writes_files(tmp_path, server, keys, c
     assert main(["report", "--history", str(tmp_path / "data" / "performance_history.jsonl"), "--out", str(tmp_path / "rep"),
                  "--period", "h"]) == 0
     out = capsys.readouterr().out
-    assert "By model" in out and "latency_p95" in out
+    assert "By model" in out and "p95 (s)" in out     # issue 16: columns carry their units
     assert (tmp_path / "rep" / "report.png").stat().st_size > 1000 and (tmp_path / "rep" / "report.html").exists()
     assert main(["report", "--history", str(tmp_path / "missing.jsonl")]) == 1
 
@@ -161,9 +162,18 @@ def test_an_unwritable_output_is_reported_before_any_model_is_called(tmp_path, s
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     config = fake_config_file(tmp_path, server)
-    assert run_fetch(config, blocker / "site", "gpu", "token") == 1
-    assert "no model called" in capsys.readouterr().out
+    assert run_fetch(config, blocker / "site", "gpu", "token") in (1, 2)     # the command line's own check (2) or the job's (1)
+    captured = capsys.readouterr()
+    assert "site" in captured.out + captured.err
     assert server.requests == []
+    from computepulse_ai.orchestrator import AIOrchestrator
+    async def job():                                                         # the job's own check, for callers of the library
+        async with AIOrchestrator(str(config)) as orch:
+            lines = []
+            status = await fetch_data_sets(orch, ["gpu", "token"], blocker / "site", echo=lines.append)
+            return status, lines
+    status, lines = asyncio.run(job())
+    assert status == 1 and all("no model called" in line for line in lines[:2]) and server.requests == []
 
 
 def test_a_corrupt_previous_file_is_set_aside_and_the_log_says_what_happened(tmp_path, server, keys, caplog, capsys):
