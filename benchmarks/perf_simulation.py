@@ -1,9 +1,19 @@
-"""Simulator throughput and the default `simulate` time; last line is one JSON object.
+"""Simulator throughput on the real `simulate` path; the last line printed is one JSON object.
 
-sim_calls_per_s: simulated model calls per second through the real routing (select/explore), merging (weighted_vote)
-and learning (update_state) code, ADAPTIVE on the ComputePulse scenario, 10,000 runs × 300 requests at once, one process.
-simulate_default_s: wall time of the default `computepulse-ai simulate` (python -m computepulse_ai.simulation --json).
+sim_calls_per_s: simulated model calls per second of `simulation.simulate` — the code every benchmark and the
+    `simulate` command run (routing, stop rule, merging and learning of the decision loop, the world's draws) —
+    ADAPTIVE on the ComputePulse scenario, 10,000 runs × 300 requests at once, one process, one core.
+sim_calls_per_s_shipped: the same with the shipped configuration (per-task strategies and per-task bars).
+ns_per_call_by_requests: cost of one simulated call for 100 runs × 1,000 / 10,000 requests (and 100,000 and
+    1,000,000 with --full; the last holds ~6 GB of per-step results): a long run must cost the same per call as a short one (flat), not more.
+flatness: ns per call of the longest run / of the shortest (1.0 = flat).
+simulate_default_s: wall time of the default `computepulse-ai simulate --json` (exact frontier and bar sweeps
+    included); skipped with --quick.
+
+Figures on a shared, loaded machine are noisy: compare ratios, and say how loaded the machine was (load average
+is printed).
 """
+import argparse
 import contextlib
 import io
 import json
@@ -11,32 +21,52 @@ import os
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-from computepulse_ai.simulation import main, simulate
+from computepulse_ai.frontier import main
+from computepulse_ai.simulation import SimConfig, simulate
 
 
-def calls_per_second(policy: str, n_runs: int = 10_000, n_requests: int = 300) -> float:
-    simulate("computepulse", policy, 5, n_runs, seed=1)                       # warm up
+def calls_per_second(policy: str, n_runs: int, n_requests: int, config: SimConfig | None = None) -> tuple[float, float]:
+    "(calls per second, seconds) of one `simulate` call, after a short warm-up."
+    simulate("computepulse", policy, 5, n_runs, seed=1, config=config)
     started = time.perf_counter()
-    result = simulate("computepulse", policy, n_requests, n_runs, seed=1)
+    result = simulate("computepulse", policy, n_requests, n_runs, seed=1, config=config)
     elapsed = time.perf_counter() - started
-    return float(result.n_models.sum()) / elapsed
+    return float(result.n_models.sum()) / elapsed, elapsed
 
 
-def default_simulate_seconds() -> tuple[float, dict]:
+def default_simulate_seconds() -> float:
     out = io.StringIO()
     started = time.perf_counter()
-    with contextlib.redirect_stdout(out): main(["--json"])
-    return time.perf_counter() - started, json.loads(out.getvalue())
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()): main(["--json"])
+    elapsed = time.perf_counter() - started
+    json.loads(out.getvalue())   # it really produced its payload
+    return elapsed
 
 
 if __name__ == "__main__":
-    adaptive = calls_per_second("ADAPTIVE")
-    always_all = calls_per_second("always_all")
-    seconds, payload = default_simulate_seconds()
-    s = payload["strategies"]
-    print(f"ADAPTIVE {adaptive:,.0f} calls/s; always_all {always_all:,.0f} calls/s; default simulate {seconds:.1f} s")
-    print(json.dumps({"sim_calls_per_s": round(adaptive), "sim_calls_per_s_always_all": round(always_all),
-                      "simulate_default_s": round(seconds, 2),
-                      "adaptive_accuracy_share_of_all": round(s["ADAPTIVE"]["accuracy_share_of_all"], 4),
-                      "adaptive_cost_share_of_all": round(s["ADAPTIVE"]["cost_share_of_all"], 4)}))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="add the 1,000,000-request × 100-run point (minutes, GBs)")
+    parser.add_argument("--quick", action="store_true", help="skip the default `simulate` timing")
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    adaptive, _ = calls_per_second("ADAPTIVE", 10_000, 300)
+    shipped, _ = calls_per_second("per_task", 10_000, 300, SimConfig.from_config())
+    print(f"ADAPTIVE {adaptive:,.0f} calls/s; shipped per_task {shipped:,.0f} calls/s (10,000 runs × 300 requests)")
+    lengths = [1_000, 10_000] + ([100_000, 1_000_000] if args.full else [])
+    per_call = {n: float("inf") for n in lengths}
+    for repeat in range(2):   # interleaved and repeated: the least disturbed run of each length counts
+        for n in lengths:
+            rate, seconds = calls_per_second("ADAPTIVE", 100, n)
+            per_call[n] = min(per_call[n], 1e9 / rate)
+            print(f"100 runs × {n:,} requests: {seconds:.1f} s, {1e9 / rate:,.0f} ns per call")
+    seconds = None if args.quick else default_simulate_seconds()
+    if seconds is not None: print(f"default simulate --json: {seconds:.1f} s")
+    print(f"load average at start: {load:.2f} on {os.cpu_count()} cores")
+    print(json.dumps({"sim_calls_per_s": round(adaptive), "sim_calls_per_s_shipped": round(shipped),
+                      "ns_per_call_by_requests": {str(n): round(v) for n, v in per_call.items()},
+                      "flatness": round(per_call[lengths[-1]] / per_call[lengths[0]], 3),
+                      "simulate_default_s": None if seconds is None else round(seconds, 1),
+                      "load_average": round(load, 2)}))

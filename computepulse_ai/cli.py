@@ -233,9 +233,9 @@ def keyed_config(cfg, env=None):
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    "Refresh the data files; non-zero when any data set was not updated (its old file is kept) or records were not saved."
+    "Refresh the data files; non-zero when any data set failed validation (its old file is kept)."
     from computepulse_ai.config import ConfigManager, configure_logging
-    from computepulse_ai.jobs import fetch_job, run_until_signal
+    from computepulse_ai.jobs import run_fetch_job
     from computepulse_ai.metrics import FetchMetrics
     cfg = ConfigManager(args.config).current()           # a bad file: ConfigError, exit 2
     out = writable_folder(args.out, "--out")
@@ -252,8 +252,8 @@ def run_fetch(args: argparse.Namespace) -> int:
         try: port = metrics.serve(args.metrics_port)
         except OSError as e: raise CommandError(f"cannot serve metrics on port {args.metrics_port}: {e.strerror or e}") from None
         print(f"serving Prometheus metrics on port {port} (/metrics) while the job runs", file=sys.stderr)
-    try:   # fetch_job: each data set on its own, and exit 1 when the run's records could not all be saved
-        return run_until_signal(lambda: fetch_job(cfg, args.kinds, out, args.path, force=args.force, metrics=metrics))
+    try:
+        return run_fetch_job(cfg, args.kinds, out, args.path, force=args.force, metrics=metrics)
     finally:
         if args.metrics_textfile: metrics.write_textfile(args.metrics_textfile)
         metrics.close()
@@ -406,15 +406,18 @@ def run_demo_command(args: argparse.Namespace) -> int:
     "Run the demo and print its figures."
     import json as _json
     from computepulse_ai.config import configure_logging
+    from computepulse_ai.core import ComputePulseError
     from computepulse_ai.jobs import format_demo, run_demo, run_until_signal
     writable_folder(args.out, "--out")
+    if args.rounds < 1: raise CommandError("--rounds must be at least 1", USAGE_ERROR)
     configure_logging(level="ERROR", handler=True)    # the demo's own output is the table; errors above the bar
     defects = None
     if args.messy:
         from computepulse_ai.fakes import DefectRates
         defects = DefectRates()
-    summary = run_until_signal(lambda: run_demo(args.rounds, args.out, args.seed, progress=not args.json, resume=args.resume,
-                                                defects=defects))
+    try: summary = run_until_signal(lambda: run_demo(args.rounds, args.out, args.seed, progress=not args.json, resume=args.resume,
+                                                     defects=defects))
+    except ComputePulseError as e: print(f"demo: {e}", file=sys.stderr); return 1
     print(_json.dumps(summary, ensure_ascii=False) if args.json else format_demo(summary))
     return 0
 
@@ -424,12 +427,13 @@ register_command("demo", "The main job, offline: fake providers on 127.0.0.1, re
 
 # %% ../nbs/15_cli.ipynb #815dc2e6
 def _configure_simulate(parser: argparse.ArgumentParser) -> None:
-    try: from computepulse_ai.simulation import configure_simulate_parser
+    try: from computepulse_ai.frontier import configure_simulate_parser
     except ImportError as e:   # one broken module must not take the whole command line down
         parser.description = f"unavailable: {e}"
         return
     configure_simulate_parser(parser)
 
 
-register_command("simulate", "Compare routing strategies and baselines on a simulated scenario (offline, seconds).",
-                 _configure_simulate, "computepulse_ai.simulation:run_simulate")
+register_command("simulate", "Compare routing strategies and baselines with the exact frontier on a simulated scenario "
+                 "(offline; the work grows with --requests × --seeds simulated requests per policy).",
+                 _configure_simulate, "computepulse_ai.frontier:run_simulate")

@@ -159,7 +159,8 @@ OPTIONS: list[Option] = [
     Option("storage.durability", "each", choice("each", "batch", "close"), "When history records are fsynced: every record, every batch, or at close."),
     Option("storage.batch_size", 100, number(1, integer=True), "History records per batched write."),
     Option("storage.flush_interval_s", 5.0, number(0), "Longest time a history record waits in memory (batch durability)."),
-    Option("storage.save_scores_every", 1, number(1, integer=True), "Save the scores file every this many requests (and at shutdown)."),
+    Option("storage.save_scores_every", 1, number(1, integer=True), "Snapshot the scores at most every this many requests (and at shutdown)."),
+    Option("storage.snapshot_interval_s", 30.0, number(0), "Least time between two scores snapshots (written off the event loop; the history replays what came after)."),
     Option("storage.retention.max_age_days", 365, number(0.001, optional=True), "History older than this moves to compressed archives (null: keep all)."),
     Option("storage.retention.max_bytes", None, number(1, optional=True, integer=True), "Live history file size limit in bytes (null: none)."),
     Option("storage.retention.archive", True, boolean, "Archive pruned history (readable by queries) instead of deleting it."),
@@ -233,9 +234,10 @@ class Config:
     def load(cls, path: Path | str) -> "Config":
         "Read and check a JSON config file."
         path = Path(path)
-        try: doc = json.loads(path.read_text(encoding="utf-8"))
+        try: doc = json.loads(path.read_text(encoding="utf-8-sig"))   # a BOM (Windows editors add one) is not an error
         except FileNotFoundError: raise ConfigError(f"{path}: no such config file") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        except OSError as e: raise ConfigError(f"{path}: unreadable ({e.strerror or e})") from None
         return cls.from_dict(doc, str(path))
 
     def __getitem__(self, path: str) -> Any:

@@ -147,13 +147,14 @@ class RepeatFilter(logging.Filter):
                  clock: Callable[[], float] = time.monotonic):     # the time source (injected by tests)
         super().__init__()
         self.interval_s, self.levels, self.clock = interval_s, levels, clock
-        self._seen: dict[tuple, list] = {}     # (logger, level, message less numbers) -> [time let through, repeats held, last]
+        self._seen: dict[tuple, list] = {}     # (logger, level, message template) -> [time let through, repeats held, last]
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith("computepulse_ai") or record.levelno not in self.levels: return True
         if getattr(record, "repeat_summary", False): return True
-        key = (record.name, record.levelno, _NUMBERS.sub("#", record.getMessage()))
+        template = record.msg if record.args else _NUMBERS.sub("#", str(record.msg))   # one message whatever its arguments
+        key = (record.name, record.levelno, template)
         now = self.clock()
         with self._lock:
             seen = self._seen.get(key)
@@ -388,8 +389,6 @@ class PerformanceRecord(JsonModel):
     success: bool = True                        # False when the call itself failed
     accuracy: float | None = None               # fraction of data points right, in [0, 1], when known
     source: str = "validation"                  # what set the correctness: validation, user_correction, simulation
-    learned: float | None = None                # the observation the learning engine took from it, in [0, 1] (None: scores did not move)
-    epoch: int | None = None                    # the scores snapshot epoch it was recorded in (the write-ahead-log position)
 
     def __post_init__(self):
         n = "PerformanceRecord"
@@ -403,8 +402,6 @@ class PerformanceRecord(JsonModel):
         for f in ("token_count", "input_tokens", "output_tokens"): setattr(self, f, check_int(n, f, getattr(self, f)))
         if not isinstance(self.success, bool): raise InvalidFieldError(n, "success", self.success, "true or false")
         self.accuracy = check_number(n, "accuracy", self.accuracy, 0, 1, optional=True)
-        self.learned = check_number(n, "learned", self.learned, 0, 1, optional=True)
-        if self.epoch is not None: self.epoch = check_int(n, "epoch", self.epoch)
 
 # %% ../nbs/00_core.ipynb #b5b38509
 @dataclass

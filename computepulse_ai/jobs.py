@@ -307,17 +307,18 @@ async def fetch_job(config,                       # a Config, or the JSON config
     return status
 
 
-def run_fetch_job(config: str | Path,               # the JSON configuration
+def run_fetch_job(config,                          # a Config, or the JSON configuration's path
                   kinds: list[str],                 # data sets to refresh
                   out_dir: str | Path,              # where the data files live
                   path: str | None = None,          # learned / legacy / shadow (None: the config's flag)
                   force: bool = False,              # write files even when they would shrink past the guard
-                  echo: Callable[[str], Any] = print) -> int:
+                  echo: Callable[[str], Any] = print,
+                  metrics=None) -> int:             # a metrics.FetchMetrics told each fetch's outcome (optional)
     "The `fetch` command: the orchestrator's whole life around `fetch_data_sets`; non-zero when any data set or any record was not saved."
-    from computepulse_ai.config import ConfigManager, configure_logging
-    cfg = ConfigManager(config).current()
+    from computepulse_ai.config import Config, ConfigManager, configure_logging
+    cfg = config if isinstance(config, Config) else ConfigManager(config).current()
     configure_logging(cfg, handler=True)                 # the hourly job logs to stderr, as configured
-    return run_until_signal(lambda: fetch_job(cfg, kinds, out_dir, path, force, echo=echo))
+    return run_until_signal(lambda: fetch_job(cfg, kinds, out_dir, path, force, metrics=metrics, echo=echo))
 
 # %% ../nbs/13a_jobs.ipynb #ec48ec29
 DEMO_MARKER = ".computepulse-demo"   # in the demo's storage folder: "made by the demo, the next demo may remove it"

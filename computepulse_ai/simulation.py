@@ -34,9 +34,8 @@ from .decision import (STRATEGY_PRESETS, answer_posterior, call_gain, learn, lea
 __all__ = ['DRIFT_KINDS', 'COMPUTEPULSE_MIX', 'PRESETS', 'ROUTER_STRATEGIES', 'BASELINES', 'POLICIES', 'CLI_POLICIES', 'SimModel',
            'Drift', 'Timeline', 'Scenario', 'computepulse_models', 'preset', 'WorldDraw', 'draw_world',
            'strategy_arguments', 'SimConfig', 'SimulationResult', 'StepSignal', 'world_classes', 'simulate',
-           'recovery_requests', 'frontier', 'frontier_area', 'kept_share', 'compare', 'answer_values', 'value_labels',
-           'label_is_right', 'evaluate', 'grid', 'sweep', 'configure_simulate_parser', 'cli_threshold', 'run_simulate',
-           'write_outputs', 'plot_frontier', 'main']
+           'recovery_requests', 'drift_changes', 'frontier', 'compare', 'answer_values', 'value_labels',
+           'label_is_right', 'evaluate', 'grid', 'sweep']
 
 # %% ../nbs/14_simulation.ipynb #b3374329
 @dataclass
@@ -248,7 +247,7 @@ class SimConfig:
     exploration: str = "epsilon"          # "epsilon", "thompson" or "none" (as RouterConfig.exploration)
     epsilon: float = 0.1                  # ε-greedy probability of adding one model
     explore_below_samples: float = 10     # only models with fewer observations are explored (inf: audit any model)
-    quality_threshold: float | None = None  # bar (None: the scenario's)
+    quality_threshold: float | None = None  # bar of task types missing from task_thresholds (None: the scenario's)
     strategies: Mapping[str, str] | None = None  # per_task: task type -> strategy (None: routing.default_strategies())
     truth_feedback: float = 0.0           # share of requests whose ground truth reaches feedback (user corrections)
     review_threshold: float = 0.0         # nothing is learned when every contributor's score is below this (0: as the orchestrator, which always learns from cross-checked answers)
@@ -262,6 +261,30 @@ class SimConfig:
         return cls(estimator=estimator or EwmaEstimator(), exploration=config.exploration, epsilon=config.epsilon,
                    explore_below_samples=config.explore_below_samples, quality_threshold=config.quality_threshold,
                    strategies={t.value: s.value for t, s in config.strategies.items()}, **overrides)
+
+    @classmethod
+    def from_config(cls, config=None, **overrides) -> "SimConfig":
+        "The simulation settings of a checked `config.Config` (default: the shipped defaults): estimator, exploration, strategies, bars, error price."
+        from computepulse_ai.config import Config
+        config = config or Config.from_dict({})
+        learning = config.section("learning")
+        if learning["estimator"] == "agreement":
+            estimator = AgreementEstimator(discount=learning["discount"], label_weight=learning["label_weight"])
+        elif learning["estimator"] == "beta": estimator = BetaEstimator(discount=learning["discount"])
+        else: estimator = EwmaEstimator(decay=learning["decay"], full_confidence_n=learning["full_confidence_n"],
+                                        smoothing=learning["smoothing"], prior=learning["prior"])
+        price = config["routing.error_price_usd"]
+        settings = dict(estimator=estimator, exploration=config["routing.exploration"], epsilon=config["routing.epsilon"],
+                        explore_below_samples=config["routing.explore_below_samples"],
+                        quality_threshold=config["quality_threshold"], task_thresholds=dict(config["routing.task_thresholds"]),
+                        strategies=dict(config["routing.strategies"]), error_price=math.inf if price is None else price)
+        return cls(**{**settings, **overrides})
+
+    def bars(self, scenario: "Scenario") -> np.ndarray:
+        "The quality bar of each task type, in `TASK_TYPES` order."
+        base = scenario.quality_threshold if self.quality_threshold is None else self.quality_threshold
+        table = self.task_thresholds or {}
+        return np.array([float(table.get(t.value, base)) for t in TASK_TYPES])
 
 # %% ../nbs/14_simulation.ipynb #ab139d26
 def _cells(state: np.ndarray, task: np.ndarray) -> np.ndarray:
@@ -419,7 +442,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     pairs = engine.pairs                                                # (2, runs, task types, models, models)
     cell_base = _cell_base(state)
     threshold = scenario.quality_threshold if config.quality_threshold is None else config.quality_threshold
-    bars = np.array([float((config.task_thresholds or {}).get(t.value, threshold)) for t in TASK_TYPES])
+    bars = config.bars(scenario)                                        # the bar of each task type
     limit = scenario.cost_limit
     costs = np.array([m.expected_cost() for m in scenario.models])
     latencies = np.array([m.latency_s for m in scenario.models])
@@ -541,7 +564,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
 
     params = {"estimator": estimator.name, **{k: v for k, v in asdict(estimator).items()},
               "exploration": config.exploration, "epsilon": config.epsilon,
-              "explore_below_samples": config.explore_below_samples, "quality_threshold": threshold,
+              "explore_below_samples": config.explore_below_samples, "quality_threshold": {t.value: float(b) for t, b in zip(TASK_TYPES, bars)},
               "truth_feedback": config.truth_feedback, "error_price": config.error_price}
     out = {k: np.ascontiguousarray(v.T) for k, v in out.items()}   # (runs, steps)
     return SimulationResult(scenario.name, policy, oracle, params, tasks, out["correct"].astype(bool), out["cost"],
@@ -574,6 +597,17 @@ def recovery_requests(result: SimulationResult,    # the policy
     return float(ok[0]) if len(ok) else math.nan
 
 
+def drift_changes(scenario: Scenario, n_requests: int) -> list[tuple[int, str]]:
+    "(request index, task type) of each accuracy change to recover from: the drift's own task type, else the scenario's main one."
+    main = TASK_TYPES[int(np.argmax(scenario.task_probabilities()))].value
+    out = []
+    for d in scenario.drifts:
+        if d.kind not in ("abrupt", "gradual"): continue
+        step = d.start if d.kind == "abrupt" else (d.end if d.end is not None else n_requests)
+        if 0 < step < n_requests: out.append((step, d.task_type or main))
+    return out
+
+
 def frontier(cost: Sequence[float], accuracy: Sequence[float]) -> np.ndarray:
     "Indices of the Pareto-optimal points (no other point is cheaper and at least as accurate), by cost."
     cost, accuracy = np.asarray(cost, float), np.asarray(accuracy, float)
@@ -582,23 +616,6 @@ def frontier(cost: Sequence[float], accuracy: Sequence[float]) -> np.ndarray:
     for i in order:
         if accuracy[i] > best: keep.append(i); best = accuracy[i]
     return np.array(keep, int)
-
-
-def frontier_area(cost: Sequence[float], accuracy: Sequence[float]) -> float:
-    "RouterBench-style AIQ: mean accuracy along the Pareto frontier (linear between points) over [cheapest, dearest] cost."
-    cost, accuracy = np.asarray(cost, float), np.asarray(accuracy, float)
-    idx = frontier(cost, accuracy)
-    low, high = cost.min(), cost.max()
-    if high <= low: return float(accuracy.max())
-    xs = np.concatenate([(cost[idx] - low) / (high - low), [1.0]]); ys = np.concatenate([accuracy[idx], [accuracy[idx][-1]]])
-    return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2))
-
-
-def kept_share(summary: pd.DataFrame, cost_share: float = 0.5, reference: str = "always_all") -> float:
-    "Best accuracy any policy reaches within `cost_share` of the reference's cost, as a share of the reference's accuracy."
-    ref = summary.loc[reference]
-    within = summary[summary["cost"] <= cost_share * ref["cost"]]
-    return float(within["accuracy"].max() / ref["accuracy"]) if len(within) else 0.0
 
 # %% ../nbs/14_simulation.ipynb #0393dcd2
 def compare(scenario: Scenario | str,             # a Scenario or a preset name
@@ -615,7 +632,7 @@ def compare(scenario: Scenario | str,             # a Scenario or a preset name
     configs = dict(configs or {})
     names = list(policies) + [n for n in configs if n not in policies]
     rows, results = [], {}
-    abrupt = [d for d in scenario.drifts if d.kind == "abrupt"]
+    change = next(iter(drift_changes(scenario, n_requests)), None)
     bar = _progress(total=len(names), desc=f"simulate {scenario.name}", disable=not progress)
     for name in names:
         base = name.split("+")[0]
@@ -624,9 +641,8 @@ def compare(scenario: Scenario | str,             # a Scenario or a preset name
         twin = result if result.oracle else simulate(scenario, base, n_requests, n_runs, seed, cfg, oracle=True)
         row = {"policy": name, **result.summary(), "oracle_accuracy": float(twin.correct.mean()),
                "regret": float(twin.correct.mean() - result.correct.mean())}
-        if abrupt:
-            d = abrupt[0]
-            row["recovery_requests"] = recovery_requests(result, twin, d.start, d.task_type or TASK_TYPES[0].value)
+        if change is not None:
+            row["recovery_requests"] = recovery_requests(result, twin, *change)
         rows.append(row); results[name] = result
         bar.update(1)
     bar.close()
@@ -680,18 +696,23 @@ def label_is_right(values: np.ndarray, labels: np.ndarray, winners: np.ndarray, 
 
 # %% ../nbs/14_simulation.ipynb #a6533ae8
 _ESTIMATOR_KEYS = {"ewma": ("decay", "full_confidence_n", "smoothing", "prior"),
-                   "beta": ("discount", "prior_successes", "prior_failures")}
+                   "beta": ("discount", "prior_successes", "prior_failures"),
+                   "agreement": ("discount", "prior_successes", "prior_failures", "label_weight")}
+_ESTIMATORS = {"ewma": EwmaEstimator, "beta": BetaEstimator, "agreement": AgreementEstimator}
 _RUN_KEYS = ("scenario", "policy", "n_requests", "n_runs", "seed")
 
 
 def evaluate(params: Mapping[str, Any]) -> dict[str, Any]:
-    "One sweep configuration: simulate the policy and its oracle twin; a flat row of parameters and metrics."
+    "One sweep configuration on top of the shipped settings (per-task bars included): the policy and its oracle twin, one flat row."
     p = dict(params)
     run = {k: p.pop(k) for k in _RUN_KEYS if k in p}
-    kind = p.pop("estimator", "ewma")
-    est_args = {k: p.pop(k) for k in _ESTIMATOR_KEYS[kind] if k in p}
-    estimator = EwmaEstimator(**est_args) if kind == "ewma" else BetaEstimator(**est_args)
-    config = SimConfig(estimator=estimator, **p)
+    ewma_keys = any(k in p for k in ("decay", "full_confidence_n", "smoothing"))
+    kind = p.pop("estimator", "ewma" if ewma_keys else None)   # None: the shipped estimator
+    if "quality_threshold" in p: p.setdefault("task_thresholds", {})   # a swept bar applies to every task type
+    if kind is not None:
+        est_args = {k: p.pop(k) for k in _ESTIMATOR_KEYS[kind] if k in p}
+        p["estimator"] = _ESTIMATORS[kind](**est_args)
+    config = SimConfig.from_config(**p)
     summary, _ = compare(run.get("scenario", "steady"), [run.get("policy", "ADAPTIVE")], run.get("n_requests", 1000),
                          run.get("n_runs", 100), run.get("seed", 0), config)
     row = summary.iloc[0].to_dict()
@@ -744,98 +765,3 @@ def sweep(param_grid: Mapping[str, Sequence[Any]],  # parameter -> values; every
 # %% ../nbs/14_simulation.ipynb #585160da
 CLI_POLICIES = ("SINGLE_FAST", "DUAL_VALIDATION", "TRIPLE_CONSENSUS", "ADAPTIVE", "per_task",
                 "always_all", "random", "cheapest", "cascade", "oracle")
-
-
-def configure_simulate_parser(parser: argparse.ArgumentParser) -> None:
-    "Add the `simulate` options to `parser`."
-    parser.add_argument("--scenario", default="computepulse", choices=PRESETS, help="scenario preset")
-    parser.add_argument("--requests", type=int, default=1000, help="requests per run")
-    parser.add_argument("--seeds", type=int, default=200, help="independent runs (seeds), simulated together")
-    parser.add_argument("--seed", type=int, default=0, help="base seed")
-    parser.add_argument("--quality-threshold", type=float, default=None,
-                        help="quality bar of the simulated requests (default: the configuration's bar for price extraction, "
-                             "the ComputePulse scenario's main task)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--out", default=None, help="directory for CSV results and PNG plots")
-
-
-def _cli_configs(threshold: float) -> dict[str, SimConfig]:
-    return {"ADAPTIVE+thompson": SimConfig(estimator=BetaEstimator(), exploration="thompson", quality_threshold=threshold)}
-
-
-def cli_threshold(args: argparse.Namespace) -> float:
-    "The bar `simulate` uses: --quality-threshold, else the configuration's default bar for price extraction."
-    from computepulse_ai.config import Config
-    if getattr(args, "quality_threshold", None) is not None: return args.quality_threshold
-    cfg = Config.from_dict({})
-    return cfg["routing.task_thresholds"].get("price_extraction", cfg["quality_threshold"])
-
-
-def run_simulate(args: argparse.Namespace) -> int:
-    "Run the strategy comparison; print a table or one JSON object; optionally write CSV + PNG."
-    threshold = cli_threshold(args)
-    summary, results = compare(args.scenario, CLI_POLICIES, args.requests, args.seeds, args.seed,
-                               config=SimConfig(quality_threshold=threshold), configs=_cli_configs(threshold),
-                               progress=not args.json)
-    columns = ["accuracy", "cost", "latency_p50", "models_per_request", "regret"]
-    extra = ["recovery_requests"] if "recovery_requests" in summary else []
-    summary["accuracy_share_of_all"] = summary["accuracy"] / summary.loc["always_all", "accuracy"]
-    summary["cost_share_of_all"] = summary["cost"] / summary.loc["always_all", "cost"]
-    shares = ["accuracy_share_of_all", "cost_share_of_all"]
-    if args.json:
-        clean = lambda v: None if isinstance(v, float) and math.isnan(v) else v
-        payload = {"scenario": args.scenario, "requests": args.requests, "seeds": args.seeds, "quality_threshold": threshold,
-                   "strategies": {name: {k: clean(float(row[k])) for k in columns + shares + extra} for name, row in summary.iterrows()},
-                   "aiq": frontier_area(summary["cost"], summary["accuracy"]),
-                   "kept_at_half_cost": kept_share(summary, 0.5)}
-        print(json.dumps(payload))
-    else:
-        with pd.option_context("display.width", 160, "display.max_columns", 20):
-            print(summary[columns + shares + extra].round(4).to_string())
-    if args.out:
-        write_outputs(Path(args.out), summary, results)
-        if not args.json: print(f"wrote {args.out}")
-    return 0
-
-
-def write_outputs(directory: Path, summary: pd.DataFrame, results: Mapping[str, SimulationResult]) -> None:
-    "summary.csv, steps.csv (per policy × step means), frontier.png and accuracy_over_time.png."
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    directory.mkdir(parents=True, exist_ok=True)
-    summary.to_csv(directory / "summary.csv")
-    steps = pd.concat([pd.DataFrame({"policy": name, "step": np.arange(r.n_steps), "accuracy": r.correct.mean(0),
-                                     "cost": r.cost.mean(0), "latency": r.latency.mean(0),
-                                     "tracking_error": r.tracking_error.mean(0)}) for name, r in results.items()])
-    steps.to_csv(directory / "steps.csv", index=False)
-    fig = plot_frontier(summary); fig.savefig(directory / "frontier.png", dpi=100); plt.close(fig)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for name, group in steps.groupby("policy"):
-        ax.plot(group["step"], group["accuracy"].rolling(25, min_periods=1).mean(), label=name)
-    ax.set_xlabel("request"); ax.set_ylabel("merged accuracy (rolling 25)"); ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout(); fig.savefig(directory / "accuracy_over_time.png", dpi=100); plt.close(fig)
-
-
-def plot_frontier(summary: pd.DataFrame, ax=None):
-    "Accuracy vs cost per policy, with the Pareto frontier."
-    import matplotlib.pyplot as plt
-    fig = None
-    if ax is None: fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter(summary["cost"] * 1e3, summary["accuracy"])
-    for name, row in summary.iterrows(): ax.annotate(name, (row["cost"] * 1e3, row["accuracy"]), fontsize=7)
-    idx = frontier(summary["cost"], summary["accuracy"])
-    ax.plot(summary["cost"].iloc[idx] * 1e3, summary["accuracy"].iloc[idx], "--", color="grey")
-    ax.set_xlabel("cost per request (USD × 1000)"); ax.set_ylabel("merged-answer accuracy")
-    return fig if fig is not None else ax.figure
-
-
-def main(argv: list[str] | None = None) -> int:
-    "`python -m computepulse_ai.simulation [options]`."
-    parser = argparse.ArgumentParser(prog="python -m computepulse_ai.simulation", description="Offline strategy comparison.")
-    configure_simulate_parser(parser)
-    return run_simulate(parser.parse_args(argv))
-
-# %% ../nbs/14_simulation.ipynb #592f8659
-if __name__ == "__main__" and "get_ipython" not in globals():  # run as a script, not inside a notebook
-    sys.exit(main())

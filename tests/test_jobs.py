@@ -162,10 +162,9 @@ def test_an_unwritable_output_is_reported_before_any_model_is_called(tmp_path, s
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     config = fake_config_file(tmp_path, server)
-    assert run_fetch(config, blocker / "site", "gpu", "token") in (1, 2)     # the command line's own check (2) or the job's (1)
-    captured = capsys.readouterr()
-    assert "site" in captured.out + captured.err
-    assert server.requests == []
+    assert run_fetch(config, blocker / "site", "gpu", "token") == 2        # a usage error: the command line names the folder
+    assert "cannot write there" in capsys.readouterr().err
+    assert server.requests == []                                          # checked before any model is paid for
     from computepulse_ai.orchestrator import AIOrchestrator
     async def job():                                                         # the job's own check, for callers of the library
         async with AIOrchestrator(str(config)) as orch:
