@@ -395,12 +395,12 @@ class ModelAdapter:
         except TimeoutError:   # our deadline (a stray TimeoutError from below is a timeout of the model)
             error = self._deadline_error(progress, deadline_s, timeout_s, loop.time()) if deadline_at is not None \
                 else self._error(ProviderTimeoutError, "timed out", attempts=max(progress.attempts, 1), queue_s=progress.queue_s)
-            _log.warning("%s", error)
+            _log.info("%s", error)          # raised to the caller, who reports it (the executor: one WARNING)
             raise error from None
         except ProviderError as error:
             error.provider, error.model = error.provider or self.spec.provider, error.model or self.spec.name
             error.queue_s = progress.queue_s
-            _log.warning("%s", error)
+            _log.info("%s", error)          # raised to the caller, who reports it (the executor: one WARNING)
             raise
 
     def _deadline_error(self, progress: _Progress, deadline_s: float, timeout_s: float | None, now: float) -> ProviderError:

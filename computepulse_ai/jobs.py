@@ -33,8 +33,8 @@ from .validation import merge_spec, normalise_answers, validate
 # %% auto #0
 __all__ = ['log', 'PROMPTS', 'FILES', 'DEMO_MARKER', 'run_until_signal', 'PreviousFile', 'read_previous', 'read_existing',
            'check_writable', 'write_data_file', 'FileUpdate', 'update_records', 'shrink_reason', 'fetch_data_sets',
-           'run_fetch_job', 'prepare_demo_storage', 'demo_models', 'demo_config', 'served_accuracy', 'run_demo',
-           'summarise_demo', 'format_demo']
+           'fetch_job', 'run_fetch_job', 'prepare_demo_storage', 'demo_models', 'demo_config', 'served_accuracy',
+           'run_demo', 'summarise_demo', 'format_demo']
 
 # %% ../nbs/13a_jobs.ipynb #6b63d93f
 log = get_logger("computepulse_ai.jobs")
@@ -288,7 +288,26 @@ async def _fetch_one(service: CollaborationService, kind: str, previous: Previou
     return True
 
 
-def run_fetch_job(config: str | Path,               # the JSON configuration
+async def fetch_job(config,                       # a Config, or the JSON configuration's path
+                    kinds: list[str],             # data sets to refresh
+                    out_dir: str | Path,          # where the data files live
+                    path: str | None = None,      # learned / legacy / shadow (None: the config's flag)
+                    force: bool = False,          # write files even when they would shrink past the guard
+                    metrics=None,                 # a metrics.FetchMetrics (optional)
+                    echo: Callable[[str], Any] = print) -> int:
+    "Start an orchestrator, fetch, close it; 1 when any data set was not updated or the run's records could not all be saved."
+    orchestrator = AIOrchestrator(config)
+    await orchestrator.start()
+    status = 1
+    try: status = await fetch_data_sets(orchestrator, kinds, Path(out_dir), path, echo, force, metrics=metrics)
+    finally: saved = await orchestrator.aclose()
+    if not saved:
+        log.error("this run's records (scores, history, request log) could not all be saved: exit status 1")
+        return 1
+    return status
+
+
+def run_fetch_job(config,                          # a Config, or the JSON configuration's path
                   kinds: list[str],                 # data sets to refresh
                   out_dir: str | Path,              # where the data files live
                   path: str | None = None,          # learned / legacy / shadow (None: the config's flag)
@@ -296,19 +315,10 @@ def run_fetch_job(config: str | Path,               # the JSON configuration
                   echo: Callable[[str], Any] = print,
                   metrics=None) -> int:             # a metrics.FetchMetrics told each fetch's outcome (optional)
     "The `fetch` command: the orchestrator's whole life around `fetch_data_sets`; non-zero when any data set or any record was not saved."
-    async def job() -> int:
-        from computepulse_ai.config import configure_logging
-        orchestrator = AIOrchestrator(config)
-        configure_logging(orchestrator.manager.current(), handler=True)   # the hourly job logs to stderr, as configured
-        await orchestrator.start()
-        status = 1
-        try: status = await fetch_data_sets(orchestrator, kinds, Path(out_dir), path, echo, force, metrics=metrics)
-        finally: saved = await orchestrator.aclose()
-        if not saved:
-            log.error("this run's records (scores, history, request log) could not all be saved: exit status 1")
-            return 1
-        return status
-    return run_until_signal(job)
+    from computepulse_ai.config import Config, ConfigManager, configure_logging
+    cfg = config if isinstance(config, Config) else ConfigManager(config).current()
+    configure_logging(cfg, handler=True)                 # the hourly job logs to stderr, as configured
+    return run_until_signal(lambda: fetch_job(cfg, kinds, out_dir, path, force, metrics=metrics, echo=echo))
 
 # %% ../nbs/13a_jobs.ipynb #ec48ec29
 DEMO_MARKER = ".computepulse-demo"   # in the demo's storage folder: "made by the demo, the next demo may remove it"

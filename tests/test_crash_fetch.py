@@ -168,10 +168,11 @@ def test_sigkill_fetch_at_random_moments_leaves_everything_loadable(tmp_path, wo
         first = forks.run(argv("learned"), None, tmp_path / "runs.log")      # how long a whole run takes here
         assert first["rc"] in (0, 1), (tmp_path / "runs.log").read_text()[-3000:]
         checker.all()
-        span = max(first["elapsed"], 0.3) * 1.2
+        whole = [first["elapsed"]]                     # durations of runs that finished: kill moments span a whole run
         kills, runs, paths = 0, 0, {"learned": 0, "shadow": 0}
         while kills < KILLS and runs < 4 * KILLS:
             path = ("learned", "shadow")[runs % 2]
+            span = 1.1 * sorted(whole)[len(whole) // 2]    # the first run is cold: follow the median of finished runs
             result = forks.run(argv(path), rng.uniform(0.0, span), tmp_path / "runs.log")
             runs += 1
             if result["killed"]:
@@ -179,6 +180,7 @@ def test_sigkill_fetch_at_random_moments_leaves_everything_loadable(tmp_path, wo
                 paths[path] += 1
             else:
                 assert result["rc"] in (0, 1), (tmp_path / "runs.log").read_text()[-3000:]   # never a crash
+                whole.append(result["elapsed"])
             checker.all()
         final = forks.run(argv("shadow"), None, tmp_path / "runs.log")         # and the job still runs afterwards
         assert final["rc"] in (0, 1), (tmp_path / "runs.log").read_text()[-3000:]

@@ -165,6 +165,14 @@ def test_an_unwritable_output_is_reported_before_any_model_is_called(tmp_path, s
     assert run_fetch(config, blocker / "site", "gpu", "token") == 2        # a usage error: the command line names the folder
     assert "cannot write there" in capsys.readouterr().err
     assert server.requests == []                                          # checked before any model is paid for
+    from computepulse_ai.orchestrator import AIOrchestrator
+    async def job():                                                         # the job's own check, for callers of the library
+        async with AIOrchestrator(str(config)) as orch:
+            lines = []
+            status = await fetch_data_sets(orch, ["gpu", "token"], blocker / "site", echo=lines.append)
+            return status, lines
+    status, lines = asyncio.run(job())
+    assert status == 1 and all("no model called" in line for line in lines[:2]) and server.requests == []
 
 
 def test_a_corrupt_previous_file_is_set_aside_and_the_log_says_what_happened(tmp_path, server, keys, caplog, capsys):
