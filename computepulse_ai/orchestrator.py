@@ -32,7 +32,7 @@ from .merging import MergeSpec, merge_answers, merge_scalars, truth_discovery
 from .routing import AdaptiveRouter, NoRoutableModelError, RouterConfig, RoutingDecision
 from .storage import (Durability, HistoryLog, RetentionPolicy, StorageManager, atomic_write_bytes,
                                      read_state_file)
-from .tracking import PerformanceTracker, RequestRecord
+from .tracking import PerformanceTracker, RequestRecord, answer_digest, answer_values, call_entry
 from .validation import ValidationResult, ValidationRules, merge_spec, normalise_answers, validate
 
 # %% auto #0
@@ -582,6 +582,8 @@ class AIOrchestrator:
         if self.storage.degraded and "storage" not in result.degraded: result.degraded.append("storage")
         if request.task_type is not None:
             validation = result.validation
+            decision = result.decision if not result.cache_hit else None
+            calls = [call_entry(r, self._logged_answer(r, request.data_type)) for r in result.responses] if decision else None
             self.tracker.record_request(RequestRecord(
                 request.id, request.task_type, strategy=result.decision.strategy if result.decision and not result.cache_hit else None,
                 models=result.models, total_time_s=result.total_time_s, total_cost_usd=result.cost_usd, cache_hit=result.cache_hit,
@@ -589,9 +591,21 @@ class AIOrchestrator:
                 needs_review=bool(result.merged and result.merged.needs_review),
                 accepted=len(validation.accepted) if validation else None, rejected=len(validation.rejected) if validation else None,
                 degraded=list(result.degraded), data_type=request.data_type, epoch=self.storage.epoch,
-                scores=self._changed_scores(result.models, request.task_type)))
+                scores=self._changed_scores(result.models, request.task_type),
+                probabilities=dict(decision.probabilities) if decision else None, explored=decision.explored if decision else None,
+                calls=calls, merged_digest=answer_digest(result.data) if decision and result.success else None,
+                merged_values=answer_values(result.data) if decision and result.success else None))
         if not await asyncio.wrap_future(self.storage.commit()) and "storage" not in result.degraded:
             result.degraded.append("storage")   # the records wait in memory until the disk works again
+
+    def _logged_answer(self, response: Response, data_type: str | None):
+        "The normalised answer of a response, as the merger saw it (replay logs its digest and values)."
+        if not response.success: return None
+        data = response.data if response.data is not None else (response.text.strip() or None)
+        if data_type and data is not None:
+            try: data = normalise_answers({response.model: data}, data_type, self.rules)[0][response.model]
+            except Exception: pass   # logged as it came: the merger saw it so too
+        return data
 
     # ---- feedback from people -------------------------------------------------------------------------
     def correct(self, request_id: str,                  # the request being corrected

@@ -33,7 +33,7 @@ from .decision import (STRATEGY_PRESETS, answer_posterior, call_gain, learn, lea
 # %% auto #0
 __all__ = ['DRIFT_KINDS', 'COMPUTEPULSE_MIX', 'PRESETS', 'ROUTER_STRATEGIES', 'BASELINES', 'POLICIES', 'CLI_POLICIES', 'SimModel',
            'Drift', 'Timeline', 'Scenario', 'computepulse_models', 'preset', 'WorldDraw', 'draw_world',
-           'strategy_arguments', 'SimConfig', 'SimulationResult', 'StepSignal', 'world_classes', 'simulate',
+           'strategy_arguments', 'SimConfig', 'SimulationResult', 'StepSignal', 'world_classes', 'StepLog', 'simulate',
            'recovery_requests', 'drift_changes', 'frontier', 'compare', 'answer_values', 'value_labels',
            'label_is_right', 'evaluate', 'grid', 'sweep']
 
@@ -418,6 +418,16 @@ def _presets(kind: str, task: np.ndarray, per_task: Mapping[int, RoutingStrategy
     return strategies, target, voi
 
 
+@dataclass
+class StepLog:
+    "One simulated step as a request log holds it (replay): who was called and with what probability, what came back."
+    chosen: np.ndarray       # (runs, models) bool: the initial set (exploration included)
+    propensity: np.ndarray   # (runs, models) probability each model had of being in the initial set (routing + ε-exploration)
+    called: np.ndarray       # (runs, models) bool: every call made (escalations included)
+    world: WorldDraw         # what each model returned (labels, latency, cost, failed) — for uncalled models too
+    correct: np.ndarray      # (runs,) the merged answer was right
+
+
 def simulate(scenario: Scenario | str,         # a Scenario or a preset name
              policy: str = "ADAPTIVE",        # one of POLICIES
              n_requests: int = 1000,          # requests per run
@@ -426,6 +436,9 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
              config: SimConfig | None = None, # estimator, exploration, feedback settings
              oracle: bool = False,            # route and merge on the true accuracies
              record: bool = False,            # keep the learning signals of every step (for tests)
+             tasks: np.ndarray | None = None, # replay: (runs, steps) task type indices instead of drawing them
+             draws: Callable[[int], WorldDraw] | None = None,  # replay: step -> the logged WorldDraw (may carry `known`)
+             log: list | None = None,         # replay: append one StepLog per step (what a request log holds)
              ) -> SimulationResult:
     "Simulate `n_runs` independent runs of `n_requests` requests under `policy`; arrays per run × step."
     scenario = preset(scenario, n_requests) if isinstance(scenario, str) else scenario
@@ -452,7 +465,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     runs = np.arange(n_runs)
     per_task = {TASK_INDEX[TaskType(t)]: RoutingStrategy(s) for t, s in
                 (config.strategies or {t.value: s.value for t, s in default_strategies().items()}).items()}
-    tasks = world_rng.choice(len(TASK_TYPES), size=(n_runs, n_requests), p=scenario.task_probabilities())
+    if tasks is None: tasks = world_rng.choice(len(TASK_TYPES), size=(n_runs, n_requests), p=scenario.task_probabilities())
     out = {k: np.zeros((n_requests, n_runs)) for k in ("correct", "cost", "latency", "n_models", "rounds", "tracking_error", "chose_best")}
     signals = [] if record else None
     discount = getattr(estimator, "discount", 1.0)
@@ -461,7 +474,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         task = tasks[:, step]
         accuracy = timeline.accuracy[step][:, task].T                  # (runs, models)
         present = timeline.present[step]
-        world = draw_world(scenario, accuracy, timeline.outage[step], world_rng)
+        world = draw_world(scenario, accuracy, timeline.outage[step], world_rng) if draws is None else draws(step)
         cells = cell_base + task[:, None]   # = _cells(state, task)
         column = _gather(state, cells)                                  # (fields, runs, models)
         pair_column = pairs[:, runs, task]                              # (2, runs, models, models)
@@ -477,6 +490,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         candidates = np.zeros((n_runs, n_models), bool)
         target, voi = np.ones(n_runs, int), np.zeros(n_runs, bool)
         explored = np.full(n_runs, -1)
+        propensity = np.zeros((n_runs, n_models))
         weights_for = None
         if kind in ROUTER_STRATEGIES:
             route_scores = scores
@@ -488,15 +502,18 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
                 sel = select(route_scores, costs, latencies, present, threshold, limit,
                              failure_rate=failure, n_classes=float(np.mean(n_classes)), **strategy_arguments(name))
                 if config.exploration == "epsilon" and config.epsilon > 0 and not oracle:
-                    ex, _ = explore(sel.chosen, sel.eligible, column[1], costs, sel.expected_cost, limit,
-                                    config.epsilon, config.explore_below_samples, policy_rng)
+                    ex, added = explore(sel.chosen, sel.eligible, column[1], costs, sel.expected_cost, limit,
+                                        config.epsilon, config.explore_below_samples, policy_rng)
                     explored = np.where(these, ex, explored)
+                    propensity = np.where(these[:, None], added, propensity)
+                propensity = np.where(these[:, None] & sel.chosen, 1.0, propensity)
                 chosen = np.where(these[:, None], sel.chosen, chosen)
                 candidates = np.where(these[:, None], sel.eligible & ~sel.chosen, candidates)
             has_explore = explored >= 0
             chosen[runs[has_explore], explored[has_explore]] = True
         elif kind == "always_all":
             chosen = np.broadcast_to(present, (n_runs, n_models)).copy()
+            propensity = chosen.astype(float)
         elif kind == "random":
             chosen = np.zeros((n_runs, n_models), bool)
             pick = np.argmax(np.where(present, policy_rng.random((n_runs, n_models)), -1.0), -1)
@@ -544,7 +561,9 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         learned_post = post if (weights_for is None and not oracle) else answer_posterior(
             world.labels, answered, log_odds(evidence.reliability, evidence.n_classes), evidence.n_classes, evidence.pair_discount)
         known = policy_rng.random(n_runs) < config.truth_feedback if config.truth_feedback > 0 else None
-        signal = learning_signal(estimator, learned_post, world.labels, called, world.failed,
+        if draws is not None and getattr(world, "known", None) is not None: known = world.known   # logged corrections
+        seen = called if draws is None else called & getattr(world, "logged", True)   # replay: an unlogged call teaches nothing
+        signal = learning_signal(estimator, learned_post, world.labels, seen, world.failed,
                                  np.zeros(n_runs, int) if known is not None else None, known)
         needs_review = (learned_post.answers > 0) & (_count(answered & (learned >= config.review_threshold)) == 0)
         signal.observed &= ~needs_review[:, None]
@@ -561,6 +580,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         out["n_models"][step] = _count(called)
         out["rounds"][step] = rounds
         out["chose_best"][step] = called[runs, best]
+        if log is not None: log.append(StepLog(chosen, propensity, called, world, (post.answers > 0) & (winner == 0)))
 
     params = {"estimator": estimator.name, **{k: v for k, v in asdict(estimator).items()},
               "exploration": config.exploration, "epsilon": config.epsilon,
