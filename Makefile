@@ -8,6 +8,7 @@ export NO_PROXY := 127.0.0.1,localhost
 export no_proxy := 127.0.0.1,localhost
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: run test check-clean check-export check-readme nbtest pytest lab install docs readme
 
@@ -59,6 +60,6 @@ readme: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python tools/build_docs.py
 
-## lab: JupyterLab on the notebooks
+## lab: JupyterLab rooted at the repository (nbs/ and benchmarks/ both open); --allow-root when run as root (containers)
 lab: $(STAMP)
-	$(BIN)/jupyter lab nbs
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(ALLOW_ROOT) nbs/index.ipynb

@@ -392,8 +392,9 @@ class ModelAdapter:
                 progress.phase = "parsing"
                 return await self._response(result, request_id, latency, max(progress.attempts, 1), progress.queue_s,
                                            kw.get("data_type"))
-        except TimeoutError:
-            error = self._deadline_error(progress, deadline_s, timeout_s, loop.time())
+        except TimeoutError:   # our deadline (a stray TimeoutError from below is a timeout of the model)
+            error = self._deadline_error(progress, deadline_s, timeout_s, loop.time()) if deadline_at is not None \
+                else self._error(ProviderTimeoutError, "timed out", attempts=max(progress.attempts, 1), queue_s=progress.queue_s)
             _log.warning("%s", error)
             raise error from None
         except ProviderError as error:

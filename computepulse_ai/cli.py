@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['COMMANDS', 'COMMAND_MODULES', 'Command', 'register_command', 'build_parser', 'main', 'run_fake_providers',
-           'run_fetch', 'run_report', 'run_demo_command']
+__all__ = ['COMMANDS', 'COMMAND_MODULES', 'USAGE_ERROR', 'FAILED', 'Command', 'CommandError', 'ArgumentParser',
+           'register_command', 'build_parser', 'explain', 'main', 'port_number', 'positive_int', 'iso_time', 'period',
+           'writable_folder', 'run_fake_providers', 'keyed_config', 'run_fetch', 'ModelCheck', 'endpoint_of', 'probe',
+           'check_models', 'run_check', 'run_report', 'run_demo_command']
 
 # %% ../nbs/15_cli.ipynb #38a0b2cd
 @dataclass
@@ -29,6 +34,23 @@ class Command:
 
 COMMANDS: dict[str, Command] = {}
 COMMAND_MODULES: list[str] = []   # modules imported by `main` so they can register their commands
+USAGE_ERROR = 2                   # exit status of a usage or configuration error
+FAILED = 1                        # exit status of work that failed
+
+
+class CommandError(Exception):
+    "A problem a command reports as one line, with its exit status (2: usage or configuration, 1: failed work)."
+
+    def __init__(self, message: str, status: int = FAILED):
+        super().__init__(message)
+        self.status = status
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    "argparse with one-line usage errors (exit status 2)."
+
+    def error(self, message: str):
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def register_command(name: str, help: str, configure: Callable[[argparse.ArgumentParser], None],
@@ -40,11 +62,16 @@ def register_command(name: str, help: str, configure: Callable[[argparse.Argumen
 
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser with every registered subcommand."
-    parser = argparse.ArgumentParser(prog="computepulse-ai",
-                                     description="ComputePulse AI: learned multi-model routing for AI compute price data.")
+    from computepulse_ai import __version__
+    parser = ArgumentParser(prog="computepulse-ai",
+                            description="ComputePulse AI: learned multi-model routing for AI compute price data.")
+    parser.add_argument("--version", action="version", version=f"computepulse-ai {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    common = argparse.ArgumentParser(add_help=False)   # --debug after the command name too
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in sorted(COMMANDS.values(), key=lambda c: c.name):
-        sub = commands.add_parser(command.name, help=command.help, description=command.help,
+        sub = commands.add_parser(command.name, help=command.help, description=command.help, parents=[common],
                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         command.configure(sub)
     return parser
@@ -56,6 +83,19 @@ def _resolve(run: Callable[[argparse.Namespace], int] | str) -> Callable[[argpar
     return getattr(importlib.import_module(module), attr)
 
 
+def explain(error: Exception) -> tuple[int, str]:
+    "The exit status and the one line `main` prints for an error a command raised."
+    from computepulse_ai.config import ConfigError
+    from computepulse_ai.core import ComputePulseError
+    if isinstance(error, CommandError): return error.status, str(error)
+    if isinstance(error, ConfigError): return USAGE_ERROR, f"configuration: {error}"
+    if isinstance(error, OSError):
+        where = f": {error.filename}" if error.filename else ""
+        return FAILED, f"{error.strerror or error}{where}"
+    if isinstance(error, ComputePulseError): return FAILED, str(error)
+    return FAILED, f"{type(error).__name__}: {error} (an unexpected error: run with --debug for the traceback)"
+
+
 def main(argv: list[str] | None = None) -> int:
     "Run `computepulse-ai` with `argv` (sys.argv[1:] when None); returns the exit code."
     for module in COMMAND_MODULES: importlib.import_module(module)
@@ -63,30 +103,100 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
-        return 2
+        return USAGE_ERROR
+    package_logger = logging.getLogger("computepulse_ai")
+    before = package_logger.level, list(package_logger.handlers)   # a command's logging ends with it (main() in-process)
     try:
         return int(_resolve(COMMANDS[args.command].run)(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        status, line = explain(error)
+        if args.debug: traceback.print_exc()
+        print(f"computepulse-ai {args.command}: error: {line}", file=sys.stderr)
+        return status
+    finally:
+        core = sys.modules.get("computepulse_ai.core")
+        if core is not None: core.repeats.flush()    # the last "repeated N times" of held-back warnings
+        for handler in [h for h in package_logger.handlers if h not in before[1]]: package_logger.removeHandler(handler)
+        package_logger.setLevel(before[0])
+
+# %% ../nbs/15_cli.ipynb #eb3be1e9
+def port_number(text: str) -> int:
+    "An argparse type: a TCP port, 0–65535 (0 picks a free one)."
+    try: port = int(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a port number (expected 0–65535)") from None
+    if not 0 <= port <= 65535: raise argparse.ArgumentTypeError(f"{port} is not a port number (expected 0–65535; 0 picks a free one)")
+    return port
+
+
+def positive_int(text: str) -> int:
+    "An argparse type: an integer of at least 1."
+    try: value = int(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1: raise argparse.ArgumentTypeError(f"{value} is too small (expected at least 1)")
+    return value
+
+
+def iso_time(text: str) -> str:
+    "An argparse type: an ISO-8601 date or time (kept as text)."
+    from datetime import datetime
+    try: datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time (expected e.g. 2026-11-01 or 2026-11-01T12:00Z)") from None
+    return text
+
+
+def period(text: str) -> str:
+    "An argparse type: a pandas period frequency such as h, D, W or M."
+    import pandas as pd
+    try: pd.Period("2026-01-01", freq=text)
+    except (ValueError, TypeError, AttributeError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a period (expected a pandas frequency: h, D, W or M)") from None
+    return text
+
+
+def writable_folder(path: str | Path, option: str = "--out") -> Path:
+    "Create `path` if needed and check a file can be written in it; a CommandError (status 2) otherwise."
+    import tempfile
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".computepulse-write-check-"): pass
+    except OSError as e:
+        raise CommandError(f"{option} {folder}: cannot write there ({e.strerror or e})", USAGE_ERROR) from None
+    return folder
 
 # %% ../nbs/15_cli.ipynb #d0b2910b
 def _configure_fake_providers(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    parser.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one")
+    parser.add_argument("--port", type=port_number, default=0, help="TCP port; 0 picks a free one")
     parser.add_argument("--seed", type=int, default=0, help="seed of the scripted answers and fault probabilities")
+    parser.add_argument("--write-config", default=None, metavar="FILE",
+                        help="also write a config file whose models point at this server (keys: COMPUTEPULSE_FAKE_KEY)")
 
 
 def run_fake_providers(args: argparse.Namespace, wait: Callable[[], object] | None = None) -> int:
     "Serve the fake providers until interrupted (or until `wait()` returns)."
     import threading
     from computepulse_ai.fakes import FakeProviderServer
-    with FakeProviderServer(host=args.host, port=args.port, seed=args.seed) as server:
-        print(f"DashScope (Qwen)   base_address: {server.dashscope_base_url}")
-        print(f"OpenAI (DeepSeek)  base_url:     {server.openai_base_url}")
-        print(f"Ark (Doubao)       base_url:     {server.ark_base_url}")
+    from computepulse_ai.offline import OFFLINE_KEY_ENV, write_offline_config
+    if args.write_config: writable_folder(Path(args.write_config).resolve().parent, "--write-config")
+    server = FakeProviderServer(host=args.host, port=args.port, seed=args.seed)
+    try: server.start()
+    except OSError as e: raise CommandError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    try:
+        print(f"DashScope (Qwen)   base_url: {server.dashscope_base_url}")
+        print(f"OpenAI (DeepSeek)  base_url: {server.openai_base_url}")
+        print(f"Ark (Doubao)       base_url: {server.ark_base_url}")
+        if args.write_config:
+            path = write_offline_config(server, args.write_config)
+            print(f"wrote {path}; the fake server checks only that a key is sent: export {OFFLINE_KEY_ENV}=anything")
         print("Press Ctrl-C to stop.", flush=True)
         try: (wait or threading.Event().wait)()
         except KeyboardInterrupt: pass
+    finally:
+        server.stop()
     return 0
 
 
@@ -100,56 +210,180 @@ def _configure_fetch(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config.json", help="the JSON configuration (models, keys' variables, thresholds)")
     parser.add_argument("--path", choices=["learned", "legacy", "shadow"], default=None,
                         help="override the config's features.path for this run")
+    parser.add_argument("--metrics-textfile", default=None, metavar="PATH",
+                        help="write Prometheus metrics here (node_exporter textfile collector; atomic)")
+    parser.add_argument("--metrics-port", type=port_number, default=None, metavar="PORT",
+                        help="serve Prometheus metrics on this port while the job runs")
+    parser.add_argument("--force", action="store_true",
+                        help="write a data file even when it would shrink below data_files.min_keep_share of the previous one")
+
+
+def keyed_config(cfg, env=None):
+    "The configuration without the models whose key variable is unset, and {variable: [models]} of what is missing."
+    from computepulse_ai.config import Config
+    missing: dict[str, list[str]] = {}
+    kept = []
+    for check in check_models(cfg, env=env, connect=False):
+        if check.key_ok is False: missing.setdefault(check.key_env or "(no key variable configured)", []).append(check.model)
+        else: kept.append(check.model)
+    if not missing: return cfg, missing
+    doc = cfg.to_dict()
+    doc["models"] = [m for m in doc["models"] if m["name"] in kept]
+    return Config.from_dict(doc, cfg.source), missing
 
 
 def run_fetch(args: argparse.Namespace) -> int:
     "Refresh the data files; non-zero when any data set failed validation (its old file is kept)."
-    from pathlib import Path
-    from computepulse_ai.jobs import fetch_data_sets, run_until_signal
-    from computepulse_ai.orchestrator import AIOrchestrator
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    async def job():
-        from computepulse_ai.config import configure_logging
-        async with AIOrchestrator(args.config) as orch:
-            configure_logging(orch.manager.current(), handler=True)    # the hourly job logs to stderr, as configured
-            return await fetch_data_sets(orch, args.kinds, out, args.path)
-    return run_until_signal(job)
+    from computepulse_ai.config import ConfigManager, configure_logging
+    from computepulse_ai.jobs import run_fetch_job
+    from computepulse_ai.metrics import FetchMetrics
+    cfg = ConfigManager(args.config).current()           # a bad file: ConfigError, exit 2
+    out = writable_folder(args.out, "--out")
+    if args.metrics_textfile: writable_folder(Path(args.metrics_textfile).resolve().parent, "--metrics-textfile")
+    configure_logging(cfg, handler=True)                  # the hourly job logs to stderr, as configured
+    cfg, missing = keyed_config(cfg)
+    for variable, models in missing.items():
+        print(f"{variable} is not set: {', '.join(models)} left out of this run", file=sys.stderr)
+    if not cfg.models:
+        raise CommandError("no model can be called (set the key variables above; `computepulse-ai check` lists them)", USAGE_ERROR)
+    metrics = FetchMetrics()
+    if args.metrics_textfile: metrics.load_textfile(args.metrics_textfile)
+    if args.metrics_port is not None:
+        try: port = metrics.serve(args.metrics_port)
+        except OSError as e: raise CommandError(f"cannot serve metrics on port {args.metrics_port}: {e.strerror or e}") from None
+        print(f"serving Prometheus metrics on port {port} (/metrics) while the job runs", file=sys.stderr)
+    try:
+        return run_fetch_job(cfg, args.kinds, out, args.path, force=args.force, metrics=metrics)
+    finally:
+        if args.metrics_textfile: metrics.write_textfile(args.metrics_textfile)
+        metrics.close()
 
 
 register_command("fetch", "Refresh ComputePulse data files (the hourly job); old files stay when new data fails validation.",
                  _configure_fetch, run_fetch)
 
+# %% ../nbs/15_cli.ipynb #0d88e27f
+@dataclass
+class ModelCheck:
+    "What `check` found for one model."
+    model: str                 # the model's name
+    provider: str              # its provider
+    key_env: str | None        # the variable holding its key (None: none configured)
+    key_ok: bool | None        # the key is set (None: the provider needs none)
+    endpoint: str | None       # the base URL it is called at (None: in-process)
+    reachable: bool | None     # a TCP connection succeeded (None: not probed)
+    detail: str = ""           # why not, when not
+
+    @property
+    def ok(self) -> bool:
+        "Ready to be called."
+        return self.key_ok is not False and self.reachable is not False
+
+    def line(self) -> str:
+        "The one line `check` prints."
+        key = "no key needed" if self.key_ok is None else f"key {self.key_env}: {'set' if self.key_ok else 'NOT SET'}"
+        where = "in-process" if self.endpoint is None else f"{self.endpoint}: " + (
+            "not probed" if self.reachable is None else "reachable" if self.reachable else f"UNREACHABLE ({self.detail})")
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.model:10s} {self.provider:10s} {key}; {where}"
+
+
+def endpoint_of(spec, adapter) -> str | None:
+    "The base URL a model is called at: its `base_url`, else its SDK's default (None for in-process models)."
+    if spec.base_url: return spec.base_url
+    default = getattr(adapter, "default_base_url", None)
+    if default: return default
+    if spec.provider == "dashscope":
+        import dashscope
+        return dashscope.base_http_api_url
+    return None
+
+
+def probe(url: str, timeout_s: float = 3.0) -> str | None:
+    "Open a TCP connection to the host and port of `url`; None when it worked, else why not."
+    import socket
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    if not parts.hostname: return f"not a URL: {url!r}"
+    try: port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as e: return str(e)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s): return None
+    except OSError as e:
+        return f"{parts.hostname}:{port}: {e.strerror or e}"
+
+
+def check_models(cfg, env=None, probe_timeout_s: float = 3.0, connect: bool = True) -> list[ModelCheck]:
+    "Key present and endpoint reachable, per model of `cfg` (no model is called)."
+    import os
+    from computepulse_ai.adapters import MissingApiKeyError, api_key_env_name, make_adapter
+    env = os.environ if env is None else env
+    found = []
+    for spec in cfg.models:
+        adapter = make_adapter(spec, env=env)
+        try: key_ok = True if adapter.api_key() else None
+        except MissingApiKeyError: key_ok = False
+        endpoint = endpoint_of(spec, adapter)
+        why = probe(endpoint, probe_timeout_s) if connect and endpoint else None
+        reachable = None if not (connect and endpoint) else why is None
+        found.append(ModelCheck(spec.name, spec.provider, api_key_env_name(spec), key_ok, endpoint, reachable, why or ""))
+    return found
+
+
+
+def _configure_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="config.json", help="the JSON configuration to check")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each provider's TCP connection")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    "Print one line per model (key set? endpoint reachable?); 0 when all are ready."
+    from computepulse_ai.config import Config
+    cfg = Config.load(args.config)
+    print(f"config {args.config}: valid, {len(cfg.models)} model(s), features.path={cfg['features.path']}")
+    if not cfg.models: raise CommandError(f"{args.config}: the model table is empty", USAGE_ERROR)
+    checks = check_models(cfg, probe_timeout_s=args.timeout)
+    for check in checks: print(check.line())
+    return 0 if all(c.ok for c in checks) else FAILED
+
+
+register_command("check", "Check a configuration before the first fetch: valid, each model's key set, each provider reachable.",
+                 _configure_check, run_check)
+
 # %% ../nbs/15_cli.ipynb #0cddd19f
 def _configure_report(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history", default="data/performance_history.jsonl", help="the performance history (JSONL)")
     parser.add_argument("--requests", default=None, help="the request log (default: requests.jsonl beside --history)")
-    parser.add_argument("--since", default=None, help="only records at or after this ISO time")
-    parser.add_argument("--until", default=None, help="only records before this ISO time")
+    parser.add_argument("--shadow", default=None, help="the shadow diff log (default: shadow_diffs.jsonl beside --history)")
+    parser.add_argument("--since", type=iso_time, default=None, help="only records at or after this ISO time")
+    parser.add_argument("--until", type=iso_time, default=None, help="only records before this ISO time")
     parser.add_argument("--model", default=None, help="only this model")
     parser.add_argument("--task-type", default=None, help="only this task type")
-    parser.add_argument("--period", default="D", help="aggregation period (pandas frequency: h, D, W, M)")
+    parser.add_argument("--period", type=period, default="D", help="aggregation period (pandas frequency: h, D, W, M)")
     parser.add_argument("--out", default="report", help="folder for report.png and report.html")
 
 
 def run_report(args: argparse.Namespace) -> int:
-    "Print the report tables and write the figure and HTML page."
-    from pathlib import Path
+    "Print the headline and the report tables and write the figure and HTML page; 1 when nothing matches."
+    from computepulse_ai.metrics import format_table, headline, report_tables, save_operator_report
     from computepulse_ai.storage import HistoryLog
-    from computepulse_ai.tracking import PerformanceTracker, RequestRecord, save_report
+    from computepulse_ai.tracking import PerformanceTracker, RequestRecord
     history = Path(args.history)
-    if not history.exists():
-        print(f"no history file at {history}", file=sys.stderr); return 1
+    if not history.exists(): raise CommandError(f"no history file at {history}")
     requests = Path(args.requests) if args.requests else history.with_name("requests.jsonl")
+    shadow = Path(args.shadow) if args.shadow else history.with_name("shadow_diffs.jsonl")
     tracker = PerformanceTracker(HistoryLog(history), HistoryLog(requests, record_type=RequestRecord) if requests.exists() else None)
     report = tracker.report(model=args.model, task_type=args.task_type, since=args.since, until=args.until, period=args.period)
-    with_cols = ["calls", "success_rate", "accuracy", "latency_p50", "latency_p95", "latency_p99", "cost_usd"]
-    print("By model:\n" + report.by_model.set_index("model")[with_cols].to_string(float_format=lambda v: f"{v:.4g}")
-          if len(report.by_model) else "no records match")
-    if len(report.by_task_type):
-        print("\nBy task type:\n" + report.by_task_type.set_index("task_type")[with_cols].to_string(float_format=lambda v: f"{v:.4g}"))
+    if not len(report.rows):
+        asked = [f"--{name} {value}" for name, value in [("since", args.since), ("until", args.until), ("model", args.model),
+                                                          ("task-type", args.task_type)] if value]
+        raise CommandError(f"no records in {history}" + (" match " + " ".join(asked) if asked else "") + "; nothing written")
+    out = writable_folder(args.out, "--out")
+    top = headline(report, shadow if shadow.exists() else None, period=args.period, since=args.since, until=args.until)
+    print("Headline (per period):\n" + format_table(top) + "\n")
+    for title, table in report_tables(report).items(): print(f"{title}:\n{format_table(table)}\n")
     for anomaly in report.anomalies: print(f"ANOMALY {anomaly}")
-    paths = save_report(report, args.out)
-    print(f"\nwrote {paths['png']} and {paths['html']}")
+    paths = save_operator_report(report, top, out)
+    print(f"wrote {paths['png']} and {paths['html']}")
     return 0
 
 
@@ -158,20 +392,32 @@ register_command("report", "Accuracy, latency and cost report from the performan
 
 # %% ../nbs/15_cli.ipynb #92bcb017
 def _configure_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rounds", type=int, default=20, help="rounds of the three fetches (gpu, token, grid_load)")
+    parser.add_argument("--rounds", type=positive_int, default=20, help="rounds of the three fetches (gpu, token, grid_load)")
     parser.add_argument("--out", default="out/demo", help="folder for the data files, the report and the demo's storage")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fake answers and of exploration")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table (no progress bar)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue with the previous demo's learned state in OUT/data instead of starting afresh")
+    parser.add_argument("--messy", action="store_true",
+                        help="fake answers written like real models' (spellings, CNY, cut-off JSON …: fakes.DefectRates)")
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
     "Run the demo and print its figures."
     import json as _json
-    import logging
+    from computepulse_ai.config import configure_logging
+    from computepulse_ai.core import ComputePulseError
     from computepulse_ai.jobs import format_demo, run_demo, run_until_signal
-    if args.rounds < 1: print("--rounds must be at least 1", file=sys.stderr); return 2
-    logging.getLogger("computepulse_ai").setLevel(logging.ERROR)   # the demo's own output is the table
-    summary = run_until_signal(lambda: run_demo(args.rounds, args.out, args.seed, progress=not args.json))
+    writable_folder(args.out, "--out")
+    if args.rounds < 1: raise CommandError("--rounds must be at least 1", USAGE_ERROR)
+    configure_logging(level="ERROR", handler=True)    # the demo's own output is the table; errors above the bar
+    defects = None
+    if args.messy:
+        from computepulse_ai.fakes import DefectRates
+        defects = DefectRates()
+    try: summary = run_until_signal(lambda: run_demo(args.rounds, args.out, args.seed, progress=not args.json, resume=args.resume,
+                                                     defects=defects))
+    except ComputePulseError as e: print(f"demo: {e}", file=sys.stderr); return 1
     print(_json.dumps(summary, ensure_ascii=False) if args.json else format_demo(summary))
     return 0
 

@@ -69,9 +69,15 @@ def legacy_merge(answers: Mapping[str, Any],        # model -> its (normalised) 
     for source in sources:
         for record in source if isinstance(source, list) else []:
             if isinstance(record, Mapping):
-                k = key(record)
+                k = _key_or_none(key, record)
                 merged[k if k is not None else id(record)] = dict(record)
     return list(merged.values()) or None
+
+
+def _key_or_none(key, record: Mapping[str, Any]) -> Any:
+    "The record's key; None when the key function fails on its values (a list where a name belongs, …)."
+    try: return key(record)
+    except Exception: return None
 
 # %% ../nbs/13_compat.ipynb #fe387f3a
 @dataclass
@@ -80,6 +86,7 @@ class LegacyResult:
     data: Any                                                   # the merged data (None when every model failed)
     responses: list[Response] = field(default_factory=list)    # every model's response
     total_time_s: float = 0.0                                   # wall time
+    error: str | None = None                                    # why there is no data, when the merge itself failed
 
     @property
     def cost_usd(self) -> float:
@@ -95,10 +102,17 @@ async def legacy_fetch(orchestrator: AIOrchestrator, prompt: str, data_type: str
     adapters = [orchestrator._adapter(n) for n in names]
     execution = await ParallelExecutor(cfg["execution.timeout_s"], cfg["execution.deadline_s"]).run(
         adapters, prompt, data_type=data_type)
-    raw = {r.model: (r.data if r.data is not None else None) for r in execution.successes}
-    normalised, _ = normalise_answers({m: a for m, a in raw.items() if a is not None}, data_type, orchestrator.rules)
+    normalised: dict[str, Any] = {}
+    for response in execution.successes:   # one model's odd answer is that model's problem, never the whole fetch's
+        if response.data is None: continue
+        try: normalised.update(normalise_answers({response.model: response.data}, data_type, orchestrator.rules)[0])
+        except Exception as e:
+            log.warning("legacy path: %s's answer left out, it could not be normalised (%s: %s)", response.model, type(e).__name__, e)
     priority = [_priority_name(p, names) for p in cfg["features.legacy_priority"]]
-    data = legacy_merge(normalised, [p for p in priority if p], data_type, existing, orchestrator.rules)
+    try: data = legacy_merge(normalised, [p for p in priority if p], data_type, existing, orchestrator.rules)
+    except Exception as e:
+        log.error("legacy merge failed: %s: %s", type(e).__name__, e)
+        return LegacyResult(None, execution.responses, time.perf_counter() - started, f"legacy merge failed: {type(e).__name__}: {e}")
     return LegacyResult(data, execution.responses, time.perf_counter() - started)
 
 
@@ -137,8 +151,8 @@ def compare(learned: Any, legacy: Any, data_type: str, rules=None) -> tuple[list
         diffs = [{"key": "grid_load", "field": f, "learned": a.get(f), "legacy": b.get(f)}
                  for f in sorted(set(a) | set(b)) if not values_agree(a.get(f), b.get(f), spec.tolerance(f) or 0.05)]
         return [], [], diffs
-    left = {spec.key(r): r for r in learned or [] if isinstance(r, Mapping)}
-    right = {spec.key(r): r for r in legacy or [] if isinstance(r, Mapping)}
+    left = {_key_or_none(spec.key, r): r for r in learned or [] if isinstance(r, Mapping)}
+    right = {_key_or_none(spec.key, r): r for r in legacy or [] if isinstance(r, Mapping)}
     diffs = []
     for k in sorted(set(left) & set(right), key=str):
         for f in sorted(set(left[k]) | set(right[k])):
@@ -186,7 +200,10 @@ class CollaborationService:
             return FetchOutcome(file_format(data_type, legacy.data), path, legacy=legacy)
         result, legacy = await asyncio.gather(self.orchestrator.process(request),
                                               legacy_fetch(self.orchestrator, prompt, data_type, existing))
-        only_learned, only_legacy, differing = compare(result.data, legacy.data, data_type, self.orchestrator.rules)
+        try: only_learned, only_legacy, differing = compare(result.data, legacy.data, data_type, self.orchestrator.rules)
+        except Exception as e:    # the comparison is a report: its failure is logged in it, the fetch goes on
+            only_learned, only_legacy = [], []
+            differing = [{"key": None, "field": "comparison failed", "learned": None, "legacy": f"{type(e).__name__}: {e}"}]
         diff = ShadowDiff(request.id, data_type, only_learned=[str(k) for k in only_learned],
                           only_legacy=[str(k) for k in only_legacy], differing=differing,
                           learned_cost_usd=result.cost_usd, legacy_cost_usd=legacy.cost_usd)

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .core import (ComputePulseError, InvalidFieldError, ModelSpec, RequestIdFilter, RoutingStrategy,
-                                  TaskType, get_logger)
+                                  TaskType, get_logger, repeats)
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_STRATEGIES', 'DEFAULT_TASK_THRESHOLDS', 'OPTIONS', 'ConfigError', 'Option', 'number', 'choice',
            'boolean', 'text', 'mapping_of', 'list_of', 'options_table', 'Config', 'ConfigManager', 'JsonLineFormatter',
-           'configure_logging']
+           'ProgressAwareHandler', 'configure_logging']
 
 # %% ../nbs/10a_config.ipynb #973fc559
 log = get_logger("computepulse_ai.config")
@@ -159,10 +159,13 @@ OPTIONS: list[Option] = [
     Option("storage.durability", "each", choice("each", "batch", "close"), "When history records are fsynced: every record, every batch, or at close."),
     Option("storage.batch_size", 100, number(1, integer=True), "History records per batched write."),
     Option("storage.flush_interval_s", 5.0, number(0), "Longest time a history record waits in memory (batch durability)."),
-    Option("storage.save_scores_every", 1, number(1, integer=True), "Save the scores file every this many requests (and at shutdown)."),
+    Option("storage.save_scores_every", 1, number(1, integer=True), "Snapshot the scores at most every this many requests (and at shutdown)."),
+    Option("storage.snapshot_interval_s", 30.0, number(0), "Least time between two scores snapshots (written off the event loop; the history replays what came after)."),
     Option("storage.retention.max_age_days", 365, number(0.001, optional=True), "History older than this moves to compressed archives (null: keep all)."),
     Option("storage.retention.max_bytes", None, number(1, optional=True, integer=True), "Live history file size limit in bytes (null: none)."),
     Option("storage.retention.archive", True, boolean, "Archive pruned history (readable by queries) instead of deleting it."),
+    Option("data_files.max_record_age_h", 24.0, number(0, optional=True), "fetch: a record not refreshed for longer than this (hours) is dropped from its data file, with a log line (null: kept for ever)."),
+    Option("data_files.min_keep_share", 0.5, number(0, 1), "fetch: a new data file with fewer than this share of the previous file's records is not written (exit 1) unless --force."),
     Option("features.path", "learned", choice("learned", "legacy", "shadow"), "Which path serves fetches: learned routing, the legacy call-everyone path, or shadow (both run, legacy served)."),
     Option("features.legacy_priority", ["deepseek", "qwen", "doubao"], list_of(text), "Legacy path priority, highest first (the old DeepSeek > Qwen > Doubao); models not listed rank below these."),
     Option("tracking.anomaly_window", 20, number(2, integer=True), "Recent calls compared with each model's own history for anomalies."),
@@ -231,9 +234,10 @@ class Config:
     def load(cls, path: Path | str) -> "Config":
         "Read and check a JSON config file."
         path = Path(path)
-        try: doc = json.loads(path.read_text(encoding="utf-8"))
+        try: doc = json.loads(path.read_text(encoding="utf-8-sig"))   # a BOM (Windows editors add one) is not an error
         except FileNotFoundError: raise ConfigError(f"{path}: no such config file") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        except OSError as e: raise ConfigError(f"{path}: unreadable ({e.strerror or e})") from None
         return cls.from_dict(doc, str(path))
 
     def __getitem__(self, path: str) -> Any:
@@ -309,16 +313,42 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def configure_logging(cfg: Config, handler: bool = False, stream=None) -> logging.Logger:
-    "Set the package log level from `cfg`; with `handler`, (re)install one stderr handler in the configured format."
+class ProgressAwareHandler(logging.StreamHandler):
+    "A stream handler that writes through `tqdm.write` while a progress bar is shown, so lines do not break the bar."
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm = sys.modules.get("tqdm")          # no tqdm imported: no bar can be on the screen
+        if tqdm is None or not getattr(tqdm.tqdm, "_instances", None): return super().emit(record)
+        try:
+            tqdm.tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(cfg: Config | None = None,      # the configuration (its logging.level and logging.json)
+                      handler: bool = False,           # the command line: install the stderr handler, apply the level
+                      stream=None,                     # where the handler writes (sys.stderr)
+                      level: str | int | None = None   # a level that wins over the configuration's
+                      ) -> logging.Logger:
+    "Apply the configured log level unless the application set its own; with `handler`, install one stderr handler too."
     logger = logging.getLogger("computepulse_ai")
-    logger.setLevel(cfg["logging.level"])
+    wanted = level if level is not None else cfg["logging.level"] if cfg is not None else None
+    applied = getattr(logger, "_computepulse_level", None)    # the level this function set last, in library mode
+    if wanted is not None and handler:
+        logger.setLevel(wanted)
+        logger._computepulse_level = None                      # the command line's choice: later library calls keep it
+    elif wanted is not None and (logger.level == logging.NOTSET or logger.level == applied):
+        logger.setLevel(wanted)
+        logger._computepulse_level = logger.level
     if handler:
         for old in [h for h in logger.handlers if getattr(h, "_computepulse", False)]: logger.removeHandler(old)
-        new = logging.StreamHandler(stream or sys.stderr)
+        new = ProgressAwareHandler(stream or sys.stderr)
         new._computepulse = True
         new.addFilter(RequestIdFilter())
-        new.setFormatter(JsonLineFormatter() if cfg["logging.json"] else
+        new.addFilter(repeats)                                 # repeated warnings aggregated (core.RepeatFilter)
+        as_json = cfg is not None and cfg["logging.json"]
+        new.setFormatter(JsonLineFormatter() if as_json else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
         logger.addHandler(new)
     return logger

@@ -12,18 +12,21 @@ import functools
 import json
 import logging
 import math
+import re
+import threading
+import time
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 # %% auto #0
-__all__ = ['current_request_id', 'ComputePulseError', 'InvalidFieldError', 'TaskType', 'RoutingStrategy', 'utcnow', 'new_id',
-           'as_utc', 'check_number', 'check_enum', 'check_text', 'check_int', 'RequestIdFilter', 'get_logger',
-           'to_jsonable', 'JsonModel', 'Request', 'ModelSpec', 'Response', 'PerformanceRecord', 'Provenance',
-           'MergedResult']
+__all__ = ['current_request_id', 'repeats', 'ComputePulseError', 'InvalidFieldError', 'TaskType', 'RoutingStrategy', 'utcnow',
+           'new_id', 'as_utc', 'check_number', 'check_enum', 'check_text', 'check_int', 'RequestIdFilter',
+           'RepeatFilter', 'get_logger', 'to_jsonable', 'JsonModel', 'Request', 'ModelSpec', 'Response',
+           'PerformanceRecord', 'Provenance', 'MergedResult']
 
 # %% ../nbs/00_core.ipynb #780fada8
 class ComputePulseError(Exception):
@@ -131,6 +134,60 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"): record.request_id = current_request_id.get() or "-"
         return True
+
+
+_NUMBERS = re.compile(r"\b[0-9a-f]{8,}\b|\d+(?:\.\d+)?")   # ids and numbers: what varies between repeats
+
+
+class RepeatFilter(logging.Filter):
+    "Passes a package warning's first record, then holds its repeats back and counts them in the next one let through."
+
+    def __init__(self, interval_s: float = 60.0,                  # seconds between two records of the same message
+                 levels: tuple[int, ...] = (logging.WARNING,),      # levels whose repeats are held back (errors: never)
+                 clock: Callable[[], float] = time.monotonic):     # the time source (injected by tests)
+        super().__init__()
+        self.interval_s, self.levels, self.clock = interval_s, levels, clock
+        self._seen: dict[tuple, list] = {}     # (logger, level, message template) -> [time let through, repeats held, last]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("computepulse_ai") or record.levelno not in self.levels: return True
+        if getattr(record, "repeat_summary", False): return True
+        template = record.msg if record.args else _NUMBERS.sub("#", str(record.msg))   # one message whatever its arguments
+        key = (record.name, record.levelno, template)
+        now = self.clock()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self.interval_s:
+                seen[1] += 1
+                seen[2] = record
+                return False
+            held = seen[1] if seen is not None else 0
+            since = now - seen[0] if seen is not None else 0.0
+            self._seen[key] = [now, 0, None]
+        if held:
+            record.msg = f"{record.getMessage()} [message repeated {held} times in the last {since:.0f} s]"
+            record.args = None
+        return True
+
+    def reset(self) -> None:
+        "Forget every message seen (nothing is logged)."
+        with self._lock: self._seen.clear()
+
+    def flush(self) -> int:
+        "Log one '… repeated N times' summary per message with repeats held back; returns how many were logged."
+        with self._lock:
+            pending = [(key, seen[1], seen[2]) for key, seen in self._seen.items() if seen[1]]
+            self._seen.clear()
+        for (name, level, _), held, last in pending:
+            logging.getLogger(name).log(level, "%s [message repeated %d times]", last.getMessage(), held,
+                                        extra={"repeat_summary": True, "request_id": getattr(last, "request_id", "-")})
+        return len(pending)
+
+
+repeats = RepeatFilter()   # on the outputs the package controls; `repeats.interval_s = 0` lets every record through
+if logging.lastResort is not None and repeats not in logging.lastResort.filters:
+    logging.lastResort.addFilter(repeats)   # Python's stderr output when the application configured no handler
 
 
 def get_logger(name: str) -> logging.Logger:
@@ -332,8 +389,6 @@ class PerformanceRecord(JsonModel):
     success: bool = True                        # False when the call itself failed
     accuracy: float | None = None               # fraction of data points right, in [0, 1], when known
     source: str = "validation"                  # what set the correctness: validation, user_correction, simulation
-    learned: float | None = None                # the observation the learning engine took from it, in [0, 1] (None: scores did not move)
-    epoch: int | None = None                    # the scores snapshot epoch it was recorded in (the write-ahead-log position)
 
     def __post_init__(self):
         n = "PerformanceRecord"
@@ -347,8 +402,6 @@ class PerformanceRecord(JsonModel):
         for f in ("token_count", "input_tokens", "output_tokens"): setattr(self, f, check_int(n, f, getattr(self, f)))
         if not isinstance(self.success, bool): raise InvalidFieldError(n, "success", self.success, "true or false")
         self.accuracy = check_number(n, "accuracy", self.accuracy, 0, 1, optional=True)
-        self.learned = check_number(n, "learned", self.learned, 0, 1, optional=True)
-        if self.epoch is not None: self.epoch = check_int(n, "epoch", self.epoch)
 
 # %% ../nbs/00_core.ipynb #b5b38509
 @dataclass

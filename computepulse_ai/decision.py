@@ -65,9 +65,10 @@ def answer_posterior(labels: np.ndarray,     # (runs, models) int answer class (
                      ) -> Posterior:
     "Posterior of the merged answer under the one-coin model with log-odds votes."
     same = (answered[:, :, None] & answered[:, None, :] & (labels[:, :, None] == labels[:, None, :])).astype(float)
-    score = np.matmul(same, weights[:, :, None])[:, :, 0]
+    score = last_sum(same * weights[:, None, :])       # elementwise over a few models: faster than a batched matmul
     if pair_discount is not None:      # Σ over agreeing pairs inside each class, counted once
-        score = score - 0.5 * last_sum(np.matmul(same, pair_discount) * same)
+        inner = last_sum(pair_discount[:, None, :, :] * same[:, :, None, :])   # (runs, i, j): Σ_k d_jk same_ik
+        score = score - 0.5 * last_sum(same * inner)
     size = last_sum(same)
     named = last_sum(answered / np.maximum(size, 1.0))
     n_unseen = np.maximum(np.asarray(n_classes, dtype=float) - named, 0.0)
@@ -110,49 +111,47 @@ def call_gain(posterior: Posterior,        # the answers so far
     return np.maximum(after - posterior.p_right[:, None], 0.0)
 
 # %% ../nbs/10c_decision.ipynb #459a6d70
-def pair_gain(posterior: Posterior,      # the answers so far
-              reliability: np.ndarray,   # (runs, models)
-              failure_rate: np.ndarray,  # (runs, models)
-              n_classes) -> np.ndarray:
-    "(runs, models, models) expected gain in P(right) from calling models j and k both (then merging)."
-    runs, m = reliability.shape
-    k_eff = np.maximum(np.asarray(n_classes, dtype=float), 2.0)
-    k_eff = np.broadcast_to(k_eff, (runs,))
-    p = reliability
-    off = (1.0 - p) / (k_eff[:, None] - 1.0)
+def _pair_after(posterior: Posterior, p_j, p_k, f_j, f_k, single_j, single_k, n_classes):
+    "Expected P(right) after calling a pair (j, k) per run: arrays (runs, pairs) of their reliabilities, failure rates, one-step values."
+    runs, m = posterior.post.shape
+    k_eff = np.broadcast_to(np.maximum(np.asarray(n_classes, dtype=float), 2.0), (runs,))[:, None]
+    off_j, off_k = (1.0 - p_j) / (k_eff - 1.0), (1.0 - p_k) / (k_eff - 1.0)
     answered = posterior.size > 0
     first = np.argmax(posterior.same > 0, axis=-1)                     # first model of each model's class
     rep = answered & (first == np.arange(m))
-    pi = np.where(rep, posterior.post, 0.0)                            # (runs, slots) named classes
+    pi = np.where(rep, posterior.post, 0.0)                            # (runs, m) named classes (one slot each)
     u, n_u = posterior.unseen, posterior.n_unseen
-    # truth slots: m named + N1 + N2 (two distinct unseen classes)
-    mass = np.concatenate([pi, u[:, None], np.where(n_u >= 2, u, 0.0)[:, None]], axis=1)      # (runs, m + 2)
-    slots = m + 2
-    # answer options of one model: name slot s (s < m: a named class; m: a new class N1; m + 1: another new class N2)
-    options_j = [(s, 1.0) for s in range(m)] + [(m, None)]
-    combos = []
-    for zj, _ in options_j:
-        for zk in list(range(m)) + [m, m + 1]:
-            if zj < m and zk == m + 1: continue          # with j on a named class, k's new class is N1
+    mass = np.concatenate([pi, u[:, None], np.where(n_u >= 2, u, 0.0)[:, None]], axis=1)[:, None, :]   # (runs, 1, slots)
+    y = np.arange(m + 2)
+    total = np.zeros(p_j.shape)
+    for zj in range(m + 1):             # j names a named class (< m) or a new one (m, with multiplicity)
+        for zk in range(m + 2):         # k: a named class, the same new class as j (m), or another new one (m + 1)
+            if zj < m and zk == m + 1: continue
             if zj == m and zk == m + 1: mult = n_u * np.maximum(n_u - 1.0, 0.0)
             elif zj == m or zk == m: mult = n_u
             else: mult = np.ones(runs)
-            valid_j = rep[:, zj] if zj < m else np.ones(runs, bool)
-            valid_k = rep[:, zk] if zk < m else np.ones(runs, bool)
-            combos.append((zj, zk, np.where(valid_j & valid_k, mult, 0.0)))
-    y = np.arange(slots)
-    total = np.zeros((runs, m, m))
-    for zj, zk, mult in combos:
-        lj = np.where(y == zj, p[:, :, None], off[:, :, None])         # (runs, j, slots)
-        lk = np.where(y == zk, p[:, :, None], off[:, :, None])         # (runs, k, slots)
-        best = last_max(mass[:, None, None, :] * lj[:, :, None, :] * lk[:, None, :, :])   # (runs, j, k)
-        total += mult[:, None, None] * best
-    single = call_gain(posterior, reliability, failure_rate, n_classes) + posterior.p_right[:, None]   # after one call
-    f_j, f_k = failure_rate[:, :, None], failure_rate[:, None, :]
-    after = ((1 - f_j) * (1 - f_k) * total + f_j * (1 - f_k) * single[:, None, :] + (1 - f_j) * f_k * single[:, :, None]
-             + f_j * f_k * posterior.p_right[:, None, None])
-    gain = np.maximum(after - posterior.p_right[:, None, None], 0.0)
-    return gain * (1.0 - np.eye(m))
+            valid = (rep[:, zj] if zj < m else True) & (rep[:, zk] if zk < m else True)
+            lj = np.where(y == zj, p_j[..., None], off_j[..., None])
+            lk = np.where(y == zk, p_k[..., None], off_k[..., None])
+            total += np.where(valid, mult, 0.0)[:, None] * last_max(mass * lj * lk)
+    p_right = posterior.p_right[:, None]
+    return (1 - f_j) * (1 - f_k) * total + f_j * (1 - f_k) * single_k + (1 - f_j) * f_k * single_j + f_j * f_k * p_right
+
+
+def pair_gain(posterior: Posterior,      # the answers so far
+              reliability: np.ndarray,   # (runs, models)
+              failure_rate: np.ndarray,  # (runs, models)
+              n_classes,
+              gain: np.ndarray | None = None) -> np.ndarray:   # `call_gain` of the same runs, when already computed
+    "(runs, models, models) expected gain in P(right) from calling models j and k both (then merging)."
+    runs, m = reliability.shape
+    if gain is None: gain = call_gain(posterior, reliability, failure_rate, n_classes)
+    single = gain + posterior.p_right[:, None]   # after one call
+    j, k = np.divmod(np.arange(m * m), m)
+    after = _pair_after(posterior, reliability[:, j], reliability[:, k], failure_rate[:, j], failure_rate[:, k],
+                        single[:, j], single[:, k], n_classes)
+    gains = np.maximum(after - posterior.p_right[:, None], 0.0).reshape(runs, m, m)
+    return gains * (1.0 - np.eye(m))
 
 # %% ../nbs/10c_decision.ipynb #76bede2e
 def next_call(gain: np.ndarray,          # (runs, models) from `call_gain`
@@ -184,20 +183,27 @@ def next_call(gain: np.ndarray,          # (runs, models) from `call_gain`
     ratio = np.where(ok, gain / np.maximum(costs, 1e-12), -1.0)
     pick = np.where(ok.any(-1), ratio.argmax(-1), -1)
     if reliability is None: return pick
-    blind = np.flatnonzero((pick < 0) & (short | fill) & (fits.sum(-1) >= 2))   # one step sees nothing: look at pairs
+    cheapest_pair = last_sum(np.sort(np.where(fits, costs, np.inf), axis=-1)[:, :2])
+    with np.errstate(invalid="ignore"):   # no pair fits (inf) at an infinite price (0): nan, compares False
+        worth_a_look = fill | ((1.0 - posterior.p_right) > cheapest_pair * per_error)   # a pair gains at most 1 − P(right)
+    blind = np.flatnonzero((pick < 0) & (short | fill) & worth_a_look & (last_sum(fits) >= 2))   # one step sees nothing
     if blind.size == 0: return pick
-    sub = _rows(posterior, blind)
-    k_sub = np.broadcast_to(np.asarray(n_classes, dtype=float), (runs,))[blind]
-    pairs = pair_gain(sub, reliability[blind], failure_rate[blind], k_sub)
+    sub = _rows(posterior, blind)   # one pair per run: the two candidates of best expected correctness per dollar
     c = costs[blind]
-    pair_cost = c[:, :, None] + c[:, None, :]
-    both = fits[blind][:, :, None] & fits[blind][:, None, :]
-    valid = both & (pairs > 1e-9) & (spent[blind][:, None, None] + pair_cost <= limit[blind][:, None, None] + 1e-12)
-    valid &= fill[blind][:, None, None] | (pairs > pair_cost * per_error[blind][:, None, None])
-    best = np.where(valid, pairs / np.maximum(pair_cost, 1e-12), -1.0).reshape(len(blind), -1).argmax(-1)
-    j, k = np.divmod(best, gain.shape[1])
-    cheaper = np.where(np.take_along_axis(c, j[:, None], 1)[:, 0] <= np.take_along_axis(c, k[:, None], 1)[:, 0], j, k)
-    pick[blind] = np.where(valid.reshape(len(blind), -1).any(-1), cheaper, -1)
+    fits_b = fits[blind]
+    value = np.where(fits_b, (1.0 - failure_rate[blind]) * reliability[blind] / np.maximum(c, 1e-12), -np.inf)
+    ranked = np.argsort(-value, axis=-1)
+    j, k = ranked[:, 0], ranked[:, 1]
+    take = lambda a, i: np.take_along_axis(a, i[:, None], 1)
+    k_sub = np.broadcast_to(np.asarray(n_classes, dtype=float), (runs,))[blind]
+    rel, fr, single = reliability[blind], failure_rate[blind], gain[blind] + sub.p_right[:, None]
+    after = _pair_after(sub, take(rel, j), take(rel, k), take(fr, j), take(fr, k), take(single, j), take(single, k), k_sub)[:, 0]
+    pair_value = np.maximum(after - sub.p_right, 0.0)
+    pair_cost = take(c, j)[:, 0] + take(c, k)[:, 0]
+    valid = (pair_value > 1e-9) & (spent[blind] + pair_cost <= limit[blind] + 1e-12)
+    valid &= fill[blind] | (pair_value > pair_cost * per_error[blind])
+    cheaper = np.where(take(c, j)[:, 0] <= take(c, k)[:, 0], j, k)
+    pick[blind] = np.where(valid, cheaper, -1)
     return pick
 
 

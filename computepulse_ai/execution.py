@@ -109,7 +109,7 @@ async def call_model(adapter: Adapter, prompt: str, *,
         if response.request_id is None: response.request_id = request_id
         return response
     except TimeoutError:
-        error = f"timed out after {limit:g} s"
+        error = f"timed out after {limit:.3g} s"
         if "timeout_s" in limits: fault = "ours"     # the adapter did not stop at its own deadline: the loop was blocked
     except asyncio.CancelledError:
         raise
@@ -127,7 +127,7 @@ async def call_model(adapter: Adapter, prompt: str, *,
 class ParallelExecutor:
     "Runs model calls concurrently with per-model timeouts, a request deadline, early stop and escalation."
 
-    def __init__(self, timeout_s: float = 30.0,           # per-attempt timeout of each model call (seconds)
+    def __init__(self, timeout_s: float | None = 30.0,    # per-attempt timeout of each call, seconds (None: each adapter's own)
                  deadline_s: float | None = None,          # whole-request deadline (seconds), None for none
                  clock: Callable[[], float] = time.perf_counter):  # monotonic clock (injectable)
         self.timeout_s, self.deadline_s, self.clock = timeout_s, deadline_s, clock

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import json
 import math
 import random
@@ -18,17 +19,20 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from aiohttp import web
 
 from .core import ComputePulseError, get_logger
 
 # %% auto #0
-__all__ = ['GPU_PRICES', 'TOKEN_PRICES', 'GRID_RECORD', 'DATA_TYPES', 'RECORD_KEYS', 'CORRUPTIONS', 'DEFAULT_MODELS', 'ROUTES',
-           'FAULT_KINDS', 'ground_truth', 'detect_data_type', 'matches_truth', 'corrupt', 'render_answer', 'FakeModel',
-           'ScriptedAnswer', 'script_answer', 'Fault', 'LoggedRequest', 'dashscope_body', 'dashscope_error',
-           'openai_body', 'openai_error', 'ark_responses_body', 'fake_sources', 'split_chunks', 'FakeProviderServer']
+__all__ = ['GPU_PRICES', 'TOKEN_PRICES', 'GRID_RECORD', 'DATA_TYPES', 'RECORD_KEYS', 'CORRUPTIONS', 'GPU_SPELLINGS',
+           'PROVIDER_SPELLINGS', 'MODEL_SPELLINGS', 'REGION_SPELLINGS', 'PLACEHOLDERS', 'CHINESE_SELLERS',
+           'MISSING_TEXTS', 'PRICE_NAMES', 'DEFAULT_MODELS', 'ROUTES', 'FAULT_KINDS', 'ground_truth',
+           'detect_data_type', 'matches_truth', 'corrupt', 'render_answer', 'DefectRates', 'EmittedRecord',
+           'MessyTruth', 'messy_answer', 'FakeModel', 'ScriptedAnswer', 'script_answer', 'Fault', 'LoggedRequest',
+           'dashscope_body', 'dashscope_error', 'openai_body', 'openai_error', 'ark_responses_body', 'fake_sources',
+           'split_chunks', 'FakeProviderServer']
 
 # %% ../nbs/02a_fakes.ipynb #6b1eb225
 GPU_PRICES: list[dict[str, Any]] = [
@@ -166,6 +170,267 @@ def render_answer(data: Any,          # the JSON data to embed
     middle = f"```json\n{body}\n```" if style == "fenced" else body
     return "\n\n".join(part for part in (intro, middle, outro) if part)
 
+# %% ../nbs/02a_fakes.ipynb #7765856e
+GPU_SPELLINGS: dict[str, tuple[str, ...]] = {   # ground-truth name -> other ways answers write the same GPU
+    "H100": ("NVIDIA H100", "h100", "Nvidia H100 GPU", "英伟达H100", "H-100", "NVIDIA H100 Tensor Core GPU", "H100 GPU"),
+    "A100": ("NVIDIA A100", "a100", "英伟达 A100", "Nvidia A100 GPU", "A-100", "NVIDIA A100 Tensor Core", "A100 GPU"),
+    "L4": ("NVIDIA L4", "Nvidia L4 GPU", "l4", "L4 GPU"),
+    "T4": ("NVIDIA T4", "Tesla T4", "t4", "NVIDIA Tesla T4"),
+    "RTX 4090": ("RTX4090", "GeForce RTX 4090", "rtx 4090", "NVIDIA RTX 4090", "RTX-4090", "Nvidia GeForce RTX4090"),
+}
+
+PROVIDER_SPELLINGS: dict[str, tuple[str, ...]] = {   # ground-truth provider -> other spellings of the same company
+    "AWS": ("Amazon Web Services", "Amazon AWS", "亚马逊云科技", "aws", "Amazon"),
+    "Azure": ("Microsoft Azure", "微软Azure", "azure", "Azure Cloud"),
+    "GCP": ("Google Cloud", "Google Cloud Platform", "谷歌云", "gcp"),
+    "Lambda": ("Lambda Labs", "Lambda Cloud", "lambda"),
+    "CoreWeave": ("Coreweave", "CoreWeave Cloud", "COREWEAVE"),
+    "RunPod": ("Runpod", "RunPod.io", "runpod"),
+    "Vast.ai": ("Vast", "VastAI", "vast.ai", "Vast AI"),
+    "阿里云": ("Aliyun", "Alibaba Cloud", "Alibaba", "阿里巴巴云", "AlibabaCloud"),
+    "腾讯云": ("Tencent Cloud", "Tencent", "TencentCloud", "腾讯云计算"),
+    "华为云": ("Huawei Cloud", "HUAWEI CLOUD", "Huawei", "华为云计算"),
+    "火山引擎": ("Volcengine", "Volcano Engine", "字节跳动火山引擎", "VolcEngine"),
+    "Oracle": ("Oracle Cloud", "OCI", "Oracle Cloud Infrastructure"),
+    "Paperspace": ("Paperspace by DigitalOcean", "paperspace", "PaperSpace"),
+    "OpenAI": ("openai", "Open AI", "OpenAI API"),
+    "Anthropic": ("anthropic", "Anthropic API", "ANTHROPIC"),
+    "Google": ("Google AI", "谷歌", "Google Gemini"),
+    "DeepSeek": ("深度求索", "deepseek", "DeepSeek AI"),
+    "字节跳动": ("ByteDance", "字节", "Bytedance"),
+    "Moonshot": ("Moonshot AI", "月之暗面", "moonshot"),
+    "智谱": ("Zhipu AI", "智谱AI", "Zhipu", "智谱清言"),
+}
+
+MODEL_SPELLINGS: dict[str, tuple[str, ...]] = {   # ground-truth LLM name -> other spellings of the same model
+    "GPT-4o": ("gpt-4o", "GPT 4o", "GPT4o", "OpenAI GPT-4o"),
+    "GPT-4o-mini": ("GPT-4o mini", "gpt-4o-mini", "GPT-4o-Mini", "GPT 4o mini"),
+    "o3-mini": ("o3 mini", "O3-mini", "OpenAI o3-mini"),
+    "Claude 3.5 Sonnet": ("Claude3.5 Sonnet", "claude-3.5-sonnet", "Claude-3.5-Sonnet", "Claude 3.5 sonnet"),
+    "Claude 3.5 Haiku": ("Claude3.5 Haiku", "claude-3.5-haiku", "Claude-3.5-Haiku"),
+    "Gemini 1.5 Pro": ("Gemini-1.5-Pro", "gemini 1.5 pro", "Gemini1.5 Pro", "gemini-1.5-pro"),
+    "Gemini 1.5 Flash": ("Gemini-1.5-Flash", "gemini 1.5 flash", "Gemini1.5 Flash"),
+    "DeepSeek-V3": ("DeepSeek V3", "deepseek-v3", "DeepSeekV3", "DeepSeek-v3"),
+    "DeepSeek-R1": ("DeepSeek R1", "deepseek-r1", "DeepSeekR1", "DeepSeek-r1"),
+    "Qwen-Max": ("Qwen Max", "qwen-max", "通义千问-Max", "QwenMax"),
+    "Qwen-Plus": ("Qwen Plus", "qwen-plus", "通义千问-Plus", "QwenPlus"),
+    "Doubao-Pro-32k": ("Doubao-pro-32k", "豆包 Pro 32k", "Doubao Pro 32K", "doubao-pro-32k"),
+    "Kimi k1.5": ("Kimi-k1.5", "Kimi K1.5", "kimi k1.5"),
+    "GLM-4-Plus": ("GLM-4 Plus", "glm-4-plus", "GLM4-Plus", "GLM 4 Plus"),
+}
+
+REGION_SPELLINGS: dict[str, tuple[str, ...]] = {   # ground-truth region -> other spellings (case, full-width brackets)
+    "US-East-1": ("us-east-1", "US-EAST-1"), "US-West-2": ("us-west-2",), "EU-West-1": ("eu-west-1",),
+    "East US": ("eastus", "East-US", "east us"), "West Europe": ("westeurope", "west europe"),
+    "华北2(北京)": ("华北2（北京）", "华北 2(北京)"), "华东1(杭州)": ("华东1（杭州）", "华东 1(杭州)"),
+}
+
+PLACEHOLDERS: dict[str, tuple[str, ...]] = {   # field -> names that stand for no real thing
+    "provider": ("Unknown", "Various", "Multiple providers", "未知"),
+    "region": ("Various", "Global (Average)", "cheapest", "Multiple regions", "全球平均"),
+    "model": ("Various", "Unknown model", "其他模型"),
+}
+
+CHINESE_SELLERS = frozenset({"阿里云", "腾讯云", "华为云", "火山引擎", "字节跳动", "智谱", "Moonshot", "DeepSeek"})
+MISSING_TEXTS = ("暂无公开数据", "N/A", "contact sales", "未公开", "—")
+PRICE_NAMES = {"gpu": ("price",), "token": ("input_price", "output_price"), "grid_load": ("kwh_price",)}
+
+# %% ../nbs/02a_fakes.ipynb #d9d8fddf
+@dataclass
+class DefectRates:
+    "How often each defect class of real model output shows up in a messy answer."
+    spelling: float = 0.25        # per name (provider, GPU, model, region): written another way
+    cny: float = 0.4              # per record of a Chinese seller: its prices in CNY (×7.2), labelled or not
+    per_instance: float = 0.08    # per H100/A100 record: the 8-GPU instance price (×8), with or without a hint
+    per_1k: float = 0.06          # per token record: prices per 1K tokens (÷1000), labelled or not
+    string_number: float = 0.04   # per record: a string where a number belongs ("暂无公开数据", "N/A", …)
+    zero: float = 0.02            # per record: a price of 0
+    placeholder: float = 0.15     # per answer: an extra record named by a placeholder (Unknown, Various, Global (Average))
+    duplicate: float = 0.2        # per answer: one record repeated under another spelling (maybe its CNY value)
+    citation: float = 0.35        # per answer: citation markers ([1], (see [2024])) in the prose before the JSON
+    many_citations: float = 0.1   # per answer with citations: 64+ markers instead of a few
+    truncation: float = 0.1       # per answer: the text cut at a random offset inside the JSON
+
+    def __post_init__(self):
+        for name, value in vars(self).items():
+            if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                raise ComputePulseError(f"DefectRates.{name} = {value!r}: expected a probability in [0, 1]")
+
+    @classmethod
+    def none(cls) -> "DefectRates":
+        "Every rate 0: a clean answer (still wrapped in prose or a fence)."
+        return cls(**{name: 0.0 for name in cls.__dataclass_fields__})
+
+
+@dataclass
+class EmittedRecord:
+    "One record as a messy answer wrote it, and what it stands for."
+    record: dict[str, Any]               # as written (before any cut)
+    truth_index: int | None              # index in `MessyTruth.records` of the real thing it is about; None: a placeholder
+    defects: list[str] = field(default_factory=list)   # e.g. ["spelling:provider", "cny:unlabelled"]
+    complete: bool = True                # whole in the text (its closing brace before the cut)
+
+
+@dataclass
+class MessyTruth:
+    "What a messy answer really says: the clean records it was made from, and every defect put in."
+    data_type: str                       # gpu, token or grid_load
+    records: Any                         # the clean data (list of records, or the grid record): canonical names, USD
+    emitted: list[EmittedRecord]         # the records in the answer, in order
+    cut_at: int | None = None            # offset in the text where the answer was cut; None: complete
+    citations: int = 0                   # citation markers before the JSON
+
+    @property
+    def defects(self) -> dict[str, int]:
+        "How many times each defect class occurs (classes without their variant: `cny`, not `cny:unlabelled`)."
+        counts: dict[str, int] = {}
+        names = [d.split(":")[0] for e in self.emitted for d in e.defects]
+        names += ["truncation"] * (self.cut_at is not None) + ["citation"] * (self.citations > 0)
+        for name in names: counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    @property
+    def recoverable(self) -> list[int]:
+        "Indices of the real records with at least one whole copy in the text (what a perfect reader can serve)."
+        return sorted({e.truth_index for e in self.emitted if e.complete and e.truth_index is not None})
+
+# %% ../nbs/02a_fakes.ipynb #c618e108
+def _variant(name: Any, table: Mapping[str, Sequence[str]], rate: float, rng: random.Random) -> tuple[Any, bool]:
+    "Another spelling of `name` from `table`, with probability `rate`."
+    options = table.get(name) if isinstance(name, str) else None
+    if not options or rng.random() >= rate: return name, False
+    return rng.choice(list(options)), True
+
+
+def _respell(record: dict, data_type: str, rates: DefectRates, rng: random.Random, defects: list[str]) -> None:
+    tables = {"provider": PROVIDER_SPELLINGS, "gpu": GPU_SPELLINGS, "model": MODEL_SPELLINGS, "region": REGION_SPELLINGS}
+    for name in RECORD_KEYS.get(data_type, ()):
+        record[name], changed = _variant(record.get(name), tables[name], rates.spelling, rng)
+        if changed: defects.append(f"spelling:{name}")
+
+
+def _as_cny(record: dict, prices: Sequence[str], rng: random.Random, defects: list[str]) -> None:
+    "Prices in CNY (×7.2): labelled CNY, written as 元 text, unlabelled, or wrongly stamped USD."
+    style = rng.choice(["label", "text", "unlabelled", "usd"])
+    for name in prices:
+        value = round(record[name] * 7.2, 2)
+        record[name] = f"{value:g}元" if style == "text" else value
+    if style == "label": record["currency"] = rng.choice(["CNY", "RMB", "人民币"])
+    elif style in ("text", "unlabelled"): record.pop("currency", None)
+    defects.append(f"cny:{style}")
+
+
+def _per_instance(record: dict, rng: random.Random, defects: list[str]) -> None:
+    "An 8-GPU instance price: hinted by gpu_count, by the name (8x H100), by a unit, or not at all."
+    style = rng.choice(["gpu_count", "name", "unit", "unlabelled"])
+    record["price"] = round(record["price"] * 8, 2)
+    if style == "gpu_count": record["gpu_count"] = 8
+    elif style == "name": record["gpu"] = f"8x {record['gpu']}"
+    elif style == "unit": record["unit"] = rng.choice(["per instance (8 GPUs)", "USD/实例/小时"])
+    defects.append(f"per_instance:{style}")
+
+
+def _per_1k(record: dict, rng: random.Random, defects: list[str]) -> None:
+    "Token prices per 1K tokens (÷1000), with a unit saying so, or not."
+    style = rng.choice(["unit", "unlabelled"])
+    for name in ("input_price", "output_price"): record[name] = float(f"{record[name] / 1000:.6g}")
+    if style == "unit": record["unit"] = rng.choice(["USD per 1K tokens", "$/1k tokens", "每千token"])
+    defects.append(f"per_1k:{style}")
+
+
+def _value_defect(record: dict, data_type: str, rates: DefectRates, rng: random.Random, defects: list[str]) -> None:
+    "At most one defect of the values of one record (they do not stack: one real slip per record)."
+    numbers = [k for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    prices = [k for k in PRICE_NAMES[data_type] if k in numbers]   # a wrong answer may already carry a string there
+    if not prices: return
+    if rng.random() < rates.string_number:
+        name = rng.choice(numbers)
+        record[name] = rng.choice(MISSING_TEXTS)
+        defects.append(f"string_number:{name}")
+    elif rng.random() < rates.zero:
+        name = rng.choice(prices)
+        record[name] = 0
+        defects.append(f"zero:{name}")
+    elif (data_type == "grid_load" or record.get("provider") in CHINESE_SELLERS) and rng.random() < rates.cny:
+        _as_cny(record, prices, rng, defects)
+    elif data_type == "gpu" and record.get("gpu") in ("H100", "A100") and rng.random() < rates.per_instance:
+        _per_instance(record, rng, defects)
+    elif data_type == "token" and len(prices) == 2 and rng.random() < rates.per_1k:
+        _per_1k(record, rng, defects)
+
+# %% ../nbs/02a_fakes.ipynb #380d324e
+_CITED_INTROS = ["Based on search results [1][2], here are the current prices:", "根据搜索结果[1][3]，整理如下（参见 [2024] 年报价）：",
+                 "According to [1], [2] and [4] (see [2024]), the prices are:", "综合多个来源[1][2][5]，数据如下："]
+
+
+def _intro(rates: DefectRates, rng: random.Random) -> tuple[str, int]:
+    "The prose before the JSON, and how many citation markers it holds."
+    if rng.random() >= rates.citation: return rng.choice(_INTROS), 0
+    if rng.random() < rates.many_citations:
+        n = rng.randint(64, 90)
+        return "Sources: " + " ".join(f"[{i}]" for i in range(1, n + 1)) + "\n\n" + rng.choice(_CITED_INTROS), n + 3
+    intro = rng.choice(_CITED_INTROS)
+    return intro, intro.count("[")
+
+
+def _serialise(records: list[dict] | dict, indent: int | None) -> tuple[str, list[int]]:
+    "JSON text of `records` as json.dumps writes it, and the offset just after each record's closing brace."
+    if isinstance(records, dict):
+        body = json.dumps(records, ensure_ascii=False, indent=indent)
+        return body, [len(body)]
+    parts = [json.dumps(r, ensure_ascii=False, indent=indent) for r in records]
+    if indent: parts = ["\n".join(" " * indent + line for line in p.split("\n")) for p in parts]
+    opening, separator = ("[\n", ",\n") if indent else ("[", ", ")
+    ends, offset = [], len(opening)
+    for i, part in enumerate(parts):
+        offset += len(part)
+        ends.append(offset)
+        offset += len(separator)
+    closing = "\n]" if indent else "]"
+    return (opening + separator.join(parts) + closing) if parts else "[]", ends
+
+
+def messy_answer(data_type: str,                     # gpu, token or grid_load
+                 rng: random.Random,                 # the only source of randomness: same seed, same answer
+                 rates: DefectRates | None = None,   # how often each defect occurs (None: the realistic defaults)
+                 data: Any = None,                   # the clean data to write (None: the ground truth)
+                 ) -> tuple[str, MessyTruth]:
+    "An answer as a real model writes it (spellings, CNY, per-instance and per-1K prices, citations, cuts …) and its truth."
+    rates = rates or DefectRates()
+    clean = ground_truth(data_type) if data is None else copy.deepcopy(data)
+    emitted: list[EmittedRecord] = []
+    for index, truth in enumerate(clean if isinstance(clean, list) else [clean]):
+        record, defects = copy.deepcopy(truth), []
+        _value_defect(record, data_type, rates, rng, defects)
+        _respell(record, data_type, rates, rng, defects)
+        emitted.append(EmittedRecord(record, index, defects))
+    if isinstance(clean, list) and clean and rng.random() < rates.duplicate:
+        index = rng.randrange(len(clean))
+        record, defects = copy.deepcopy(clean[index]), ["duplicate"]
+        prices = [k for k in PRICE_NAMES[data_type] if isinstance(record.get(k), (int, float)) and not isinstance(record.get(k), bool)]
+        if record.get("provider") in CHINESE_SELLERS and prices and rng.random() < 0.5: _as_cny(record, prices, rng, defects)
+        record["provider"] = rng.choice(PROVIDER_SPELLINGS.get(record["provider"], (record["provider"],)))
+        emitted.insert(rng.randrange(len(emitted) + 1), EmittedRecord(record, index, defects))
+    if isinstance(clean, list) and clean and rng.random() < rates.placeholder:
+        record = copy.deepcopy(rng.choice(clean))
+        name = rng.choice([k for k in PLACEHOLDERS if k in record])
+        record[name] = rng.choice(PLACEHOLDERS[name])
+        emitted.insert(rng.randrange(len(emitted) + 1), EmittedRecord(record, None, [f"placeholder:{name}"]))
+    written = [e.record for e in emitted] if isinstance(clean, list) else emitted[0].record
+    body, ends = _serialise(written, rng.choice([None, 2]))
+    intro, citations = _intro(rates, rng)
+    fenced = rng.random() < 0.6
+    prefix = (intro + "\n\n" if intro else "") + ("```json\n" if fenced else "")
+    cut_at = None
+    if rng.random() < rates.truncation and len(body) > 2:
+        cut = rng.randrange(1, len(body) - 1)
+        for e, end in zip(emitted, ends): e.complete = end <= cut
+        text, cut_at = prefix + body[:cut], len(prefix) + cut
+    else:
+        outro = rng.choice(_OUTROS)
+        text = prefix + body + ("\n```" if fenced else "") + ("\n\n" + outro if outro else "")
+    return text, MessyTruth(data_type, clean, emitted, cut_at, citations)
+
 # %% ../nbs/02a_fakes.ipynb #da52f75d
 @dataclass
 class FakeModel:
@@ -178,6 +443,7 @@ class FakeModel:
     output_tokens: int = 400                           # completion tokens reported
     reasoning: bool = False                            # emit reasoning_content (a reasoner model)
     cache_hit_tokens: int = 64                         # prompt tokens reported as cache hits (OpenAI protocol)
+    defects: DefectRates | None = None                 # write answers like a real model (see `messy_answer`); None: clean
 
     def accuracy_for(self, data_type: str) -> float:
         "The probability of a correct answer for `data_type`."
@@ -194,6 +460,7 @@ class ScriptedAnswer:
     data_type: str                 # the data set it answers
     latency_s: float               # how long the model 'thinks' before answering
     reasoning: str | None = None   # reasoning trace, for reasoner models
+    messy: MessyTruth | None = None  # the truth behind a messy answer (a model with `defects`)
 
 
 DEFAULT_MODELS = [FakeModel("qwen-max", {"gpu": 0.9, "token": 0.85, "grid_load": 0.8}),
@@ -207,7 +474,7 @@ def script_answer(model: FakeModel,      # who answers
                   prompt: str,           # what was asked
                   rng: random.Random,    # decides correctness, style and latency
                   ) -> ScriptedAnswer:
-    "A fake model's answer to `prompt`: the truth with probability `accuracy`, otherwise a corruption."
+    "A fake model's answer to `prompt`: the truth with probability `accuracy`, otherwise a corruption (messy if `defects`)."
     data_type = detect_data_type(prompt) or "gpu"
     truth = ground_truth(data_type)
     correct = rng.random() < model.accuracy_for(data_type)
@@ -215,7 +482,10 @@ def script_answer(model: FakeModel,      # who answers
     latency = model.latency_s + (rng.uniform(0, model.latency_jitter_s) if model.latency_jitter_s else 0.0)
     reasoning = (f"The user asks for {data_type} data. I recall the published prices and check the units "
                  f"(USD, per hour / per 1M tokens) before answering.") if model.reasoning else None
-    return ScriptedAnswer(render_answer(data, rng), data, correct, data_type, latency, reasoning)
+    if model.defects is None: return ScriptedAnswer(render_answer(data, rng), data, correct, data_type, latency, reasoning)
+    text, messy = messy_answer(data_type, rng, model.defects, data)
+    written = [e.record for e in messy.emitted] if isinstance(data, list) else messy.emitted[0].record
+    return ScriptedAnswer(text, written, correct, data_type, latency, reasoning, messy)
 
 # %% ../nbs/02a_fakes.ipynb #4caf6ee5
 ROUTES = ("dashscope", "openai", "ark_chat", "ark_responses")
@@ -235,16 +505,17 @@ class Fault:
     delay_s: float = 0.0                         # delay for kinds "delay" and "slow_sse"
     delay_range_s: tuple[float, float] | None = None  # random delay range for kind "delay"
     text: str = ""                               # model content for kind "content"
+    prompt_contains: str = ""                    # only requests whose prompt contains this text ("": any)
     hits: int = 0                                # how many requests it has hit so far
 
     def __post_init__(self):
         if self.kind not in FAULT_KINDS: raise ComputePulseError(f"unknown fault kind {self.kind!r}: expected one of {FAULT_KINDS}")
         if self.route != "*" and self.route not in ROUTES: raise ComputePulseError(f"unknown route {self.route!r}: expected one of {ROUTES}")
 
-    def matches(self, route: str, model: str) -> bool:
-        "Whether this fault applies to a request on `route` for `model` (ignoring probability)."
+    def matches(self, route: str, model: str, prompt: str = "") -> bool:
+        "Whether this fault applies to a request on `route` for `model` asking `prompt` (ignoring probability)."
         if self.times is not None and self.hits >= self.times: return False
-        return self.route in ("*", route) and self.model in ("*", model)
+        return self.route in ("*", route) and self.model in ("*", model) and self.prompt_contains in prompt
 
 
 @dataclass
@@ -374,8 +645,8 @@ class FakeProviderServer:
         self.faults: list[Fault] = []
         self.requests: list[LoggedRequest] = []
         self._lock = threading.Lock()
-        self._fault_rng = random.Random(f"{seed}:faults")
-        self._counts: dict[str, int] = {}
+        self.round: int | None = None              # the current round (see `set_round`); None: answers by occurrence
+        self._counts: dict[tuple, int] = {}
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
         self._tick: asyncio.Event | None = None
@@ -396,6 +667,10 @@ class FakeProviderServer:
         fault = Fault(kind, **options)
         with self._lock: self.faults.append(fault)
         return fault
+
+    def set_round(self, round_: int | None) -> None:
+        "Within one round the same question to the same model gets the same answer (None: the nth asking, the nth answer)."
+        with self._lock: self.round = round_
 
     def clear_faults(self) -> None:
         "Remove every injected fault."
@@ -497,15 +772,20 @@ class FakeProviderServer:
     def _model(self, name: str) -> FakeModel:
         with self._lock: return self.models.get(name) or FakeModel(name, **{k: v for k, v in vars(self.default_model).items() if k != "name"})
 
-    def _next_rng(self, model: str) -> random.Random:
+    def _rngs(self, route: str, model: str, prompt: str) -> tuple[random.Random, random.Random]:
+        "(answer rng, fault rng) of one request, seeded by (seed, model, content, round): never by arrival order."
+        digest = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         with self._lock:
-            n = self._counts[model] = self._counts.get(model, 0) + 1
-        return random.Random(f"{self.seed}:{model}:{n}")
+            round_ = self.round
+            n = self._counts[(model, digest, round_)] = self._counts.get((model, digest, round_), 0) + 1
+        which = f"round{round_}" if round_ is not None else f"ask{n}"   # the nth asking of this question, without rounds
+        return (random.Random(f"{self.seed}:{model}:{digest}:{which}"),
+                random.Random(f"{self.seed}:faults:{route}:{model}:{digest}:{round_}:{n}"))
 
-    def _pick_fault(self, route: str, model: str) -> Fault | None:
+    def _pick_fault(self, route: str, model: str, prompt: str, rng: random.Random) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.matches(route, model) and (fault.probability >= 1 or self._fault_rng.random() < fault.probability):
+                if fault.matches(route, model, prompt) and (fault.probability >= 1 or rng.random() < fault.probability):
                     fault.hits += 1
                     return fault
         return None
@@ -526,9 +806,11 @@ class FakeProviderServer:
             entry.body = body if isinstance(body, dict) else {}
             entry.model = str(entry.body.get("model", ""))
             entry.stream = self._wants_stream(request, route, entry.body)
-            fault = self._pick_fault(route, entry.model)
+            prompt = _prompt_of(route, entry.body)
+            answer_rng, fault_rng = self._rngs(route, entry.model, prompt)
+            fault = self._pick_fault(route, entry.model, prompt, fault_rng)
             entry.fault = fault.kind if fault else None
-            response = await self._respond(request, route, entry, fault)
+            response = await self._respond(request, route, entry, fault, answer_rng, fault_rng)
             return response
         except asyncio.CancelledError:
             entry.disconnected = True
@@ -549,7 +831,8 @@ class FakeProviderServer:
         body = dashscope_error(status, request_id) if route == "dashscope" else openai_error(status)
         return web.json_response(body, status=status, headers=headers)
 
-    async def _respond(self, request: web.Request, route: str, entry: LoggedRequest, fault: Fault | None) -> web.StreamResponse:
+    async def _respond(self, request: web.Request, route: str, entry: LoggedRequest, fault: Fault | None,
+                       answer_rng: random.Random, fault_rng: random.Random) -> web.StreamResponse:
         request_id = uuid.uuid4().hex
         if not entry.auth_present:
             entry.status = 401
@@ -566,14 +849,14 @@ class FakeProviderServer:
             return web.Response(status=500)
         if fault is not None and fault.kind == "delay":
             low, high = fault.delay_range_s or (fault.delay_s, fault.delay_s)
-            await self._sleep(self._fault_rng.uniform(low, high) if high > low else low)
+            await self._sleep(fault_rng.uniform(low, high) if high > low else low)
         if fault is not None and fault.kind == "garbage":
             entry.status = 200
             return web.Response(status=200, body=b"<html><body>502 Bad Gateway</body></html>\x00{not json",
                                 content_type="application/json", headers={"x-request-id": request_id})
         model = self._model(entry.model)
         prompt = _prompt_of(route, entry.body)
-        answer = script_answer(model, prompt, self._next_rng(model.name))
+        answer = script_answer(model, prompt, answer_rng)
         if fault is not None and fault.kind == "content":
             answer.text, answer.data, answer.correct = fault.text, None, False
         entry.correct = answer.correct

@@ -9,25 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
+import shutil
 import signal
 import statistics
 import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .adapters import RetryPolicy, make_adapter
 from .compat import CollaborationService, canonical_data_type, file_format
 from .config import Config
-from .core import TaskType, get_logger
+from .core import ComputePulseError, InvalidFieldError, TaskType, as_utc, get_logger, utcnow
 from .feedback import answer_accuracy
-from .orchestrator import AIOrchestrator
+from .orchestrator import AIOrchestrator, merge_spec_from_config
 from .storage import atomic_write_bytes
 from .tracking import save_report
 from .validation import merge_spec, normalise_answers, validate
 
 # %% auto #0
-__all__ = ['log', 'PROMPTS', 'FILES', 'run_until_signal', 'read_existing', 'write_data_file', 'fetch_data_sets', 'demo_models',
-           'demo_config', 'served_accuracy', 'run_demo', 'summarise_demo', 'format_demo']
+__all__ = ['log', 'PROMPTS', 'FILES', 'DEMO_MARKER', 'run_until_signal', 'PreviousFile', 'read_previous', 'read_existing',
+           'check_writable', 'write_data_file', 'FileUpdate', 'update_records', 'shrink_reason', 'fetch_data_sets',
+           'fetch_job', 'run_fetch_job', 'prepare_demo_storage', 'demo_models', 'demo_config', 'served_accuracy',
+           'run_demo', 'summarise_demo', 'format_demo']
 
 # %% ../nbs/13a_jobs.ipynb #6b63d93f
 log = get_logger("computepulse_ai.jobs")
@@ -63,53 +70,275 @@ def run_until_signal(make_coro: Callable[[], Any]) -> Any:
             raise SystemExit(128 + received[0]) from None
         raise
 
-# %% ../nbs/13a_jobs.ipynb #f7274bb5
+# %% ../nbs/13a_jobs.ipynb #c02c68ae
+@dataclass
+class PreviousFile:
+    "What a data file held before this run, and whether it may be replaced."
+    path: Path                             # the data file
+    data: Any = None                       # its parsed content; None when missing or unreadable
+    error: str | None = None               # why it could not be used (None: missing, or read fine)
+    replaceable: bool = True               # False: it exists but could not be read (permission, a folder): never overwrite it
+    mtime: datetime | None = None          # when it was last written (the age of records without `updated_at`)
+
+    @property
+    def records(self) -> int:
+        "How many records it held (1 for the energy record, 0 when missing or unreadable)."
+        if isinstance(self.data, list): return len(self.data)
+        return 1 if isinstance(self.data, dict) else 0
+
+
+def read_previous(path: Path) -> PreviousFile:
+    "The previous content of a data file: parsed, missing, corrupt (replaceable; set aside when replaced) or unreadable."
+    if path.is_dir(): return PreviousFile(path, error=f"{path} is a directory, not a data file", replaceable=False)
+    try: raw = path.read_bytes()
+    except FileNotFoundError: return PreviousFile(path)
+    except OSError as e: return PreviousFile(path, error=f"{path} cannot be read ({e.strerror or e})", replaceable=False)
+    mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+    try: return PreviousFile(path, json.loads(raw.decode("utf-8-sig")), mtime=mtime)
+    except ValueError as e: return PreviousFile(path, error=f"{path} is not valid JSON ({e})", mtime=mtime)
+
+
 def read_existing(path: Path) -> Any:
-    "The previous content of a data file, or None when missing or unreadable (logged)."
-    try: return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError: return None
-    except (OSError, ValueError) as e:
-        log.error("previous data file %s unreadable (%s); it is left in place", path, e)
-        return None
+    "The previous content of a data file, or None when it is missing or unreadable (the reason logged)."
+    previous = read_previous(path)
+    if previous.error: log.error("previous data file: %s", previous.error)
+    return previous.data
+
+
+def check_writable(folder: Path) -> str | None:
+    "Why `folder` cannot take a data file (None: it can): tried with a real file, as permissions can lie (root, read-only mounts)."
+    try: folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e: return f"cannot create {folder} ({e.strerror or e})"
+    if not folder.is_dir(): return f"{folder} is not a directory"
+    probe = folder / f".computepulse-write-check-{os.getpid()}.tmp"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e: return f"cannot write in {folder} ({e.strerror or e})"
+    return None
+
+
+def _without_lone_surrogates(text: str) -> str:
+    "`text` with any lone UTF-16 surrogate (not encodable as UTF-8) replaced by U+FFFD."
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def write_data_file(path: Path, data: Any) -> None:
-    "Write a ComputePulse data file atomically (old content or new, never half)."
-    atomic_write_bytes(path, (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode())
+    "Write a ComputePulse data file atomically (old content or new, never half); lone surrogates become U+FFFD."
+    text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    try: payload = text.encode("utf-8")
+    except UnicodeEncodeError:
+        log.warning("%s: text with lone surrogates (not UTF-8) written as U+FFFD", path.name)
+        payload = _without_lone_surrogates(text).encode("utf-8")
+    atomic_write_bytes(path, payload)
+
+# %% ../nbs/13a_jobs.ipynb #581ed2d8
+@dataclass
+class FileUpdate:
+    "The records a data file gets this hour, and what happened to the previous ones."
+    records: list[dict[str, Any]]                        # refreshed first, then the kept previous ones
+    refreshed: int = 0                                   # records from this hour's answers
+    kept: list[str] = field(default_factory=list)        # keys of previous records kept (not seen this hour, not too old)
+    dropped: list[str] = field(default_factory=list)     # keys of previous records dropped as stale
 
 
+def _stamp(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _age_h(record: Mapping[str, Any], fallback: datetime | None, now: datetime) -> float | None:
+    "Hours since `record` was refreshed: its `updated_at`, else the previous file's time; None when unknown."
+    when = fallback
+    stamp = record.get("updated_at")
+    if isinstance(stamp, str):
+        try: when = as_utc("data file", "updated_at", stamp)
+        except InvalidFieldError: pass
+    return None if when is None else (now - when).total_seconds() / 3600
+
+
+def update_records(previous: Any,                        # the previous file's content (a list of records, or anything)
+                   fresh: list[dict[str, Any]],          # this hour's accepted records
+                   key: Callable[[Mapping[str, Any]], Any],  # the merge spec's entity key
+                   now: datetime,                        # this run's time (UTC)
+                   max_age_h: float | None = 24.0,       # keep a record not seen for at most this long (None: for ever)
+                   previous_time: datetime | None = None,  # when the previous file was written (age of records without `updated_at`)
+                   ) -> FileUpdate:
+    "Record-level update: this hour's records replace theirs by entity key; the others stay, with their age, until stale."
+    stamp = _stamp(now)
+    records = [{**r, "updated_at": stamp} for r in fresh]
+    seen = {_safe_key(key, r) for r in fresh} - {None}
+    update = FileUpdate(records, refreshed=len(records))
+    for old in previous if isinstance(previous, list) else []:
+        if not isinstance(old, Mapping): continue
+        k = _safe_key(key, old)
+        if k is None or k in seen: continue
+        seen.add(k)
+        age = _age_h(old, previous_time, now)
+        if max_age_h is not None and age is not None and age > max_age_h:
+            update.dropped.append(str(k)); continue
+        kept = dict(old)
+        if "updated_at" not in kept and previous_time is not None: kept["updated_at"] = _stamp(previous_time)
+        records.append(kept)
+        update.kept.append(str(k))
+    return update
+
+
+def _safe_key(key: Callable[[Mapping[str, Any]], Any], record: Mapping[str, Any]) -> Any:
+    "The record's entity key, or None when it has none (a key function that fails on odd values counts as none)."
+    try: return key(record)
+    except Exception: return None
+
+
+def shrink_reason(previous_records: int,   # records in the previous file
+                  new_records: int,        # records the new file would hold
+                  min_keep_share: float,   # data_files.min_keep_share
+                  ) -> str | None:
+    "Why a new data file must not replace the previous one (it holds too few records), or None when it may."
+    if new_records >= min_keep_share * previous_records: return None
+    return (f"it would shrink from {previous_records} to {new_records} record(s), under data_files.min_keep_share "
+            f"{min_keep_share:g} of the previous file")
+
+# %% ../nbs/13a_jobs.ipynb #6fe2ca96
 async def fetch_data_sets(orchestrator: AIOrchestrator,   # a started orchestrator
-                          kinds: list[str],                # data sets: gpu, token, grid_load
+                          kinds: list[str],                # data sets: gpu, token, grid_load (grid)
                           out_dir: Path,                   # where the data files live
                           path: str | None = None,         # learned / legacy / shadow (None: the config's flag)
-                          echo: Callable[[str], Any] = print) -> int:
-    "Refresh the data files; a data set that fails validation keeps its old file. Returns the exit status."
+                          echo: Callable[[str], Any] = print,
+                          force: bool = False,             # write a file even when it would shrink past data_files.min_keep_share
+                          now: datetime | None = None,     # this run's time (None: now, UTC)
+                          metrics=None,                    # a metrics.FetchMetrics told each fetch's outcome (optional)
+                          ) -> int:
+    "Refresh the data files, each data set on its own (its failure is reported, the others proceed); 1 when any was not updated."
+    now = now or utcnow()
+    out_dir = Path(out_dir)
+    wanted = list(dict.fromkeys(map(canonical_data_type, kinds)))
+    failed: list[str] = []
+    folder_problem = check_writable(out_dir)       # every output is checked before any model is called
+    plans = []
+    for kind in wanted:
+        previous = read_previous(out_dir / FILES[kind])
+        if previous.error: log.error("previous data file: %s", previous.error)
+        problem = folder_problem or (None if previous.replaceable else previous.error)
+        if problem is None: plans.append((kind, previous)); continue
+        echo(f"{kind}: NOT updated, no model called — {problem}")
+        failed.append(kind)
     service = CollaborationService(orchestrator)
-    status = 0
     try:
-        for kind in map(canonical_data_type, kinds):
-            target = out_dir / FILES[kind]
-            outcome = await service.fetch(PROMPTS[kind], kind, existing=read_existing(target), path=path)
-            served = outcome.data
-            check = validate(served, kind, orchestrator.rules) if served is not None else None
-            accepted = None if check is None else (check.accepted if kind != "grid_load" else (check.accepted or [None])[0])
-            if not accepted:
-                reasons = []
-                if outcome.learned is not None and outcome.learned.error: reasons.append(outcome.learned.error)
-                if check is not None: reasons += [f"{o.record!r:.80}: {'; '.join(o.errors)}" for o in check.rejected[:5]]
-                echo(f"{kind}: NOT updated, {target.name} left as it was — " + (" | ".join(reasons) or "no answer"))
-                status = 1
-                continue
-            write_data_file(target, file_format(kind, accepted))
-            n = len(accepted) if isinstance(accepted, list) else 1
-            warn = f", {len(check.rejected)} rejected" if check.rejected else ""
-            cost = outcome.learned.cost_usd if outcome.learned is not None else outcome.legacy.cost_usd
-            echo(f"{kind}: wrote {n} record(s) to {target} ({outcome.path} path, ${cost:.5f}{warn})")
+        for kind, previous in plans:
+            try: ok = await _fetch_one(service, kind, previous, path, echo, force, now, metrics)
+            except Exception as e:    # one data set's failure, whatever it is, never stops the others
+                log.error("%s: fetch failed: %s: %s", kind, type(e).__name__, e, exc_info=log.isEnabledFor(logging.DEBUG))
+                echo(f"{kind}: FAILED ({type(e).__name__}: {e}); {FILES[kind]} left as it was")
+                ok = False
+            if not ok: failed.append(kind)
     finally:
         service.close()
+    if failed: echo("not updated: " + ", ".join(failed))
+    return 1 if failed else 0
+
+
+async def _fetch_one(service: CollaborationService, kind: str, previous: PreviousFile, path: str | None,
+                     echo: Callable[[str], Any], force: bool, now: datetime, metrics=None) -> bool:
+    "Fetch, validate and write one data set; False (with the reason echoed) when its file is not updated."
+    orchestrator = service.orchestrator
+    cfg = orchestrator.manager.current()
+    target = previous.path
+    existing = previous.data if kind == "grid_load" else None   # lists: `update_records` keeps the previous records
+    outcome = await service.fetch(PROMPTS[kind], kind, existing=existing, path=path)
+    served = outcome.data
+    merged = outcome.learned.merged if outcome.path == "learned" and outcome.learned is not None else None
+    subject = merged if merged is not None else served     # with provenance: a value that jumped needs two models behind it
+    check = validate(subject, kind, orchestrator.rules, previous=previous.data) if served is not None else None
+    accepted = None if check is None else (check.accepted if kind != "grid_load" else (check.accepted or [None])[0])
+    if metrics is not None: metrics.observe_fetch(kind, outcome, accepted, check.rejected if check is not None else [])
+    if not accepted:
+        reasons = []
+        if outcome.learned is not None and outcome.learned.error: reasons.append(outcome.learned.error)
+        if outcome.legacy is not None and outcome.legacy.error: reasons.append(outcome.legacy.error)
+        if check is not None: reasons += [f"{o.record!r:.80}: {'; '.join(o.errors)}" for o in check.rejected[:5]]
+        echo(f"{kind}: NOT updated, {target.name} left as it was — " + (" | ".join(reasons) or "no answer"))
+        return False
+    note = ""
+    if kind == "grid_load":
+        data, count = file_format(kind, accepted), 1
+    else:
+        key = merge_spec_from_config(cfg, kind, orchestrator.rules).key
+        update = update_records(previous.data, file_format(kind, accepted), key, now, cfg["data_files.max_record_age_h"],
+                                previous.mtime)
+        if update.dropped:
+            log.info("%s: dropped %d record(s) not refreshed for over %g h: %s", kind, len(update.dropped),
+                     cfg["data_files.max_record_age_h"], ", ".join(update.dropped[:10]))
+        data, count = update.records, len(update.records)
+        note = f" ({update.refreshed} refreshed, {len(update.kept)} kept, {len(update.dropped)} dropped as stale)"
+        shrink = shrink_reason(previous.records, count, cfg["data_files.min_keep_share"])
+        if shrink is not None:
+            shrink = f"{target.name}: {shrink}"
+            if not force:
+                echo(f"{kind}: NOT updated, {target.name} left as it was — {shrink}; --force writes it anyway")
+                return False
+            log.warning("%s: %s; written because of --force", kind, shrink)
+    if previous.error and target.exists():      # corrupt, not unreadable: kept beside the new file, never lost
+        aside = target.with_name(f"{target.name}.corrupt-{now:%Y%m%dT%H%M%S}")
+        shutil.copy2(target, aside)
+        log.warning("%s: the unreadable previous file was copied to %s before being replaced", kind, aside.name)
+    write_data_file(target, data)
+    rejected = f", {len(check.rejected)} rejected" if check.rejected else ""
+    cost = outcome.learned.cost_usd if outcome.learned is not None else outcome.legacy.cost_usd
+    echo(f"{kind}: wrote {count} record(s) to {target}{note} ({outcome.path} path, ${cost:.5f}{rejected})")
+    return True
+
+
+async def fetch_job(config,                       # a Config, or the JSON configuration's path
+                    kinds: list[str],             # data sets to refresh
+                    out_dir: str | Path,          # where the data files live
+                    path: str | None = None,      # learned / legacy / shadow (None: the config's flag)
+                    force: bool = False,          # write files even when they would shrink past the guard
+                    metrics=None,                 # a metrics.FetchMetrics (optional)
+                    echo: Callable[[str], Any] = print) -> int:
+    "Start an orchestrator, fetch, close it; 1 when any data set was not updated or the run's records could not all be saved."
+    orchestrator = AIOrchestrator(config)
+    await orchestrator.start()
+    status = 1
+    try: status = await fetch_data_sets(orchestrator, kinds, Path(out_dir), path, echo, force, metrics=metrics)
+    finally: saved = await orchestrator.aclose()
+    if not saved:
+        log.error("this run's records (scores, history, request log) could not all be saved: exit status 1")
+        return 1
     return status
 
+
+def run_fetch_job(config,                          # a Config, or the JSON configuration's path
+                  kinds: list[str],                 # data sets to refresh
+                  out_dir: str | Path,              # where the data files live
+                  path: str | None = None,          # learned / legacy / shadow (None: the config's flag)
+                  force: bool = False,              # write files even when they would shrink past the guard
+                  echo: Callable[[str], Any] = print,
+                  metrics=None) -> int:             # a metrics.FetchMetrics told each fetch's outcome (optional)
+    "The `fetch` command: the orchestrator's whole life around `fetch_data_sets`; non-zero when any data set or any record was not saved."
+    from computepulse_ai.config import Config, ConfigManager, configure_logging
+    cfg = config if isinstance(config, Config) else ConfigManager(config).current()
+    configure_logging(cfg, handler=True)                 # the hourly job logs to stderr, as configured
+    return run_until_signal(lambda: fetch_job(cfg, kinds, out_dir, path, force, metrics=metrics, echo=echo))
+
 # %% ../nbs/13a_jobs.ipynb #ec48ec29
+DEMO_MARKER = ".computepulse-demo"   # in the demo's storage folder: "made by the demo, the next demo may remove it"
+
+
+def prepare_demo_storage(folder: Path,   # the demo's storage folder (OUT/data)
+                         resume: bool,   # keep what is there
+                         ) -> None:
+    "A fresh storage folder for the demo (the previous demo's removed) unless `resume`; a folder it did not make is never removed."
+    made_by_demo = (folder / DEMO_MARKER).exists() or (folder.parent / "demo_summary.json").exists()
+    if folder.exists() and not resume and any(folder.iterdir()):
+        if not made_by_demo:
+            raise ComputePulseError(f"{folder} exists and was not made by the demo; it is not removed: choose another --out, "
+                                    "or pass --resume to run on top of it")
+        shutil.rmtree(folder)
+        log.info("demo: removed the previous demo's state in %s (--resume keeps it)", folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / DEMO_MARKER).write_text("made by computepulse-ai demo; the next demo run starts afresh unless --resume\n")
+
+
 def demo_models():
     "The fake server's models for the demo: (FakeModel, ModelSpec kwargs) per provider."
     from computepulse_ai.fakes import FakeModel
@@ -151,13 +380,18 @@ def served_accuracy(data: Any, kind: str, rules=None, share: float = 0.9) -> flo
 async def run_demo(rounds: int = 20,                 # rounds of the three fetches
                    out_dir: Path | str = "out/demo", # data files, report and the orchestrator's storage
                    seed: int = 0,                    # seeds the fake answers and exploration
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True,
+                   resume: bool = False,             # continue with the previous demo's learned state (default: fresh)
+                   defects=None,                     # fakes.DefectRates: answers written like real models' (None: clean)
+                   ) -> dict[str, Any]:
     "Run the demo; returns the summary (also written to `out_dir/demo_summary.json`)."
     from computepulse_ai.fakes import FakeProviderServer
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    prepare_demo_storage(out / "data", resume)
     env = {"DASHSCOPE_API_KEY": "demo-placeholder-not-a-key", "DEEPSEEK_API_KEY": "demo-placeholder-not-a-key",
            "ARK_API_KEY": "demo-placeholder-not-a-key"}
     fakes = [m for m, _ in demo_models()]
+    for fake in fakes: fake.defects = defects
     rows = []
     with FakeProviderServer(seed=seed, models=fakes) as server:
         cfg = demo_config(server, out / "data", seed)
@@ -169,6 +403,7 @@ async def run_demo(rounds: int = 20,                 # rounds of the three fetch
             bar = tqdm(total=rounds * 3, desc="demo fetches", disable=not progress, file=sys.stderr)
             last: dict[str, Any] = {}
             for round_ in range(rounds):
+                server.set_round(round_)    # each round is one fixed "hour" of answers, whatever the call order
                 for kind in ("gpu", "token", "grid_load"):
                     outcome = await service.fetch(PROMPTS[kind], kind, path="shadow")
                     learned, legacy = outcome.learned, outcome.legacy

@@ -319,8 +319,11 @@ def evidence_of(estimator: Estimator,     # the estimator that produced `state`
             labels = state[6] + state[7]
             trust = labels / (labels + 10.0)   # no labels: agreement cannot be told from copying, no discount
         else:
-            anchor, trust = reliability, 0.0
-        n_classes, discount = agreement_structure(pairs, anchor, reliability, prior_q, prior_pairs, trust)
+            anchor, trust = reliability, np.zeros(1)
+        if not np.any(trust):   # nothing to judge copying by: no discount (and nothing to compute)
+            n_classes, discount = np.full(reliability.shape[:-1], 1.0 + 1.0 / prior_q), None
+        else:
+            n_classes, discount = agreement_structure(pairs, anchor, reliability, prior_q, prior_pairs, trust)
     return Evidence(successes, failures, estimator.failure_rate(state), n_classes, discount, a0, b0)
 
 # %% ../nbs/04_learning.ipynb #d9d9abf8

@@ -18,11 +18,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .adapters import ModelAdapter, RetryPolicy, make_adapter
+from .adapters import ModelAdapter, RetryPolicy, make_adapter, warm_adapters
 from .cache import ResultCache, cache_key
 from .classifier import TaskClassifier, rule_scores
 from .config import Config, ConfigManager, configure_logging
-from .core import (ComputePulseError, MergedResult, ModelSpec, Request, Response, RoutingStrategy,
+from .core import (ComputePulseError, InvalidFieldError, MergedResult, ModelSpec, Request, Response, RoutingStrategy,
                                   TaskType, current_request_id, get_logger)
 from .execution import AllModelsFailedError, ExecutionResult, ParallelExecutor
 from .feedback import Correction, FeedbackLoop, Verdict, answer_accuracy
@@ -30,13 +30,14 @@ from .decision import STRATEGY_PRESETS, Posterior, Preset, answer_posterior, cal
 from .learning import AgreementEstimator, BetaEstimator, EwmaEstimator, LearningEngine
 from .merging import MergeSpec, merge_answers, merge_scalars, truth_discovery
 from .routing import AdaptiveRouter, NoRoutableModelError, RouterConfig, RoutingDecision
-from .storage import Durability, HistoryLog, RetentionPolicy, StorageManager, atomic_write_bytes
+from .storage import (Durability, HistoryLog, RetentionPolicy, StorageManager, atomic_write_bytes,
+                                     read_state_file)
 from .tracking import PerformanceTracker, RequestRecord
 from .validation import ValidationResult, ValidationRules, merge_spec, normalise_answers, validate
 
 # %% auto #0
 __all__ = ['log', 'ProcessResult', 'estimator_from_config', 'router_config_from', 'rules_from_config', 'merge_spec_from_config',
-           'agreement_groups', 'RequestPlan', 'AIOrchestrator']
+           'agreement_groups', 'RequestPlan', 'classifier_from_state', 'AIOrchestrator']
 
 # %% ../nbs/11_orchestrator.ipynb #b32a24a1
 log = get_logger("computepulse_ai.orchestrator")
@@ -170,6 +171,31 @@ class RequestPlan:
         if posterior is None: return {}
         return {n: float(posterior.post[0, i]) for i, n in enumerate(self.names) if self.answered[0, i]}
 
+# %% ../nbs/11_orchestrator.ipynb #8de6fee2
+def classifier_from_state(state: Any,              # the parsed classifier_state.json
+                          low_confidence: float) -> TaskClassifier:  # the configured threshold (the file does not decide it)
+    "A classifier restored from its state file, after checking the file's shape; raises `InvalidFieldError` naming what is wrong."
+    owner = "classifier_state"
+    if not isinstance(state, dict): raise InvalidFieldError(owner, "<root>", state, "a JSON object")
+    for name, kind in (("weights", dict), ("memory", dict), ("latest", dict), ("examples", list)):
+        if not isinstance(state.get(name, kind()), kind):
+            raise InvalidFieldError(owner, name, state.get(name), "a JSON object" if kind is dict else "a JSON array")
+    for feature, row in state.get("weights", {}).items():
+        if not isinstance(row, dict) or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
+                                                for w in row.values()):
+            raise InvalidFieldError(owner, f"weights[{feature!r}]", row, "an object of finite numbers by task type")
+    for key, counts in state.get("memory", {}).items():
+        if not isinstance(counts, dict) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts.values()):
+            raise InvalidFieldError(owner, f"memory[{key!r}]", counts, "an object of counts by task type")
+    for example in state.get("examples", []):
+        if not (isinstance(example, list) and len(example) == 3 and isinstance(example[0], str)):
+            raise InvalidFieldError(owner, "examples[]", example, "[prompt, task type, data type]")
+    try: restored = TaskClassifier.from_state(state)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise InvalidFieldError(owner, "<content>", str(e), "task types the classifier knows") from None
+    restored.low_confidence = low_confidence
+    return restored
+
 # %% ../nbs/11_orchestrator.ipynb #91877d1e
 class AIOrchestrator:
     "Runs requests through the whole pipeline and keeps what it learns."
@@ -192,11 +218,11 @@ class AIOrchestrator:
         self.classifier = TaskClassifier(low_confidence=cfg["classifier.low_confidence"])
         self.router = AdaptiveRouter(cfg.models, self.engine, router_config_from(cfg), rng=np.random.default_rng(seed))
         self.executor = ParallelExecutor(timeout_s=cfg["execution.timeout_s"], deadline_s=cfg["execution.deadline_s"])
-        requests = HistoryLog(self.folder / "requests.jsonl", cfg["storage.durability"], cfg["storage.batch_size"],
-                              cfg["storage.flush_interval_s"], retention=self.storage.history.retention, record_type=RequestRecord)
+        requests = self.storage.log("requests.jsonl", RequestRecord)   # on the same group-commit writer as the history
         self.tracker = PerformanceTracker(self.storage.history, requests, cfg["tracking.anomaly_window"],
                                           cfg["tracking.anomaly_threshold"])
-        corrections = HistoryLog(self.folder / "corrections.jsonl", Durability.EACH, record_type=Correction)
+        # corrections are rare and precious: written in the caller's thread, acknowledged = on disk, never pruned
+        corrections = self.storage.log("corrections.jsonl", Correction, Durability.EACH, background=False, retention=False)
         self.feedback = FeedbackLoop(self.engine, self.tracker, corrections, cfg["feedback.correct_share"],
                                      cfg["feedback.signal"], classifier=self.classifier)
         self.cache = ResultCache(cfg["cache.ttl_s"], cfg["cache.max_entries"])
@@ -204,52 +230,84 @@ class AIOrchestrator:
         self.adapters: dict[str, Any] = dict(adapters or {})
         self._config_version = self.manager.version
         self._since_save = 0
+        self._classifier_unreadable: str | None = None   # why classifier_state.json could not be read (then never replaced)
+        self._logged: dict[tuple[str, str], dict] = {}   # each score cell as the request log last recorded it
         self._runner: asyncio.Runner | None = None
         self.started = False
+        self.saved: bool | None = None   # after closing: True when everything reached the disk
 
     # ---- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> "AIOrchestrator":
-        "Load scores and the classifier's feedback from disk (missing or unreadable files: defaults, logged)."
-        loop = asyncio.get_running_loop()
-        for history in (self.storage.history, self.tracker.requests):   # retention runs at every start (R10.5)
-            try: await loop.run_in_executor(None, history.apply_retention)
-            except Exception as e: log.error("retention on %s failed: %s", history.path, e)
-        entries = await self.storage.aload_scores()
+        "Load the scores, replay what was learned after their snapshot, the classifier's feedback and recent history — off the loop."
+        entries = await self.storage.aopen()         # orphaned temp files, retention, the scores snapshot
         loaded = self.engine.load_entries(entries) if entries else 0
+        replayed = self._replay(await self.storage.arun(self.storage.wal, self.tracker.requests))
+        self._logged = self.engine.to_entries()
         for name in list(self.engine.models):   # scores of models no longer configured are kept on disk, not routed
             if name not in self.router.registry: log.info("stored scores for %s (not in the model table) kept", name)
-        state_path = self.folder / "classifier_state.json"
-        try:
-            if state_path.exists():
-                restored = TaskClassifier.from_state(json.loads(state_path.read_text()))
-                restored.low_confidence = self.classifier.low_confidence     # the configuration decides the threshold
-                self.classifier = self.feedback.classifier = restored
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            log.error("classifier state %s unreadable (%s); starting from the rules", state_path, e)
-        log.info("started: %d score cells loaded from %s", loaded, self.folder)
+        low = self.classifier.low_confidence
+        restored, self._classifier_unreadable = await self.storage.arun(
+            read_state_file, self.folder / "classifier_state.json", lambda state: classifier_from_state(state, low), "classifier state")
+        if restored is not None: self.classifier = self.feedback.classifier = restored
+        recent = await self.storage.arun(self.storage.history.tail, 20 * self.tracker.stats.baseline)
+        self.tracker.warm_up(recent)
+        if replayed: await asyncio.wrap_future(self.storage.snapshot(self.engine.to_entries()))
+        await warm_adapters(self._adapter, [n for n, spec in self.router.registry.items() if spec.enabled])  # clients made now, not in the first call
+        log.info("started: %d score cells loaded from %s, %d cell state(s) replayed from the request log", loaded,
+                 self.folder, replayed)
         self.started = True
         return self
 
-    def save_state(self) -> bool:
-        "Save scores and classifier state now; False when storage failed (the state stays in memory)."
-        ok = self.storage.save_scores(self.engine.to_entries())
-        try: atomic_write_bytes(self.folder / "classifier_state.json", json.dumps(self.classifier.to_state()).encode())
+    def _replay(self, rows: list[dict]) -> int:
+        "Load the score entries the request log recorded after the snapshot, in order (absolute states: idempotent)."
+        replayed = 0
+        for row in rows:
+            entries = {(e["model"], e["task_type"]): {k: v for k, v in e.items() if k not in ("model", "task_type")}
+                       for e in row["scores"]}
+            try: replayed += self.engine.load_entries(entries)
+            except (InvalidFieldError, KeyError, ValueError, TypeError) as e:
+                log.error("request %s: its score entries were not replayed (%s)", row.get("request_id"), e)
+        return replayed
+
+    def _save_classifier(self, state: dict) -> bool:
+        "Write the classifier state (on the storage thread); refuses to replace a file that could not be read."
+        path = self.folder / "classifier_state.json"
+        if self._classifier_unreadable is not None:
+            log.error("classifier state not saved: %s could not be read at start (%s) and is not replaced",
+                      path, self._classifier_unreadable)
+            return False
+        try: atomic_write_bytes(path, json.dumps(state, ensure_ascii=False).encode())
         except ComputePulseError as e:
-            log.error("classifier state not saved: %s", e); ok = False
-        return ok
+            log.error("classifier state not saved: %s", e)
+            return False
+        return True
+
+    async def asave_state(self) -> bool:
+        "Snapshot the scores and save the classifier state off the event loop; False when storage failed (state kept in memory)."
+        scores = self.storage.snapshot(self.engine.to_entries())
+        classifier = await self.storage.arun(self._save_classifier, self.classifier.to_state())
+        return await asyncio.wrap_future(scores) and classifier
+
+    def save_state(self) -> bool:
+        "Save scores and classifier state now and wait for them; False when storage failed (the state stays in memory)."
+        scores = self.storage.snapshot(self.engine.to_entries())
+        state = self.classifier.to_state()
+        if self.storage.writer is None: classifier = self._save_classifier(state)
+        else: classifier = self.storage.writer.call(self._save_classifier, state).result()
+        return scores.result() and classifier
 
     async def aclose(self) -> bool:
-        "Save scores, flush every log, close the provider clients; True when everything reached the disk."
-        ok = await asyncio.get_running_loop().run_in_executor(None, self.save_state)
-        ok = self.tracker.requests.flush() and ok
-        ok = self.feedback.corrections.flush() and ok
+        "Snapshot the scores, flush every log, close the provider clients; True when everything reached the disk."
+        ok = await self.asave_state()
         ok = await self.storage.aclose() and ok
         for adapter in self.adapters.values():
             close = getattr(adapter, "aclose", None)
             if close is not None:
                 try: await close()
                 except Exception as e: log.warning("closing %s failed: %s", getattr(adapter, "name", adapter), e)
-        log.info("closed (everything saved: %s)", ok)
+        self.saved = ok
+        if ok: log.info("closed: everything saved in %s", self.folder)
+        else: log.error("closed with state that could not be saved in %s (see the errors above)", self.folder)
         return ok
 
     async def __aenter__(self): return await self.start()
@@ -347,7 +405,7 @@ class AIOrchestrator:
             return result
         finally:
             result.total_time_s = time.perf_counter() - started
-            self._record_request(result)
+            await self._record_request(result)
             current_request_id.reset(token)
 
     def _classify(self, request: Request, result: ProcessResult) -> None:
@@ -498,24 +556,42 @@ class AIOrchestrator:
     def _score(self, model: str, task: TaskType) -> float:
         return self.engine.score(model, task) if self.engine.has_model(model) else self.engine.estimator.prior
 
-    def _maybe_save(self, cfg: Config) -> None:
+    def _maybe_save(self, cfg: Config, now: bool = False) -> None:
+        "Take a scores snapshot (written on the storage thread) every `save_scores_every` requests and `snapshot_interval_s` s."
         self._since_save += 1
-        if self._since_save >= cfg["storage.save_scores_every"]:
-            self._since_save = 0
-            self.storage.save_scores(self.engine.to_entries())
+        if not now and self._since_save < cfg["storage.save_scores_every"]: return
+        if not now and not self.storage.snapshot_due(cfg["storage.snapshot_interval_s"]): return
+        self._since_save = 0
+        self.storage.snapshot(self.engine.to_entries())
 
-    def _record_request(self, result: ProcessResult) -> None:
+    def _changed_scores(self, models: list[str], task: TaskType) -> list[dict] | None:
+        "The score entries of this request's cells that changed since the request log last recorded them."
+        entries = self.engine.to_entries()
+        changed = []
+        for model in dict.fromkeys(models):
+            key = (model, task.value)
+            entry = entries.get(key)
+            if entry is not None and entry != self._logged.get(key):
+                self._logged[key] = entry
+                changed.append({"model": model, "task_type": task.value, **entry})
+        return changed or None
+
+    async def _record_request(self, result: ProcessResult) -> None:
+        "Append the request record (with the score entries it changed: the WAL), then wait for the group commit."
         request = result.request
         if self.storage.degraded and "storage" not in result.degraded: result.degraded.append("storage")
-        if request.task_type is None: return
-        validation = result.validation
-        self.tracker.record_request(RequestRecord(
-            request.id, request.task_type, strategy=result.decision.strategy if result.decision and not result.cache_hit else None,
-            models=result.models, total_time_s=result.total_time_s, total_cost_usd=result.cost_usd, cache_hit=result.cache_hit,
-            success=result.success, incomplete=bool(result.merged and result.merged.incomplete),
-            needs_review=bool(result.merged and result.merged.needs_review),
-            accepted=len(validation.accepted) if validation else None, rejected=len(validation.rejected) if validation else None,
-            degraded=list(result.degraded), data_type=request.data_type))
+        if request.task_type is not None:
+            validation = result.validation
+            self.tracker.record_request(RequestRecord(
+                request.id, request.task_type, strategy=result.decision.strategy if result.decision and not result.cache_hit else None,
+                models=result.models, total_time_s=result.total_time_s, total_cost_usd=result.cost_usd, cache_hit=result.cache_hit,
+                success=result.success, incomplete=bool(result.merged and result.merged.incomplete),
+                needs_review=bool(result.merged and result.merged.needs_review),
+                accepted=len(validation.accepted) if validation else None, rejected=len(validation.rejected) if validation else None,
+                degraded=list(result.degraded), data_type=request.data_type, epoch=self.storage.epoch,
+                scores=self._changed_scores(result.models, request.task_type)))
+        if not await asyncio.wrap_future(self.storage.commit()) and "storage" not in result.degraded:
+            result.degraded.append("storage")   # the records wait in memory until the disk works again
 
     # ---- feedback from people -------------------------------------------------------------------------
     def correct(self, request_id: str,                  # the request being corrected
@@ -526,5 +602,5 @@ class AIOrchestrator:
         "Record a user's correction (ground truth): scores move, the cached result of that request is dropped."
         correction = self.feedback.correct(request_id, corrected, kind, note, task_type)
         self.cache.invalidate_request(request_id, f"user correction ({kind})")
-        self._maybe_save(self.manager.current())
+        self._maybe_save(self.manager.current(), now=True)   # corrections are not in the request log's write-ahead log
         return correction

@@ -8,6 +8,7 @@ Docs: https://computepulse.github.io/computepulse-ai/providers.html.md"""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import urllib.parse
 from typing import Any
@@ -18,6 +19,7 @@ import openai
 from volcenginesdkarkruntime import AsyncArk
 from volcenginesdkarkruntime._exceptions import ArkAPIConnectionError, ArkAPIStatusError, ArkAPITimeoutError
 
+from .core import get_logger
 from .adapters import (CallResult, IncompleteResponseError, InvalidResponseError, ModelAdapter, ProviderError,
                                       ProviderTimeoutError, ProviderUnavailableError, error_for_status,
                                       parse_retry_after, register_adapter)
@@ -26,6 +28,9 @@ from .adapters import (CallResult, IncompleteResponseError, InvalidResponseError
 __all__ = ['endpoint_of', 'QwenAdapter', 'DeepSeekAdapter', 'OpenAICompatibleAdapter', 'DoubaoAdapter']
 
 # %% ../nbs/02c_providers.ipynb #3a666571
+_log = get_logger("providers")
+
+
 def _header(headers: Any, name: str) -> str | None:
     "A header value by case-insensitive name from a dict-like, or None."
     if not headers: return None
@@ -196,6 +201,13 @@ class _ChatCompletionsAdapter(_ProviderAdapter):
         return openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0,
                                   timeout=self.timeout_s if self.timeout_s else 600.0)
 
+    def _build_client(self, base_url: str | None, key: str):
+        "The SDK client with its lazily imported parts loaded (the first request would import ~500 modules)."
+        client = self._make_client(base_url, key)
+        importlib.import_module("anyio._backends._asyncio")    # httpx's async backend, loaded on first use
+        client.chat.completions                                   # the SDK's resources, loaded on first access
+        return client
+
     def _ready(self) -> bool:
         return self._client is not None and self._client_loop is asyncio.get_running_loop()
 
@@ -203,7 +215,7 @@ class _ChatCompletionsAdapter(_ProviderAdapter):
         "Build the SDK client for the running loop in a worker thread (its TLS context takes tens of ms)."
         if self._ready(): return
         key = self.api_key()
-        client = await asyncio.to_thread(self._make_client, self._base_url(), key)
+        client = await asyncio.to_thread(self._build_client, self._base_url(), key)
         if self._ready(): await client.close()      # a concurrent first call finished first: keep one client
         else: self._key, self._client, self._client_loop = key, client, asyncio.get_running_loop()
 
@@ -310,6 +322,22 @@ class DoubaoAdapter(_ChatCompletionsAdapter):
 
     def _make_client(self, base_url: str | None, key: str):
         return AsyncArk(base_url=base_url, api_key=key, max_retries=0, timeout=self.timeout_s if self.timeout_s else 600.0)
+
+    def _build_client(self, base_url: str | None, key: str):
+        client = super()._build_client(base_url, key)
+        client.responses                                          # web search goes through the Responses API
+        try:    # the SDK builds its pydantic schema of the stream events on the first event (~0.3-1 s): build it now
+            from volcenginesdkarkruntime._models import construct_type
+            from volcenginesdkarkruntime.types.responses import Response as ArkResponse
+            from volcenginesdkarkruntime.types.responses.response_stream_event import ResponseStreamEvent
+            construct_type(type_=ResponseStreamEvent, value={"type": "response.output_text.delta", "delta": ""})
+            construct_type(type_=ArkResponse, value={"id": "warm", "output": [
+                {"type": "web_search_call", "id": "w", "status": "completed"},
+                {"type": "message", "id": "m", "role": "assistant", "status": "completed",
+                 "content": [{"type": "output_text", "text": "", "annotations": [{"type": "url_citation", "url": ""}]}]}]})
+        except Exception as error:   # an SDK version without these internals: the first call pays instead
+            _log.debug("Ark SDK schema not pre-built: %s", error)
+        return client
 
     async def _call_once(self, prompt: str, *, timeout_s: float | None, stream: bool,
                          enable_search: bool | None = None, **kw) -> CallResult:

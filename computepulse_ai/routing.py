@@ -324,10 +324,15 @@ class AdaptiveRouter:
         if low: reason += "; low classification confidence, at least two models"
         if picked.below_bar: reason += "; too few models meet the bar, best available used"
         if picked.quality_forced: reason += f"; cost limit {limit:g} exceeded because no selection within it meets the minimum quality"
+        first = [names[i] for i in selected]
+        if picked.quality_forced:   # logged when the plan is made: once per situation (scores, bar, limit), not per repeat
+            _log.warning("quality forced over the cost limit: %s costs %.6f > limit %.6f", first, spent, limit)
+        elif picked.below_bar:
+            _log.warning("no or too few models meet the bar %.2f for %s; using %s", threshold, task.value, first)
         return dict(task=task, strategy=strategy, selected=selected, reserves=reserves, costs=costs, spent=spent,
                     reason=reason, probabilities=dict(zip(names, probabilities.tolist())), names=names, limit=limit,
                     threshold=threshold, quality_forced=bool(picked.quality_forced), below_bar=bool(picked.below_bar),
-                    explore=explore_candidates,
+                    explore=explore_candidates, models=first, reserve_names=[names[i] for i in reserves],
                     confidence=float(agreement_confidence(scores[selected], np.ones(len(selected), bool), kwargs["n_classes"])))
 
     def route_request(self, request: Request, input_tokens: int | None = None,
@@ -338,21 +343,14 @@ class AdaptiveRouter:
         return self.route(request.task_type, confidence, request.quality_threshold, request.cost_limit, input_tokens, output_tokens)
 
     def _decision(self, memo: dict, explored: int) -> RoutingDecision:
+        if explored < 0:   # the common path: plain copies of the memoised lists
+            return RoutingDecision(memo["models"].copy(), memo["strategy"], memo["spent"], memo["reason"],
+                                   memo["probabilities"].copy(), memo["task"], memo["quality_forced"], memo["below_bar"],
+                                   memo["reserve_names"].copy(), None, memo["confidence"])
         names = memo["names"]
-        selected, reserves = memo["selected"], memo["reserves"]
-        models = [names[i] for i in selected]
-        expected_cost, reason = memo["spent"], memo["reason"]
-        if explored >= 0:
-            models.append(names[explored])
-            expected_cost += float(memo["costs"][explored])
-            reason += f"; exploring {names[explored]}"
-        if memo["quality_forced"]:
-            _log.warning("quality forced over the cost limit: %s costs %.6f > limit %.6f", models, expected_cost, memo["limit"])
-        elif memo["below_bar"]:
-            _log.warning("no or too few models meet the bar %.2f for %s; using %s", memo["threshold"], memo["task"].value, models)
-        return RoutingDecision(models=models, strategy=memo["strategy"], expected_cost=expected_cost, reason=reason,
-                               probabilities=dict(memo["probabilities"]), task_type=memo["task"],
-                               quality_forced=memo["quality_forced"], below_bar=memo["below_bar"],
-                               reserves=[names[i] for i in reserves if i != explored],
-                               explored=names[explored] if explored >= 0 else None, combined_confidence=memo["confidence"])
+        name = names[explored]
+        return RoutingDecision(memo["models"] + [name], memo["strategy"], memo["spent"] + float(memo["costs"][explored]),
+                               memo["reason"] + f"; exploring {name}", memo["probabilities"].copy(), memo["task"],
+                               memo["quality_forced"], memo["below_bar"], [n for n in memo["reserve_names"] if n != name],
+                               name, memo["confidence"])
 

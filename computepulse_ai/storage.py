@@ -38,9 +38,9 @@ from .core import (ComputePulseError, InvalidFieldError, PerformanceRecord, Task
 
 # %% auto #0
 __all__ = ['log', 'SCORES_VERSION', 'ScoreKey', 'HISTORY_COLUMNS', 'StorageError', 'fsync_dir', 'atomic_write_bytes',
-           'remove_orphaned_temps', 'split_legacy_key', 'check_score_entry', 'ScoreStore', 'move_aside', 'Durability',
-           'RetentionPolicy', 'ReadReport', 'parse_history', 'parse_line', 'HistoryLog', 'read_history_bytes',
-           'history_frame', 'GroupCommitWriter', 'StorageManager']
+           'remove_orphaned_temps', 'split_legacy_key', 'check_score_entry', 'ScoreStore', 'move_aside',
+           'read_state_file', 'Durability', 'RetentionPolicy', 'ReadReport', 'parse_history', 'parse_line',
+           'HistoryLog', 'read_history_bytes', 'history_frame', 'GroupCommitWriter', 'StorageManager']
 
 # %% ../nbs/01_storage.ipynb #cc943d88
 log = get_logger("computepulse_ai.storage")
@@ -121,6 +121,17 @@ def _is_finite_number(value: Any) -> bool:
     return isinstance(value, int) or math.isfinite(value)
 
 
+def _first_non_finite(value: Any, depth: int = 0) -> float | None:
+    "The first NaN or infinity inside `value` (numbers, lists, objects), or None."
+    if isinstance(value, float): return value if not math.isfinite(value) else None
+    if depth > 4: return None
+    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
+    for item in items:
+        bad = _first_non_finite(item, depth + 1)
+        if bad is not None: return bad
+    return None
+
+
 def check_score_entry(key: ScoreKey, entry: Mapping[str, Any]) -> dict[str, Any]:
     "A validated copy of one score entry: score in [0, 1], a finite sample_count >= 0, finite estimator fields, ISO `last_updated`."
     owner = f"scores[{key[0]}/{key[1]}]"
@@ -134,9 +145,9 @@ def check_score_entry(key: ScoreKey, entry: Mapping[str, Any]) -> dict[str, Any]
     if not _is_finite_number(count) or count < 0 or count > 1e15:
         raise InvalidFieldError(owner, "sample_count", count, "a finite number >= 0")
     out["sample_count"] = count
-    for name, value in out.items():   # the estimator's own fields: the learning engine does arithmetic on them
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidFieldError(owner, name, value, "a finite number")
+    for name, value in out.items():   # the estimator's own fields (and nested counts): the engine does arithmetic on them
+        bad = _first_non_finite(value)
+        if bad is not None: raise InvalidFieldError(owner, name, bad, "finite numbers")
     stamp = out.get("last_updated")
     out["last_updated"] = as_utc(owner, "last_updated", stamp).isoformat() if stamp else None
     return out
@@ -245,6 +256,28 @@ def move_aside(path: Path, why: str, clock: Callable[[], datetime] = utcnow) -> 
         n += 1
     os.replace(path, target)
     return target
+
+# %% ../nbs/01_storage.ipynb #a30b96c4
+def read_state_file(path: Path | str,                # a JSON state file, e.g. classifier_state.json
+                    build: Callable[[Any], Any],       # checks the parsed JSON and builds the object (raises ValueError/TypeError)
+                    what: str = "state file") -> tuple[Any, str | None]:  # name used in log lines
+    "(object, None) for a good file, (None, None) when absent or corrupt (moved aside), (None, reason) when unreadable."
+    path = Path(path)
+    try: raw = path.read_bytes()
+    except FileNotFoundError: return None, None
+    except OSError as e:
+        reason = e.strerror or str(e)
+        log.error("%s %s unreadable (%s): using the defaults; the file is left as it is and will not be replaced",
+                  what, path, reason)
+        return None, reason
+    try: return build(json.loads(raw.decode("utf-8-sig"))), None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:   # not JSON, or JSON of the wrong shape
+        try: aside = move_aside(path, "corrupt")
+        except OSError as moved:
+            log.error("%s %s is invalid (%s) and could not be moved aside (%s); it will not be replaced", what, path, e, moved)
+            return None, f"invalid and not movable: {moved}"
+        log.error("%s %s is invalid (%s); kept as %s, using the defaults", what, path, e, aside.name)
+        return None, None
 
 # %% ../nbs/01_storage.ipynb #5246433a
 class Durability(str, Enum):
@@ -544,7 +577,7 @@ class HistoryLog:
     # ---- retention -------------------------------------------------------------------------------------
     def apply_retention(self, now: datetime | None = None) -> int:
         "Move (or delete) what the policy says from the live file; returns how many records left it."
-        if self.retention is None: return 0
+        if self.retention is None or (self.retention.max_age_days is None and self.retention.max_bytes is None): return 0
         with self._io:
             self._write(fsync=True, force=True)
             with self.lock:
@@ -608,7 +641,7 @@ def _row_filter(model, task_type, since, until) -> Callable[[dict], bool]:
 
 # %% ../nbs/01_storage.ipynb #8f39fe5f
 HISTORY_COLUMNS = ["timestamp", "model", "task_type", "was_correct", "response_time", "cost", "token_count",
-                   "input_tokens", "output_tokens", "request_id", "success", "accuracy", "source", "learned", "epoch"]
+                   "input_tokens", "output_tokens", "request_id", "success", "accuracy", "source"]
 _FIELDS = frozenset(HISTORY_COLUMNS)
 
 
@@ -637,7 +670,9 @@ def _rows_valid(table) -> bool:
         col = column(name)
         if optional and pa.types.is_null(col.type): return True
         return pa.types.is_string(col.type) and (optional or col.null_count == 0)
-    if not (text("model") and text("task_type") and text("timestamp")): return False
+    stamps = column("timestamp")   # Arrow parses ISO-8601 text without fractions as a timestamp type itself
+    if not (pa.types.is_timestamp(stamps.type) and stamps.null_count == 0) and not text("timestamp"): return False
+    if not (text("model") and text("task_type")): return False
     if not pc.all(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(column("model"))), 0)).as_py(): return False
     if not pc.all(pc.is_in(column("task_type"), value_set=pa.array(sorted(_TASKS)))).as_py(): return False
     for name in ("request_id", "source"):
@@ -647,15 +682,15 @@ def _rows_valid(table) -> bool:
             col = column(name)
             if not (pa.types.is_boolean(col.type) or pa.types.is_null(col.type)): return False
             if name == "success" and col.null_count: return False
-    bounds = {"response_time": (False, None), "cost": (False, None), "accuracy": (True, 1), "learned": (True, 1),
-              "token_count": (False, None), "input_tokens": (False, None), "output_tokens": (False, None), "epoch": (True, None)}
+    bounds = {"response_time": (False, None), "cost": (False, None), "accuracy": (True, 1),
+              "token_count": (False, None), "input_tokens": (False, None), "output_tokens": (False, None)}
     for name, (optional, hi) in bounds.items():
         if name not in names: continue
         col = column(name)
         if pa.types.is_null(col.type):
             if optional: continue
             return False
-        integral = name in ("token_count", "input_tokens", "output_tokens", "epoch")
+        integral = name in ("token_count", "input_tokens", "output_tokens")
         if not (pa.types.is_integer(col.type) or (pa.types.is_floating(col.type) and not integral)): return False
         if col.null_count and not optional: return False
         values = col.drop_null() if col.null_count else col
@@ -846,12 +881,16 @@ class StorageManager:
         self._replay = True                                 # False when the snapshot's epoch could not be trusted
         self.score_error: str | None = None
 
-    def log(self, file_name: str, record_type: type, durability: Durability | str | None = None,
-            background: bool = True) -> HistoryLog:
-        "Another log in the folder (same policies; `background=False` writes in the appending thread)."
+    def log(self, file_name: str,                          # file name inside the folder
+            record_type: type,                              # the JsonModel each line holds
+            durability: Durability | str | None = None,     # None: the history's policy
+            background: bool = True,                        # False: writes happen in the appending thread
+            retention: bool = True) -> HistoryLog:          # False: this log is never pruned
+        "Another log in the folder, with the history's policies unless told otherwise; closed and flushed with the rest."
         h = self.history
         new = HistoryLog(self.folder / file_name, durability or h.durability, h.batch_size, h.flush_interval_s,
-                         h.retention, record_type=record_type, writer=self.writer if background else None)
+                         h.retention if retention else None, record_type=record_type,
+                         writer=self.writer if background else None)
         self.logs.append(new)
         return new
 
@@ -874,15 +913,15 @@ class StorageManager:
         self.epoch = epoch
         return entries
 
-    def wal(self) -> list[dict[str, Any]]:
-        "Learned outcomes newer than the loaded snapshot, oldest first (the write-ahead log to replay)."
-        newer = []
+    def wal(self, log: HistoryLog | None = None) -> list[dict[str, Any]]:
+        "Score entries recorded in `log` (rows with `scores`) after the loaded snapshot, oldest first: the write-ahead log to replay."
+        newer: list[dict[str, Any]] = []
         if not self._replay: return newer
-        with contextlib.closing(self.history.reverse_rows()) as rows:
+        with contextlib.closing((log or self.history).reverse_rows()) as rows:
             for row in rows:
                 epoch = row.get("epoch")
                 if epoch is None or epoch < self.epoch: break   # the snapshot already holds this and everything before
-                if row.get("learned") is not None: newer.append(row)
+                if row.get("scores"): newer.append(row)
         newer.reverse()
         return newer
 
@@ -952,21 +991,22 @@ class StorageManager:
         if self._unsaved_scores is not None: out.append(f"the scores for {self.scores.path} ({self.score_error})")
         return out
 
-    async def _run(self, fn, *args):
+    async def arun(self, fn: Callable, *args):
+        "Await `fn(*args)` run on the storage thread (after the writes queued before it)."
         if self.writer is None: return fn(*args)
         return await asyncio.wrap_future(self.writer.call(fn, *args))
 
     async def aopen(self) -> dict[ScoreKey, dict[str, Any]]:
         "`open` off the event loop."
-        return await self._run(self.open)
+        return await self.arun(self.open)
 
     async def aload_scores(self) -> dict[ScoreKey, dict[str, Any]]:
         "`load_scores` off the event loop."
-        return await self._run(self.load_scores)
+        return await self.arun(self.load_scores)
 
     async def asave_scores(self, entries: Mapping[ScoreKey, Mapping[str, Any]], meta: Mapping[str, Any] | None = None) -> bool:
         "`save_scores` off the event loop."
-        return await self._run(self.save_scores, dict(entries), meta)
+        return await self.arun(self.save_scores, dict(entries), meta)
 
     async def aappend(self, records: Iterable[PerformanceRecord | Mapping[str, Any]]) -> bool:
         "Append records and wait for their acknowledgement (True: on disk under `each`, or accepted under the other policies)."
@@ -975,7 +1015,7 @@ class StorageManager:
 
     async def aflush(self) -> bool:
         "`flush` off the event loop."
-        return await self._run(self.flush)
+        return await self.arun(self.flush)
 
     def close(self) -> bool:
         "Flush everything and stop the writer; True when nothing was left unsaved (else an ERROR names what is lost)."

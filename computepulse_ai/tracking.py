@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 
 from .core import (InvalidFieldError, JsonModel, PerformanceRecord, Response, RoutingStrategy, TaskType,
-                                  as_utc, check_enum, check_number, get_logger, utcnow)
-from .storage import HistoryLog
+                                  as_utc, check_enum, check_int, check_number, get_logger, utcnow)
+from .storage import HistoryLog, check_score_entry
 
 # %% auto #0
 __all__ = ['log', 'SUMMARY_COLUMNS', 'record_from_response', 'RequestRecord', 'correctness', 'summarise', 'Anomaly', 'robust_z',
-           'proportion_z', 'compare_windows', 'outcome_rows', 'detect_anomalies', 'Report', 'RunningStats',
-           'PerformanceTracker', 'plot_report', 'save_report']
+           'proportion_z', 'compare_windows', 'outcome_rows', 'detect_anomalies', 'Report', 'RingBuffer',
+           'RunningStats', 'PerformanceTracker', 'plot_report', 'save_report']
 
 # %% ../nbs/09_tracking.ipynb #5798b8e7
 log = get_logger("computepulse_ai.tracking")
@@ -35,15 +35,16 @@ def record_from_response(response: Response,          # one model's response (fa
                          task_type: TaskType | str,    # the request's task type
                          was_correct: bool | None = None,  # correctness from validation/feedback, when known
                          accuracy: float | None = None,    # fraction of data points right, when known
-                         source: str = "validation",       # what set the correctness
-                         learned: float | None = None,     # the observation the learning engine took (None: no update)
-                         epoch: int | None = None) -> PerformanceRecord:  # the scores snapshot epoch it belongs to
-    "The history record of one response: latency, tokens, cost, timestamp, success, correctness and what was learned."
+                         source: str = "validation") -> PerformanceRecord:
+    "The history record of one response: latency, tokens, cost, timestamp, success and correctness."
     return PerformanceRecord(model=response.model, task_type=task_type, timestamp=response.timestamp,
                              was_correct=was_correct, response_time=response.latency_s, cost=response.cost_usd,
                              token_count=response.total_tokens, input_tokens=response.input_tokens,
                              output_tokens=response.output_tokens, request_id=response.request_id,
-                             success=response.success, accuracy=accuracy, source=source, learned=learned, epoch=epoch)
+                             success=response.success, accuracy=accuracy, source=source)
+
+
+_TASK_VALUES = frozenset(t.value for t in TaskType)
 
 
 @dataclass
@@ -64,9 +65,18 @@ class RequestRecord(JsonModel):
     rejected: int | None = None                      # data points rejected by validation
     degraded: list[str] = field(default_factory=list)  # stages that degraded (e.g. "storage", "classifier")
     data_type: str | None = None                     # ComputePulse data set, when there is one
+    epoch: int | None = None                         # the scores snapshot epoch it was recorded in (its place in the WAL)
+    scores: list[dict] | None = None                 # score entries ({model, task_type, score, ...}) as this request left them
 
     def __post_init__(self):
         n = "RequestRecord"
+        if self.epoch is not None: self.epoch = check_int(n, "epoch", self.epoch)
+        if self.scores is not None:   # checked as the scores file checks them: a replay must never load poison
+            if not isinstance(self.scores, list): raise InvalidFieldError(n, "scores", self.scores, "a list of score entries")
+            for entry in self.scores:
+                if not isinstance(entry, dict) or not isinstance(entry.get("model"), str) or entry.get("task_type") not in _TASK_VALUES:
+                    raise InvalidFieldError(n, "scores[]", entry, "an entry with a model and a task_type")
+                check_score_entry((entry["model"], entry["task_type"]), entry)
         self.task_type = check_enum(n, "task_type", self.task_type, TaskType)
         self.strategy = check_enum(n, "strategy", self.strategy, RoutingStrategy, optional=True)
         self.timestamp = as_utc(n, "timestamp", self.timestamp)
@@ -192,24 +202,46 @@ class Report:
     rows: pd.DataFrame             # the performance rows the report was built from
 
 
+class RingBuffer:
+    "A fixed-size numpy ring of (success, latency, correctness) rows: O(1) push, the rows as one array without copying."
+
+    def __init__(self, size: int):   # rows kept; the oldest is overwritten
+        self.rows = np.full((size, 3), np.nan)
+        self.size, self.count, self.next = size, 0, 0
+
+    def push(self, row: tuple[float, float, float]) -> tuple[float, float, float] | None:
+        "Add a row; returns the row it overwrote (None while the ring is filling)."
+        evicted = tuple(self.rows[self.next]) if self.count == self.size else None
+        self.rows[self.next] = row
+        self.next = (self.next + 1) % self.size
+        self.count = min(self.count + 1, self.size)
+        return evicted
+
+    def values(self) -> np.ndarray:
+        "The rows held (in no particular order: the comparisons use medians and means)."
+        return self.rows if self.count == self.size else self.rows[:self.count]
+
+    def __len__(self) -> int: return self.count
+
+
 class RunningStats:
     "Each model's outcomes in two ring buffers updated on append: the last `window` calls and up to `baseline` before them."
 
     def __init__(self, window: int = 20,       # recent calls compared with the model's past
                  baseline: int = 1000):        # earlier calls kept as that past (the oldest drop out)
         self.window, self.baseline = window, baseline
-        self.recent: dict[str, deque] = {}
-        self.past: dict[str, deque] = {}
+        self.recent: dict[str, RingBuffer] = {}
+        self.past: dict[str, RingBuffer] = {}
 
     def add(self, model: str, success: bool, latency: float, correct: float) -> None:
         "One outcome: success, latency in seconds, correctness in [0, 1] (NaN when not judged)."
         recent = self.recent.get(model)
-        if recent is None: recent = self.recent[model] = deque(maxlen=self.window)
-        if len(recent) == self.window:
+        if recent is None: recent = self.recent[model] = RingBuffer(self.window)
+        evicted = recent.push((1.0 if success else 0.0, latency if success else math.nan, correct))
+        if evicted is not None:   # the call leaving the recent window joins the model's past
             past = self.past.get(model)
-            if past is None: past = self.past[model] = deque(maxlen=self.baseline)
-            past.append(recent[0])
-        recent.append((1.0 if success else 0.0, latency if success else math.nan, correct))
+            if past is None: past = self.past[model] = RingBuffer(self.baseline)
+            past.push(evicted)
 
     def add_record(self, record: PerformanceRecord | dict) -> None:
         "One performance record (or its dict)."
@@ -225,7 +257,7 @@ class RunningStats:
         for model in sorted(self.recent):
             recent, past = self.recent[model], self.past.get(model)
             if len(recent) < self.window or past is None or len(past) < min_history: continue
-            found += compare_windows(model, np.array(past), np.array(recent), min_history, threshold)
+            found += compare_windows(model, past.values(), recent.values(), min_history, threshold)
         return found
 
 
@@ -237,13 +269,11 @@ class PerformanceTracker:
                  anomaly_window: int = 20,                     # recent calls compared with each model's history
                  anomaly_threshold: float = 4.0,               # |z| above this is an anomaly
                  anomaly_every: int = 50,                      # check for anomalies every this many records
-                 baseline: int = 1000,                         # earlier calls per model kept in memory for the check
-                 epoch: Callable[[], int] | None = None):      # the scores snapshot epoch to stamp records with
+                 baseline: int = 1000):                        # earlier calls per model kept in memory for the check
         if requests is not None and requests.record_type is not RequestRecord:
             raise InvalidFieldError("PerformanceTracker", "requests", requests.record_type, "a HistoryLog of RequestRecord")
         self.history, self.requests = history, requests
         self.anomaly_window, self.anomaly_threshold, self.anomaly_every = anomaly_window, anomaly_threshold, anomaly_every
-        self.epoch = epoch
         self.stats = RunningStats(anomaly_window, baseline)
         self._since_check = 0
         self.anomalies: list[Anomaly] = []
@@ -276,11 +306,9 @@ class PerformanceTracker:
         return n
 
     def record_response(self, response: Response, task_type: TaskType | str, was_correct: bool | None = None,
-                        accuracy: float | None = None, source: str = "validation",
-                        learned: float | None = None) -> PerformanceRecord:
-        "Record one response with its correctness and what the scores learned from it; returns the record written."
-        rec = record_from_response(response, task_type, was_correct, accuracy, source, learned,
-                                   self.epoch() if self.epoch is not None else None)
+                        accuracy: float | None = None, source: str = "validation") -> PerformanceRecord:
+        "Record one response with its correctness; returns the record written."
+        rec = record_from_response(response, task_type, was_correct, accuracy, source)
         self.record(rec)
         return rec
 

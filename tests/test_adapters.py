@@ -4,9 +4,11 @@ import json
 import logging
 import os
 import socket
+import threading
 
 import pytest
 
+from computepulse_ai import adapters as adapters_module
 from computepulse_ai.adapters import (AuthenticationError, BadRequestError, InvalidResponseError, MissingApiKeyError,
                                       ProviderTimeoutError, ProviderUnavailableError, RateLimitedError, RetryPolicy,
                                       SimulatedAdapter, make_adapter)
@@ -133,6 +135,9 @@ def test_connection_refused(server, name):
     adapter, route, model = make(server, name, "refused", base_url=url, max_attempts=2)
     error = fails(adapter, ProviderUnavailableError)
     assert error.attempts == 2
+    # the error names the endpoint it could not reach (issue 16 item 6), never the key
+    assert f"connection to {url.split('/api')[0].split('/v1')[0]}" in str(error), str(error)
+    assert all(key not in str(error) for key in ENV.values())
 
 
 @names
@@ -263,3 +268,130 @@ def test_async_server_records_client_disconnect():
             return server.requests[0]
     entry = asyncio.run(scenario())
     assert entry.disconnected and entry.status is None
+
+
+# ---- partial and garbage streams, warm clients, extraction off the loop (issue 11) ---------------------------
+
+@names
+def test_stream_closed_before_its_final_event_is_retried_not_a_partial_success(server, name):
+    # the truncate fault on a stream sends the first half of the events, then closes cleanly
+    adapter, route, model = make(server, name, "cutstream", max_attempts=2)
+    server.set_model(model, accuracy=1.0)
+    server.add_fault("truncate", route=route, model=model, times=1)
+    response = call(adapter, stream=True)
+    assert response.success and response.attempts == 2
+    assert response.data == GPU_PRICES                       # the whole answer, from the retry
+    assert [r.stream for r in server.requests_for(model=model)] == [True, True]
+
+
+@names
+def test_stream_closed_before_its_final_event_fails_when_not_retried(server, name):
+    from computepulse_ai.adapters import IncompleteResponseError
+    adapter, route, model = make(server, name, "cutstream1", max_attempts=1)
+    server.add_fault("truncate", route=route, model=model)
+    error = fails(adapter, IncompleteResponseError, stream=True)
+    assert "incomplete" in str(error) and error.model_fault and error.retryable
+
+
+@names
+def test_garbage_stream_body_is_invalid_not_an_empty_success(server, name):
+    adapter, route, model = make(server, name, "garbagestream")
+    server.add_fault("garbage", route=route, model=model)
+    error = fails(adapter, InvalidResponseError, stream=True)
+    assert error.attempts == 1 and len(server.requests_for(model=model)) == 1   # garbage is not retried
+
+
+@names
+def test_warm_builds_the_client_once_before_the_first_call(server, name):
+    adapter, route, model = make(server, name, "warm")
+    async def go():
+        async with adapter:
+            await adapter.warm()
+            warmed = _client_of(adapter)
+            assert warmed is not None and server.requests_for(model=model) == []   # warming sends nothing
+            response = await adapter.call("请给出最新的 GPU 租赁价格")
+            return warmed, _client_of(adapter), response
+    warmed, used, response = asyncio.run(go())
+    assert used is warmed and response.success
+
+
+def _client_of(adapter):
+    return getattr(adapter, "_session", None) or getattr(adapter, "_client", None)
+
+
+def test_warm_without_a_key_names_the_variable_and_sends_nothing(server):
+    from computepulse_ai.adapters import warm_adapters
+    specs = {"q": ModelSpec("q", "dashscope", "warm-nokey-q", base_url=server.dashscope_base_url),
+             "d": ModelSpec("d", "deepseek", "warm-nokey-d", base_url=server.openai_base_url)}
+    built = {}
+    def adapter_for(name):
+        built[name] = make_adapter(specs[name], env={"DEEPSEEK_API_KEY": "sk-test"})
+        return built[name]
+    async def go():
+        outcome = await warm_adapters(adapter_for, ["q", "d", "unknown"])
+        for adapter in built.values(): await adapter.aclose()
+        return outcome
+    outcome = asyncio.run(go())
+    assert isinstance(outcome["q"], MissingApiKeyError) and "DASHSCOPE_API_KEY" in str(outcome["q"])
+    assert not outcome["q"].model_fault and outcome["d"] is None and isinstance(outcome["unknown"], KeyError)
+    assert server.requests_for(model="warm-nokey-q") == server.requests_for(model="warm-nokey-d") == []
+
+
+class _SlowClientDeepSeek:
+    "A DeepSeek adapter whose client takes until `release` is set to build (a cold SDK import, a slow TLS setup)."
+    @staticmethod
+    def build(server, release):
+        from computepulse_ai.providers import DeepSeekAdapter
+        class Slow(DeepSeekAdapter):
+            def _make_client(self, base_url, key):
+                release.wait(5)
+                return super()._make_client(base_url, key)
+        spec = ModelSpec("cold", "deepseek", "cold-client", base_url=server.openai_base_url)
+        return Slow(spec, env=ENV, retry=RetryPolicy(max_attempts=1))
+
+
+def test_a_deadline_spent_building_the_client_is_not_the_models_timeout(server):
+    # issue 11: the first call per provider was reported as a model timeout with zero requests sent
+    release = threading.Event()
+    adapter = _SlowClientDeepSeek.build(server, release)
+    async def go():
+        try:
+            with pytest.raises(ProviderTimeoutError) as caught:
+                await adapter.call("GPU 价格", deadline_s=0.1)
+        finally:
+            release.set()
+            await adapter.aclose()
+        return caught.value
+    error = asyncio.run(go())
+    assert not error.model_fault and "before the request was sent" in str(error)
+    assert server.requests_for(model="cold-client") == []
+
+
+def test_building_the_client_does_not_block_the_event_loop(server):
+    # the client is built in a worker thread: the loop stays free to run the task that lets the build finish
+    release = threading.Event()
+    adapter = _SlowClientDeepSeek.build(server, release)
+    async def go():
+        call = asyncio.create_task(adapter.call("GPU 价格", timeout_s=20))
+        await asyncio.sleep(0.05)
+        release.set()
+        try: return await call
+        finally: await adapter.aclose()
+    assert asyncio.run(go()).success
+
+
+def test_long_answers_are_parsed_off_the_event_loop(server, monkeypatch):
+    where = []
+    real = adapters_module.extract_json
+    def spy(text, *args, **kw):
+        where.append((len(text), threading.current_thread() is threading.main_thread()))
+        return real(text, *args, **kw)
+    monkeypatch.setattr(adapters_module, "extract_json", spy)
+    records = json.dumps(GPU_PRICES, ensure_ascii=False)
+    long_text = "以下是价格：" + " " * adapters_module.EXTRACT_OFF_LOOP_CHARS + "```json\n" + records + "\n```"
+    adapter, route, model = make(server, "deepseek", "longanswer")
+    server.add_fault("content", route=route, model=model, text=long_text, times=1)
+    assert call(adapter).data == GPU_PRICES
+    short, route, model = make(server, "deepseek", "shortanswer")
+    assert call(short).data == GPU_PRICES
+    assert [on_loop for _, on_loop in where] == [False, True]     # the long one in a worker thread, the short one inline

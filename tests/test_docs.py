@@ -79,8 +79,20 @@ def remote_assets(html: str) -> list[str]:
 @pytest.fixture(scope='module')
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp('docs')
-    build_site(out, '--no-execute')
+    res = build_site(out, '--no-execute')
+    BUILD_LOGS['site'] = res.stdout + res.stderr
     return out / 'site'
+
+
+BUILD_LOGS: dict[str, str] = {}
+
+
+def test_site_builds_without_mkdocs_warnings(site):
+    "Links between pages written the nbdev way (`config.html`) resolve; mkdocs has nothing to warn about."
+    warnings = [l for l in BUILD_LOGS['site'].splitlines() if l.startswith('WARNING')]
+    assert not warnings, '\n'.join(warnings)
+    basic = (site / 'examples' / 'basic_usage.html').read_text()
+    assert 'href="custom_configuration.html"' in basic and 'href="../config.html' in (site / 'guides' / 'deployment.html').read_text()
 
 
 def test_site_has_a_page_for_every_notebook(site):
@@ -196,6 +208,7 @@ def test_scratch_execution_outputs_and_flags(scratch):
     assert '42' in alpha                                   # executed output
     assert 'HIDDEN-CELL' not in alpha and 'HIDDEN-" + "CELL' not in alpha   # hidden cell and its output gone
     assert 'a slow cell was executed' in alpha             # shown as source, but not run (the build would fail)
+    assert 'Not run in this build' in alpha                # and says so, instead of a code cell without output
     assert re.search(r'<li>one\s*<ul>\s*<li>nested', alpha)  # CommonMark-style list rendered as a list
     assert alpha.count('<math') == 2 and '$2 or $3' in alpha   # TeX as MathML (no MathJax); prices left alone
     img = re.search(r'<img[^>]+src="(alpha_files/[^"]+\.png)"', alpha)
@@ -253,3 +266,207 @@ def test_quarto_config_is_what_nbdev_docs_expects(capsys):
         assert [Path(p).name for p in sidebar if isinstance(p, str)][:1] == ['index.ipynb']
     finally:
         os.chdir(cwd)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The site in a real browser: headless Chromium from the distribution's packages, driven over the DevTools protocol
+
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                  '--disable-background-networking', '--disable-component-update', '--disable-sync']
+
+
+def find_chromium() -> tuple[str | None, str]:
+    "The Chromium executable, installed with apt-get when missing (as root); else None and why."
+    import os
+    for name in ('chromium', 'chromium-browser'):
+        if shutil.which(name): return shutil.which(name), ''
+    if shutil.which('apt-get') is None: return None, 'no chromium and no apt-get to install it'
+    if os.geteuid() != 0: return None, 'no chromium, and installing it with apt-get needs root'
+    env = {**os.environ, 'DEBIAN_FRONTEND': 'noninteractive'}
+    for step in (['apt-get', 'install', '-y', '-q', 'chromium'], ['apt-get', 'update', '-q'],
+                 ['apt-get', 'install', '-y', '-q', 'chromium']):
+        try: res = subprocess.run(step, env=env, capture_output=True, text=True, timeout=900)
+        except subprocess.TimeoutExpired: return None, f'{" ".join(step)} timed out'
+        if step[1] == 'install' and res.returncode == 0 and shutil.which('chromium'): return shutil.which('chromium'), ''
+    return None, f'apt-get install chromium failed: {(res.stderr or res.stdout).strip().splitlines()[-1:]}'
+
+
+class StaticServer:
+    "The built site served on 127.0.0.1 (a free port) from a background thread."
+
+    def __init__(self, root: Path):
+        import functools
+        import http.server
+        import threading
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args): pass
+        handler = functools.partial(Quiet, directory=str(root))
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+        self.url = f'http://127.0.0.1:{self.httpd.server_port}'
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Browser:
+    "One headless Chromium (fresh profile); `visit` opens pages in a tab and reports errors and evaluated values."
+
+    def __init__(self, exe: str, profile: Path):
+        import time
+        self.proc = subprocess.Popen([exe, *CHROMIUM_FLAGS, f'--user-data-dir={profile}', '--remote-debugging-port=0',
+                                      '--window-size=1600,1000', 'about:blank'],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = profile / 'DevToolsActivePort'     # Chromium writes its DevTools port here once it listens
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if self.proc.poll() is not None: raise RuntimeError(f'chromium exited with status {self.proc.returncode}')
+            if time.monotonic() > deadline: raise RuntimeError('chromium did not open its DevTools port in 60 s')
+            time.sleep(0.05)
+        self.port = int(port_file.read_text().split()[0])
+
+    def visit(self, urls: list[str], script: str = 'null', width: int = 1600) -> list[dict]:
+        "Load each URL; per page: errors (console errors, exceptions, failed loads) and the value of `script`."
+        import asyncio
+        return asyncio.run(self._visit(urls, script, width))
+
+    async def _visit(self, urls, script, width):
+        import asyncio
+        import aiohttp
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f'http://127.0.0.1:{self.port}/json/list') as res: targets = await res.json()
+            page = next(t for t in targets if t['type'] == 'page')
+            async with http.ws_connect(page['webSocketDebuggerUrl'], max_msg_size=0) as ws:
+                pending, events, waiters, counter = {}, [], [], [0]
+
+                async def reader():
+                    async for msg in ws:
+                        data = json.loads(msg.data)
+                        if data.get('id') in pending: pending.pop(data['id']).set_result(data)
+                        else:
+                            events.append(data)
+                            for method, fut in list(waiters):
+                                if data.get('method') == method and not fut.done(): fut.set_result(data)
+
+                async def send(method, **params):
+                    counter[0] += 1
+                    fut = asyncio.get_running_loop().create_future()
+                    pending[counter[0]] = fut
+                    await ws.send_str(json.dumps({'id': counter[0], 'method': method, 'params': params}))
+                    res = await asyncio.wait_for(fut, 60)
+                    if 'error' in res: raise RuntimeError(f'{method}: {res["error"]}')
+                    return res['result']
+
+                task = asyncio.ensure_future(reader())
+                try:
+                    for method in ('Page.enable', 'Runtime.enable', 'Log.enable'): await send(method)
+                    await send('Emulation.setDeviceMetricsOverride', width=width, height=1000, deviceScaleFactor=1, mobile=False)
+                    found = []
+                    for url in urls:
+                        events.clear()
+                        loaded = asyncio.get_running_loop().create_future()
+                        waiters[:] = [('Page.loadEventFired', loaded)]
+                        nav = await send('Page.navigate', url=url)
+                        if nav.get('errorText'): found.append({'url': url, 'errors': [nav['errorText']], 'value': None}); continue
+                        await asyncio.wait_for(loaded, 60)
+                        value = await send('Runtime.evaluate', expression=script, awaitPromise=True, returnByValue=True)
+                        errors = [e['params']['exceptionDetails'].get('exception', {}).get('description')
+                                  or e['params']['exceptionDetails'].get('text') for e in events if e.get('method') == 'Runtime.exceptionThrown']
+                        errors += [f"{e['params']['entry'].get('url', '')}: {e['params']['entry']['text']}" for e in events
+                                   if e.get('method') == 'Log.entryAdded' and e['params']['entry']['level'] == 'error']
+                        errors += [' '.join(str(a.get('value', a.get('description', ''))) for a in e['params']['args'])
+                                   for e in events if e.get('method') == 'Runtime.consoleAPICalled' and e['params']['type'] == 'error']
+                        if 'exceptionDetails' in value: errors.append(f'check script failed: {value["exceptionDetails"]}')
+                        found.append({'url': url, 'errors': errors, 'value': value.get('result', {}).get('value')})
+                    return found
+                finally:
+                    task.cancel()
+
+    def close(self):
+        self.proc.terminate()
+        try: self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired: self.proc.kill()
+
+
+@pytest.fixture(scope='module')
+def browser(tmp_path_factory):
+    exe, why = find_chromium()
+    if exe is None: pytest.skip(f'headless Chromium unavailable: {why}')
+    b = Browser(exe, tmp_path_factory.mktemp('chromium-profile'))
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope='module')
+def served_site(site):
+    server = StaticServer(site)
+    yield server.url, site
+    server.close()
+
+
+def test_browser_every_page_loads_without_console_errors(served_site, browser):
+    url, root = served_site
+    pages = sorted(p.relative_to(root).as_posix() for p in root.rglob('*.html') if p.name != '404.html')
+    assert len(pages) > 20
+    script = "document.readyState + ' ' + document.querySelectorAll('h1').length"
+    results = browser.visit([f'{url}/{p}' for p in pages], script)
+    failures = {r['url']: r['errors'] for r in results if r['errors']}
+    assert not failures, f'console errors: {failures}'
+    assert all(r['value'].startswith('complete') and not r['value'].endswith(' 0') for r in results), results
+
+
+def test_browser_detects_a_console_error(tmp_path, browser):
+    "The check can fail: a page whose script throws and that loads a missing file is reported."
+    (tmp_path / 'bad.html').write_text('<html><body><h1>x</h1><img src="missing.png"><script>throw new Error("boom")</script></body></html>')
+    server = StaticServer(tmp_path)
+    try: result = browser.visit([f'{server.url}/bad.html'])[0]
+    finally: server.close()
+    assert any('boom' in e for e in result['errors']) and any('missing.png' in e or '404' in e for e in result['errors'])
+
+
+SEARCH = """new Promise((done, fail) => {
+  const input = document.querySelector('input.md-search__input');
+  if (!input) return fail('no search box');
+  const t0 = Date.now();
+  (function ask() {
+    input.value = %s; input.dispatchEvent(new Event('focus')); input.dispatchEvent(new Event('input', {bubbles: true}));
+    const hits = [...document.querySelectorAll('.md-search-result__item a, .md-search-result__link')].map(a => a.getAttribute('href'));
+    const meta = (document.querySelector('.md-search-result__meta') || {}).textContent || '';
+    if (hits.length || /no matching/i.test(meta)) return done(hits);   // the worker answered
+    if (Date.now() - t0 > 20000) return fail('no answer from the search worker in 20 s: ' + meta);
+    setTimeout(ask, 100);
+  })();
+})"""
+
+
+def test_browser_search_finds_a_public_name(served_site, browser):
+    url, _ = served_site
+    result = browser.visit([f'{url}/index.html'], SEARCH % json.dumps('get_logger'))[0]
+    assert not result['errors'], result['errors']
+    assert any(re.search(r'/core\.html(\?h=[^#]*)?#get_logger$', h) for h in result['value']), result['value']
+    result = browser.visit([f'{url}/index.html'], SEARCH % json.dumps('zzzqqqnotaword'))[0]
+    assert result['value'] == [], result['value']
+
+
+def test_browser_plots_are_shown(scratch, browser):
+    "The executed pages' figures load (the real site's notebooks keep no outputs; `make docs` executes them)."
+    server = StaticServer(scratch)
+    script = "[...document.querySelectorAll('img')].filter(i => i.src.endsWith('.png')).map(i => i.complete && i.naturalWidth)"
+    try: results = browser.visit([f'{server.url}/alpha.html', f'{server.url}/benchmarks/perf_x.html'], script)
+    finally: server.close()
+    for r in results:
+        assert not r['errors'], r
+        assert r['value'] and all(w and w > 100 for w in r['value']), r
+
+
+def test_browser_wide_window_is_used_by_code(served_site, browser):
+    "On a 2000 px window the content is wider than Material's default cap (61rem), and long code lines scroll."
+    url, _ = served_site
+    script = ("JSON.stringify({grid: document.querySelector('.md-grid').getBoundingClientRect().width, "
+              "overflow: [...new Set([...document.querySelectorAll('pre > code')].map(c => getComputedStyle(c).overflowX))]})")
+    result = browser.visit([f'{url}/core.html'], script, width=2000)[0]
+    shown = json.loads(result['value'])
+    assert shown['grid'] > 1800, shown
+    assert shown['overflow'] == ['auto'], shown

@@ -249,3 +249,53 @@ class _Capture(logging.Handler):
         super().__init__(); self.records = []
 
     def emit(self, record): self.records.append(record)
+
+
+# --- the decision core (issue 13): properties of the stop / next-call rule ----------------------------------------
+
+@st.composite
+def request_states(draw, runs=1):
+    "Answers so far of a few models: classes, who answered, learned reliabilities and failure rates, prices."
+    m = draw(st.integers(2, 5))
+    labels = np.array(draw(st.lists(st.lists(st.integers(0, 3), min_size=m, max_size=m), min_size=runs, max_size=runs)))
+    answered = np.array(draw(st.lists(st.lists(st.booleans(), min_size=m, max_size=m), min_size=runs, max_size=runs)))
+    p = np.array(draw(st.lists(st.lists(st.floats(0.3, 0.99), min_size=m, max_size=m), min_size=runs, max_size=runs)))
+    f = np.array(draw(st.lists(st.lists(st.floats(0, 0.3), min_size=m, max_size=m), min_size=runs, max_size=runs)))
+    costs = np.array(draw(st.lists(st.floats(0.0001, 0.01), min_size=m, max_size=m)))
+    return labels, answered, p, f, costs
+
+
+@settings(max_examples=150, deadline=None)
+@given(request_states())
+def test_no_call_is_made_that_cannot_change_the_outcome(state):
+    labels, answered, p, f, costs = state
+    post = answer_posterior(labels, answered, log_odds(p, 6.0), 6.0)
+    gain = call_gain(post, p, f, 6.0)[0]
+    weights = log_odds(p, 6.0)
+    w = post.winner[0]
+    for j in np.flatnonzero(~answered[0]):
+        if gain[j] > 1e-9 or w < 0: continue
+        for z in list(range(4)) + [99]:          # every class named so far, and a new one
+            l2, a2 = labels.copy(), answered.copy()
+            l2[0, j], a2[0, j] = z, True
+            after = answer_posterior(l2, a2, weights, 6.0)
+            # zero gain: whatever j answers, the current answer stays a most probable one (at worst a tie)
+            assert after.post[0, w] >= after.p_right[0] - 1e-9
+    nxt = next_call(call_gain(post, p, f, 6.0), costs, ~answered, np.zeros(1), post, bar=1.0, target=0)[0]
+    if nxt >= 0: assert gain[nxt] > 1e-9
+
+
+@settings(max_examples=80, deadline=None)
+@given(request_states(runs=6), st.floats(0, 0.02), st.floats(0.5, 1.0), st.one_of(st.just(math.inf), st.floats(0, 1)))
+def test_the_cost_limit_is_hard_and_the_batch_rule_is_the_one_request_rule(state, limit, bar, price):
+    labels, answered, p, f, costs = state
+    post = answer_posterior(labels, answered, log_odds(p, 6.0), 6.0)
+    spent = (answered * costs).sum(-1)
+    candidates = ~answered
+    batch = next_call(call_gain(post, p, f, 6.0), costs, candidates, spent, post, limit, 1, True, bar, price, p, f, 6.0)
+    for r in range(len(batch)):
+        if batch[r] >= 0: assert spent[r] + costs[batch[r]] <= limit + 1e-12     # never over the limit
+        one = answer_posterior(labels[r:r + 1], answered[r:r + 1], log_odds(p[r:r + 1], 6.0), 6.0)
+        alone = next_call(call_gain(one, p[r:r + 1], f[r:r + 1], 6.0), costs, candidates[r:r + 1], spent[r:r + 1], one,
+                          limit, 1, True, bar, price, p[r:r + 1], f[r:r + 1], 6.0)[0]
+        assert alone == batch[r]

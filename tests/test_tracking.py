@@ -116,3 +116,69 @@ def test_report_files_are_real_png_and_html(tmp_path):
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = paths["html"].read_text()
     assert "<table" in page and "qwen" in page and "http" not in page
+
+
+# ---- issue 15: tracking never re-reads the history on the request path; issue 16: anomalies are degradations only ---
+
+def _windowed(model, base_latency, late_latency, base_ok, late_ok, base_correct, late_correct, n=150, window=20):
+    recs = []
+    for i in range(n):
+        late = i >= n - window
+        recs.append(PerformanceRecord(model, "simple_query", timestamp=T0 + timedelta(minutes=i),
+                                      response_time=(late_latency if late else base_latency) * (1 + 0.02 * (i % 5)),
+                                      success=bool((i % 10) < 10 * (late_ok if late else base_ok)),
+                                      was_correct=bool((i % 10) < 10 * (late_correct if late else base_correct))))
+    return recs
+
+
+CHANGES = [   # (case, late latency, (usual, late) success share, (usual, late) correct share, expected anomaly metrics)
+    ("three times slower", 6.0, (0.9, 0.9), (0.8, 0.8), {"latency_p50"}),
+    ("three times faster", 0.7, (0.9, 0.9), (0.8, 0.8), set()),
+    ("many more errors", 2.0, (0.9, 0.3), (0.8, 0.8), {"error_rate"}),
+    ("no errors any more", 2.0, (0.5, 1.0), (0.8, 0.8), set()),
+    ("far less accurate", 2.0, (0.9, 0.9), (0.8, 0.1), {"accuracy"}),
+    ("always right now", 2.0, (0.9, 0.9), (0.3, 1.0), set()),
+]
+
+
+@pytest.mark.parametrize("case,late_latency,ok,correct,expected", CHANGES)
+def test_only_degradations_are_anomalies(tmp_path, case, late_latency, ok, correct, expected):
+    recs = _windowed("m", 2.0, late_latency, ok[0], ok[1], correct[0], correct[1])
+    df = pd.DataFrame([r.to_dict() for r in recs]); df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+    assert {a.metric for a in detect_anomalies(df)} == expected, case             # the report's check
+    tracker = PerformanceTracker(HistoryLog(tmp_path / "perf.jsonl", durability="close"), anomaly_every=len(recs))
+    for r in recs: tracker.record(r)
+    assert {a.metric for a in tracker.anomalies} == expected, case               # the running check agrees
+
+
+def test_the_request_path_never_reads_the_history_file(tmp_path, monkeypatch):
+    from computepulse_ai import storage
+    def no_reading(*args, **kwargs): raise AssertionError("the history was read on the request path")
+    tracker = PerformanceTracker(HistoryLog(tmp_path / "perf.jsonl", durability="close"), anomaly_every=10)
+    monkeypatch.setattr(storage, "history_frame", no_reading)
+    monkeypatch.setattr(HistoryLog, "read", no_reading)
+    monkeypatch.setattr(HistoryLog, "frame", no_reading)
+    monkeypatch.setattr(storage, "read_history_bytes", no_reading)
+    for r in _windowed("m", 2.0, 6.0, 1.0, 1.0, 0.8, 0.8, n=300): tracker.record(r)
+    assert [(a.model, a.metric) for a in tracker.anomalies] == [("m", "latency_p50")]
+    assert len(tracker.stats.past["m"]) == 280 and len(tracker.stats.recent["m"]) == 20   # bounded memory per model
+
+
+def test_the_running_baseline_is_bounded_and_survives_a_restart(tmp_path):
+    path = tmp_path / "perf.jsonl"
+    first = PerformanceTracker(HistoryLog(path, durability="close"), baseline=100)
+    recs = _windowed("m", 2.0, 6.0, 1.0, 1.0, 0.8, 0.8, n=520)
+    for r in recs[:500]: first.record(r)
+    first.history.close()
+    assert len(first.stats.past["m"]) == 100                          # the oldest drop out: memory does not grow
+    again = PerformanceTracker(HistoryLog(path, durability="close"), anomaly_every=20, baseline=100)
+    assert again.warm_up(again.history.tail(120)) == 120              # read from the end of the file, not all of it
+    for r in recs[500:]: again.record(r)                               # the last 20 are three times slower
+    assert [(a.model, a.metric) for a in again.anomalies] == [("m", "latency_p50")]
+
+
+def test_a_new_anomaly_is_logged_once_not_on_every_check(tmp_path, caplog):
+    tracker = PerformanceTracker(HistoryLog(tmp_path / "perf.jsonl", durability="close"), anomaly_every=1)
+    with caplog.at_level(logging.WARNING, logger="computepulse_ai.tracking"):
+        for r in _windowed("m", 2.0, 60.0, 1.0, 1.0, 0.8, 0.8, n=200): tracker.record(r)
+    assert sum("anomaly: m: latency_p50" in r.getMessage() for r in caplog.records) == 1

@@ -257,8 +257,9 @@ def make_exec_cells(nb_dir: Path, execute: bool, skip_flags: set[str]):
             return bool(_do_eval(cell)) or getattr(cell, 'has_sd', False)
 
         def __call__(self, cell):
-            if not self._wanted(cell): return
             d = getattr(cell, 'directives_', {}) or {}
+            if cell.cell_type == 'code' and skip_flags & set(d): cell.not_run_ = sorted(skip_flags & set(d))
+            if not self._wanted(cell): return
             is_sd = getattr(cell, 'has_sd', False) or bool(re.match(r'\s*show_doc\(', cell.source))
             if execute and not self.skip_nb or is_sd or 'exec_doc' in d: self.k.cell(cell)
             elif {'export', 'exports', 'exporti'} & set(d): self.k.run(cell.source)
@@ -407,7 +408,14 @@ def _relink(md: str, page: str, doc_prefix: str, pages_by_html: dict[str, str]) 
         target = nbpath2html(Path(rel)).with_suffix('.md').as_posix()
         return f']({local(target, m.group(2) or "")})'
 
-    return re.sub(r'\]\((?!https?:)([^)\s#]+?)\.ipynb(#[^)\s]*)?\)', sub_nb, md)
+    md = re.sub(r'\]\((?!https?:)([^)\s#]+?)\.ipynb(#[^)\s]*)?\)', sub_nb, md)
+
+    def sub_html(m):   # nbdev/Quarto style links between pages (`config.html`): mkdocs wants the source .md
+        rel = os.path.normpath(os.path.join(page_dir, m.group(1) + '.html')).replace(os.sep, '/')
+        target = pages_by_html.get(rel)
+        return f']({local(target, m.group(2) or "")})' if target else m.group(0)
+
+    return re.sub(r'\]\((?![a-z][a-z0-9+.-]*:|/|#)([^)\s#]+?)\.html(#[^)\s]*)?\)', sub_html, md)
 
 
 @dataclass
@@ -461,6 +469,15 @@ def render_output(out, img_base: str, img_dir: Path, counter: list, is_show_doc:
     return ''
 
 
+def _not_run_note(flags: list[str]) -> str:
+    "What a reader sees under a flagged cell the build did not run (instead of a cell with no output)."
+    shown = ", ".join(f"`#| {f}`" for f in flags)
+    return (f'!!! note "Not run in this build ({shown})"\n    The cells above are the full-size version: it takes minutes, so the '
+            f'docs build and `nbdev-test` skip it. The quick version on this page runs the same code at a smaller scale '
+            f'and shows its output; the figures quoted in the text come from the full run '
+            f'(`nbdev-test --flags "{" ".join(flags)}" NOTEBOOK` runs it).')
+
+
 def notebook_to_markdown(nb, page: str, docs_dir: Path, doc_prefix: str, pages_by_html: dict[str, str]) -> Page:
     "One processed notebook as a Markdown page (images written next to it)."
     fm = getattr(nb, 'frontmatter_', {}) or {}
@@ -472,9 +489,15 @@ def notebook_to_markdown(nb, page: str, docs_dir: Path, doc_prefix: str, pages_b
     stem = Path(page).stem
     img_dir = docs_dir / Path(page).parent / f'{stem}_files'
     counter = [0]
+    not_run: list[str] = []        # flags of the current run of flagged cells without output (one note after them)
     for cell in nb.cells:
         d = getattr(cell, 'directives_', {}) or {}
         if cell.cell_type == 'raw' or not getattr(cell, 'source', None) and cell.cell_type == 'markdown': continue
+        flagged = cell.cell_type == 'code' and getattr(cell, 'not_run_', None) and not cell.get('outputs')
+        if not_run and not flagged:
+            parts.append(_not_run_note(not_run))
+            not_run = []
+        if flagged: not_run = sorted(set(not_run) | set(cell.not_run_))
         if str(d.get('include', '')).lower() == 'false': continue
         if cell.cell_type == 'markdown':
             parts.append(fix_markdown(cell.source))
@@ -487,6 +510,7 @@ def notebook_to_markdown(nb, page: str, docs_dir: Path, doc_prefix: str, pages_b
         for out in cell.get('outputs', []):
             md = render_output(out, f'{stem}_files', img_dir, counter, is_sd, documented)
             if md.strip(): parts.append(md)
+    if not_run: parts.append(_not_run_note(not_run))
     md = _relink('\n\n'.join(parts) + '\n', page, doc_prefix, pages_by_html)
     if not title:
         m = re.search(r'^# (.+)$', md, re.MULTILINE)
@@ -636,6 +660,7 @@ def build(out: Path, work: Path, execute: bool, nbs: Path | None = None, benchma
     sources = find_sources(nbs, benchmarks)
     doc_prefix = (cfg.get('doc_host', '') + cfg.get('doc_baseurl', '')).rstrip('/') + '/' if cfg.get('doc_host') else ''
     pages_by_html = {Path(s.page).with_suffix('.html').as_posix(): s.page for s in sources}
+    pages_by_html.setdefault('api.html', 'api.md')   # the generated API index
     print(f'processing {len(sources)} notebooks ({"executing" if execute else "stored outputs"})', flush=True)
     ctx = multiprocessing.get_context('spawn')
     workers = jobs or min(len(sources), os.cpu_count() or 1) or 1

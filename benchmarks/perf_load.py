@@ -1,0 +1,256 @@
+"""Load: 1,000 and 5,000 concurrent requests through the real orchestrator, against a fake server with 10 % faults.
+
+Run: .venv/bin/python benchmarks/perf_load.py [--sizes 1000,5000] — prints one JSON object as its last line.
+
+Each size runs in a fresh Python process (so the RSS and file-descriptor figures of one run are not the leftovers of
+the other). In it, the fake provider server runs in a process of its own (its CPU is not our event loop's), with the
+three demo models (answers in ~40-120 ms) and these faults, each on ~1.75 % of requests (10 % in all): HTTP 500,
+HTTP 429 with Retry-After 0.2 s, connection reset, garbage body, body cut off / stream closed early, and a delay of
+1-3 s. Nothing on the server hangs or waits anywhere near the 30 s call timeout, so a timeout in this run is always
+our own doing. `AIOrchestrator.process` is called N times at once (`asyncio.gather`) with the default configuration
+— default storage durability ("each"), execution timeout 30 s, deadline 120 s, 3 attempts, 16 calls per provider —
+only the model table points at the fake server and the storage folder is a temporary one. Each prompt carries a
+token, so every failed call can be matched to what the server received for it.
+
+Figures per size:
+  unexpected_errors        process() raised, a stage degraded (merge, validation, classifier, storage), a failed call
+                           of an error type the faults cannot produce, or a failed call for which the server saw no
+                           fault at all                                                                  (target 0)
+  self_timeouts            calls that timed out (any timeout is ours here: the server never waits > 3 s), or whose
+                           deadline passed before a request was sent                                     (target 0)
+  shed                     calls our own queue refused (OverloadedError)
+  loop_lag_p99_ms / _max   how late a 10 ms sleep on the event loop woke up                              (target <= 20)
+  call_deadline_overrun_ms_max  the latest model call ended past the request deadline (an upper bound: measured
+                           from the request's creation, before classification and routing)               (target <= 100)
+  deadline_overrun_ms_max  the longest process() past the 120 s request deadline (calls + merge, validation, storage)
+  queue_ms_p50 / _p99      time calls waited for a provider slot (Response.queue_s), all calls
+  rss_growth_mb            RSS after the run, the orchestrator closed and results dropped, minus RSS after start
+                           (glibc's malloc_trim first, so freed memory is returned)                     (target < 50)
+  open_fds_after_close     file descriptors open after aclose() minus before the orchestrator existed    (target 0)
+The machine is shared and loaded: read the counts and the ratios, not the times.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import gc
+import json
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+for _name in ("DASHSCOPE_API_KEY", "DEEPSEEK_API_KEY", "ARK_API_KEY"): os.environ.setdefault(_name, "sk-load-bench")
+
+SHARE = 0.0175            # per fault kind: 1 - (1 - 0.0175) ** 6 = 10.0 % of requests hit by one
+FAULTS = [("status", {"status": 500}), ("status", {"status": 429, "retry_after": 0.2}), ("reset", {}),
+          ("garbage", {}), ("truncate", {}), ("delay", {"delay_range_s": (1.0, 3.0)})]
+# what the faults above can make a call fail with, after its retries (anything else is unexpected)
+EXPECTED_ERRORS = {"ProviderUnavailableError", "RateLimitedError", "InvalidResponseError", "IncompleteResponseError"}
+TIMEOUTS = {"ProviderTimeoutError", "TimeoutError"}
+TOKEN = re.compile(r"#load-(\d+)")
+
+
+def token_of(text: str) -> int | None:
+    match = TOKEN.search(text or "")
+    return int(match.group(1)) if match else None
+
+
+# ---- the fake server, in its own process --------------------------------------------------------------------
+
+def serve(conn, seed: int) -> None:
+    "Run the fake server with the faults; send its base URLs; on 'log' send what it received, on 'stop' stop."
+    from computepulse_ai.fakes import FakeProviderServer, _prompt_of
+    from computepulse_ai.jobs import demo_models
+
+    async def main():
+        server = FakeProviderServer(seed=seed, models=[m for m, _ in demo_models()])
+        await server.astart()
+        for kind, options in FAULTS: server.add_fault(kind, probability=SHARE, **options)
+        conn.send({"dashscope": server.dashscope_base_url, "deepseek": server.openai_base_url, "ark": server.ark_base_url})
+        loop = asyncio.get_running_loop()
+        while True:
+            message = await loop.run_in_executor(None, conn.recv)
+            if message == "log":
+                conn.send([(e.model, token_of(_prompt_of(e.route, e.body)), e.fault, e.status) for e in server.requests])
+            elif message == "stop":
+                break
+        await server.astop()
+    asyncio.run(main())
+
+
+# ---- measurements -------------------------------------------------------------------------------------------
+
+def rss_mb() -> float:
+    "Resident set size of this process, MB (after returning freed heap memory to the system)."
+    try: ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError: pass
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"): return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values: return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def watch_loop(stop: asyncio.Event, lags: list[float], every_s: float = 0.01) -> None:
+    "How late a sleep of `every_s` wakes up, sampled until `stop`."
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        before = loop.time()
+        await asyncio.sleep(every_s)
+        lags.append(max(0.0, loop.time() - before - every_s))
+
+
+async def load(n: int, urls: dict[str, str], folder: Path, seed: int):
+    from computepulse_ai.config import Config
+    from computepulse_ai.core import Request
+    from computepulse_ai.jobs import demo_models
+    from computepulse_ai.orchestrator import AIOrchestrator
+
+    models = [dict(spec, base_url=urls[spec["provider"]]) for _, spec in demo_models()]
+    cfg = Config.from_dict({"storage": {"folder": str(folder)}, "models": models}, "<perf_load>")
+    fds_before = open_fds()
+    orch = AIOrchestrator(cfg, folder=folder, seed=seed)
+    await orch.start()
+    rss_started = rss_mb()
+    lags: list[float] = []
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_loop(stop, lags))
+    started = time.perf_counter()
+    prompts = [f"请给出最新的 GPU 租赁价格 #load-{i}" for i in range(n)]
+    outcomes = await asyncio.gather(*(orch.process(Request(p, data_type="gpu")) for p in prompts), return_exceptions=True)
+    wall_s = time.perf_counter() - started
+    stop.set()
+    await watcher
+    deadline_s = cfg["execution.deadline_s"]
+    summary = summarise(outcomes, deadline_s)
+    del outcomes
+    closed_ok = await orch.aclose()
+    del orch
+    gc.collect()
+    summary.update(wall_s=round(wall_s, 1), requests_per_s=round(n / wall_s, 1), closed_ok=closed_ok,
+                   loop_lag_p50_ms=round(1000 * percentile(lags, 0.5), 1), loop_lag_p99_ms=round(1000 * percentile(lags, 0.99), 1),
+                   loop_lag_max_ms=round(1000 * max(lags, default=0.0), 1), loop_lag_samples=len(lags),
+                   rss_growth_mb=round(rss_mb() - rss_started, 1), open_fds_after_close=open_fds() - fds_before)
+    return summary
+
+
+def summarise(outcomes: list, deadline_s: float) -> dict:
+    "Counts and timings of one run (failed calls are kept by token for matching with the server's log)."
+    raised, degraded, failed_requests, overruns, queue, call_overruns = [], Counter(), 0, [], [], []
+    calls, failures = 0, []
+    model_ids = {spec["name"]: spec["model_id"] for spec in _specs()}
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raised.append(f"{type(outcome).__name__}: {outcome}")
+            continue
+        for stage in outcome.degraded:
+            if stage != "models": degraded[stage] += 1
+        failed_requests += outcome.error is not None
+        overruns.append(max(0.0, outcome.total_time_s - deadline_s))
+        token = token_of(outcome.request.prompt)
+        for response in outcome.responses:
+            calls += 1
+            call_overruns.append(max(0.0, (response.timestamp - outcome.request.timestamp).total_seconds() - deadline_s))
+            queue.append(response.queue_s)
+            if not response.success:
+                failures.append((model_ids.get(response.model, response.model), token, response.error_type, response.fault,
+                                 response.error))
+    return {"requests": len(outcomes), "calls": calls, "failed_requests": failed_requests, "raised": raised[:5],
+            "n_raised": len(raised), "degraded": dict(degraded), "_failures": failures,
+            "deadline_overrun_ms_max": round(1000 * max(overruns, default=0.0), 1),
+            "call_deadline_overrun_ms_max": round(1000 * max(call_overruns, default=0.0), 1),
+            "queue_ms_p50": round(1000 * percentile(queue, 0.5), 1), "queue_ms_p99": round(1000 * percentile(queue, 0.99), 1),
+            "queued_share": round(sum(q > 0 for q in queue) / max(1, len(queue)), 3)}
+
+
+def _specs():
+    from computepulse_ai.jobs import demo_models
+    return [spec for _, spec in demo_models()]
+
+
+def judge(summary: dict, server_log: list[tuple]) -> dict:
+    "Classify the failed calls against what the server did for them."
+    faults_for: dict[tuple, list] = defaultdict(list)
+    for model, token, fault, status in server_log: faults_for[(model, token)].append(fault)
+    unexpected, self_timeouts, shed, kinds, examples = 0, 0, 0, Counter(), []
+    for model, token, error_type, fault, error in summary.pop("_failures"):
+        kinds[error_type] += 1
+        seen = faults_for.get((model, token), [])
+        if error_type == "OverloadedError":
+            shed += 1
+            if "deadline" in (error or ""): self_timeouts += 1
+            continue
+        if error_type in TIMEOUTS:
+            self_timeouts += 1
+            continue
+        if error_type not in EXPECTED_ERRORS or not any(seen):
+            unexpected += 1
+            if len(examples) < 5: examples.append({"model": model, "error": error, "server_faults": seen})
+    unexpected += summary["n_raised"] + sum(summary["degraded"].values())
+    summary.update(unexpected_errors=unexpected, self_timeouts=self_timeouts, shed=shed, failed_calls=dict(kinds),
+                   unexpected_examples=examples, server_requests=len(server_log),
+                   server_faulted=sum(1 for e in server_log if e[2]))
+    return summary
+
+
+def run_one(n: int, seed: int) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    server = ctx.Process(target=serve, args=(child, seed), daemon=True)
+    server.start()
+    try:
+        urls = parent.recv()
+        with tempfile.TemporaryDirectory(prefix="perf_load_") as folder:
+            summary = asyncio.run(load(n, urls, Path(folder), seed))
+        parent.send("log")
+        log = parent.recv()
+        parent.send("stop")
+    finally:
+        server.join(30)
+        if server.is_alive(): server.terminate()
+    return judge(summary, log)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,5000", help="comma-separated numbers of concurrent requests")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)    # internal: run one size in this process
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.seed), ensure_ascii=False))
+        return
+    runs = {}
+    for n in [int(s) for s in args.sizes.split(",") if s.strip()]:
+        done = subprocess.run([sys.executable, __file__, "--one", str(n), "--seed", str(args.seed)],
+                              capture_output=True, text=True)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        runs[str(n)] = json.loads(lines[-1]) if done.returncode == 0 and lines else \
+            {"crashed": done.returncode, "stderr_tail": done.stderr[-2000:]}
+    good = [r for r in runs.values() if "crashed" not in r]
+    headline = {key: (sum if key in ("unexpected_errors", "self_timeouts") else max)(r[key] for r in good) if good else None
+                for key in ("unexpected_errors", "self_timeouts", "loop_lag_p99_ms", "call_deadline_overrun_ms_max",
+                            "deadline_overrun_ms_max", "rss_growth_mb", "open_fds_after_close")}
+    print(json.dumps({"benchmark": "perf_load", **headline, "crashed_runs": len(runs) - len(good), "runs": runs,
+                      "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
