@@ -56,6 +56,15 @@ class Posterior:
     n_unseen: np.ndarray   # (runs,) how many such classes remain (K − named classes, at least 0)
     answers: np.ndarray    # (runs,) number of answers
 
+    def rows(self, rows: np.ndarray) -> Posterior:
+        "The posterior of some runs only (every run's posterior depends on that run alone)."
+        return Posterior(*(getattr(self, name)[rows] for name in Posterior.__dataclass_fields__))
+
+    def put(self, rows: np.ndarray, other: Posterior) -> Posterior:
+        "Overwrite some runs with `other` (the posterior of those runs, e.g. after their next answer); returns self."
+        for name in Posterior.__dataclass_fields__: getattr(self, name)[rows] = getattr(other, name)
+        return self
+
 
 def answer_posterior(labels: np.ndarray,     # (runs, models) int answer class (ignored where not answered)
                      answered: np.ndarray,   # (runs, models) bool

@@ -418,6 +418,12 @@ def _presets(kind: str, task: np.ndarray, per_task: Mapping[int, RoutingStrategy
     return strategies, target, voi
 
 
+def _per_run(x, rows: np.ndarray, n_runs: int):
+    "`x[rows]` for a per-run array (leading axis of length `n_runs`); scalars, None and per-model arrays as they are."
+    if isinstance(x, np.ndarray) and x.ndim and x.shape[0] == n_runs: return x[rows]
+    return x
+
+
 def simulate(scenario: Scenario | str,         # a Scenario or a preset name
              policy: str = "ADAPTIVE",        # one of POLICIES
              n_requests: int = 1000,          # requests per run
@@ -527,18 +533,23 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         rounds = np.ones(n_runs)
         open_ = candidates & ~called
         post = answer_posterior(world.labels, answered, weights, n_classes, discount_of_policy)
+        live = np.flatnonzero(open_.any(-1))   # the runs that may still call: a run that stopped stays stopped
         for _ in range(n_models):
-            if not open_.any(): break
-            gain = call_gain(post, policy_reliability, policy_failure, n_classes)
-            nxt = next_call(gain, costs, open_, spent, post, limit, target, voi, policy_bar, config.error_price,
-                            policy_reliability, policy_failure, n_classes)
+            if live.size == 0: break
+            here = post.rows(live)
+            at = lambda x: _per_run(x, live, n_runs)
+            gain = call_gain(here, at(policy_reliability), at(policy_failure), at(n_classes))
+            nxt = next_call(gain, costs, open_[live], spent[live], here, at(limit), at(target), at(voi), at(policy_bar),
+                            at(config.error_price), at(policy_reliability), at(policy_failure), at(n_classes))
             go = nxt >= 0
-            if not go.any(): break
-            r, m = runs[go], nxt[go]
+            r, m = live[go], nxt[go]
+            if r.size == 0: break
             called[r, m] = True; open_[r, m] = False
             answered[r, m] = ~world.failed[r, m]
-            spent[go] += costs[m]; latency[go] += world.latency[r, m]; rounds[go] += 1
-            post = answer_posterior(world.labels, answered, weights, n_classes, discount_of_policy)
+            spent[r] += costs[m]; latency[r] += world.latency[r, m]; rounds[r] += 1
+            at = lambda x: _per_run(x, r, n_runs)
+            post.put(r, answer_posterior(world.labels[r], answered[r], weights[r], at(n_classes), at(discount_of_policy)))
+            live = r[open_[r].any(-1)]
         winner, _ = weighted_vote(world.labels, merge_weights(weights), answered)   # the winning label: the merger's vote
         # ---- learn, as the orchestrator's feedback does: the estimator's own signal from what was observed ----
         learned_post = post if (weights_for is None and not oracle) else answer_posterior(
