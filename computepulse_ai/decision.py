@@ -76,8 +76,10 @@ def answer_posterior(labels: np.ndarray,     # (runs, models) int answer class (
     same = (answered[:, :, None] & answered[:, None, :] & (labels[:, :, None] == labels[:, None, :])).astype(float)
     score = last_sum(same * weights[:, None, :])       # elementwise over a few models: faster than a batched matmul
     if pair_discount is not None:      # Σ over agreeing pairs inside each class, counted once
-        inner = last_sum(pair_discount[:, None, :, :] * same[:, :, None, :])   # (runs, i, j): Σ_k d_jk same_ik
-        score = score - 0.5 * last_sum(same * inner)
+        # same_ij · same_ik = same_ij · same_jk (one class), so Σ_jk same_ij same_ik d_jk = Σ_j same_ij q_j with
+        # q_j = Σ_k same_jk d_jk: (runs, models, models) work instead of (runs, models, models, models), same sums
+        inner = last_sum(same * pair_discount)                          # (runs, j): q_j
+        score = score - 0.5 * last_sum(same * inner[:, None, :])
     size = last_sum(same)
     named = last_sum(answered / np.maximum(size, 1.0))
     n_unseen = np.maximum(np.asarray(n_classes, dtype=float) - named, 0.0)
