@@ -105,3 +105,14 @@ def test_batch_equals_row_by_row(seed):
     blank.put(rows, taken)
     for name in Posterior.__dataclass_fields__:
         np.testing.assert_array_equal(getattr(blank, name)[rows], getattr(fresh, name)[rows])
+
+
+def test_no_candidate_means_stop():
+    "What RequestPlan.next_model's shortcut relies on: with no model left to call, the rule always stops."
+    labels, answered, reliability, failure, n_classes, discount = random_states(5, runs=150)
+    runs, m = labels.shape
+    post = answer_posterior(labels, answered, log_odds(reliability, n_classes), n_classes, discount)
+    gain = call_gain(post, reliability, failure, n_classes)
+    pick = next_call(gain, np.full(m, 0.001), np.zeros((runs, m), bool), np.zeros(runs), post, math.inf,
+                     3, True, 0.999, math.inf, reliability, failure, n_classes)
+    assert (pick == -1).all()
