@@ -135,16 +135,17 @@ def _pair_after(posterior: Posterior, p_j, p_k, f_j, f_k, single_j, single_k, n_
     mass = np.concatenate([pi, u[:, None], np.where(n_u >= 2, u, 0.0)[:, None]], axis=1)[:, None, :]   # (runs, 1, slots)
     y = np.arange(m + 2)
     total = np.zeros(p_j.shape)
+    # the likelihood of each slot given j's (k's) answer, and mass × j's likelihood: computed once per answer, not per pair
+    lks = [np.where(y == zk, p_k[..., None], off_k[..., None]) for zk in range(m + 2)]
     for zj in range(m + 1):             # j names a named class (< m) or a new one (m, with multiplicity)
+        mass_lj = mass * np.where(y == zj, p_j[..., None], off_j[..., None])
         for zk in range(m + 2):         # k: a named class, the same new class as j (m), or another new one (m + 1)
             if zj < m and zk == m + 1: continue
             if zj == m and zk == m + 1: mult = n_u * np.maximum(n_u - 1.0, 0.0)
             elif zj == m or zk == m: mult = n_u
             else: mult = np.ones(runs)
             valid = (rep[:, zj] if zj < m else True) & (rep[:, zk] if zk < m else True)
-            lj = np.where(y == zj, p_j[..., None], off_j[..., None])
-            lk = np.where(y == zk, p_k[..., None], off_k[..., None])
-            total += np.where(valid, mult, 0.0)[:, None] * last_max(mass * lj * lk)
+            total += np.where(valid, mult, 0.0)[:, None] * last_max(mass_lj * lks[zk])
     p_right = posterior.p_right[:, None]
     return (1 - f_j) * (1 - f_k) * total + f_j * (1 - f_k) * single_k + (1 - f_j) * f_k * single_j + f_j * f_k * p_right
 
