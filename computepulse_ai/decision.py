@@ -17,7 +17,7 @@ from .learning import Estimator, Evidence, update_calls, update_state
 
 # %% auto #0
 __all__ = ['MAX_WEIGHT', 'STRATEGY_PRESETS', 'last_sum', 'last_max', 'log_odds', 'Posterior', 'answer_posterior', 'call_gain',
-           'pair_gain', 'next_call', 'Preset', 'merge_weights', 'Signal', 'learning_signal', 'learn']
+           'pair_gain', 'open_questions', 'next_call', 'Preset', 'merge_weights', 'Signal', 'learning_signal', 'learn']
 
 # %% ../nbs/10c_decision.ipynb #a01afceb
 MAX_WEIGHT = 12.0   # |log-odds| cap: a reliability of 1 − 1e-5 at most; keeps exp() finite and merge weights in [0, 1]
@@ -166,6 +166,13 @@ def pair_gain(posterior: Posterior,      # the answers so far
     return gains * (1.0 - np.eye(m))
 
 # %% ../nbs/10c_decision.ipynb #76bede2e
+def open_questions(posterior: Posterior, target=1, value_of_information=True, bar=1.0) -> tuple[np.ndarray, np.ndarray]:
+    "(fill, short) per run: the strategy still wants answers; P(right) is below the bar and more information may be bought. A run with neither stops, whatever the gains (`next_call` returns −1): callers skip the gains for it."
+    fill = posterior.answers < np.asarray(target)
+    short = np.asarray(value_of_information, dtype=bool) & (posterior.p_right < np.asarray(bar, dtype=float))
+    return fill, short
+
+
 def next_call(gain: np.ndarray,          # (runs, models) from `call_gain`
               costs: np.ndarray,         # (models,) or (runs, models) expected cost of a call, USD
               candidates: np.ndarray,    # (runs, models) bool: may still be called (in the plan, not called yet)
@@ -188,8 +195,7 @@ def next_call(gain: np.ndarray,          # (runs, models) from `call_gain`
     with np.errstate(divide="ignore"): per_error = 1.0 / price   # USD -> errors per USD; an infinite price: 0
     fits = candidates & (spent[:, None] + costs <= limit[:, None] + 1e-12)
     possible = fits & (gain > 1e-9)
-    fill = posterior.answers < np.asarray(target)
-    short = np.asarray(value_of_information, dtype=bool) & (posterior.p_right < np.asarray(bar, dtype=float))
+    fill, short = open_questions(posterior, target, value_of_information, bar)
     pays = gain > costs * per_error[:, None]
     ok = possible & (fill[:, None] | (short[:, None] & pays))
     ratio = np.where(ok, gain / np.maximum(costs, 1e-12), -1.0)

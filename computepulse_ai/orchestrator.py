@@ -26,7 +26,7 @@ from .core import (ComputePulseError, InvalidFieldError, MergedResult, ModelSpec
                                   TaskType, current_request_id, get_logger)
 from .execution import AllModelsFailedError, ExecutionResult, ParallelExecutor
 from .feedback import Correction, FeedbackLoop, Verdict, answer_accuracy
-from .decision import STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, log_odds, merge_weights, next_call
+from .decision import STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, log_odds, merge_weights, next_call, open_questions
 from .learning import AgreementEstimator, BetaEstimator, EwmaEstimator, LearningEngine
 from .merging import MergeSpec, merge_answers, merge_scalars, truth_discovery
 from .routing import AdaptiveRouter, NoRoutableModelError, RouterConfig, RoutingDecision
@@ -181,6 +181,8 @@ class RequestPlan:
     def next_model(self, posterior: Posterior) -> str | None:
         "The model to call next, or None to stop; marks it called."
         if self.called.all(): return None   # no candidate left: `next_call` can only say stop (skips ~40 numpy calls)
+        fill, short = open_questions(posterior, self.preset.target, self.preset.value_of_information, self.bar)
+        if not (fill[0] or short[0]): return None   # enough answers and the bar met: the rule stops, whatever the gains
         p, f = self.reliability[None], self.failure_rate[None]
         gain = call_gain(posterior, p, f, self.n_classes)
         spent = np.array([float(self.costs[self.called[0]].sum())])

@@ -28,7 +28,7 @@ from .merging import cluster_numbers, majority_vote, truth_discovery_labels, wei
 from . import routing as _routing
 from .routing import RouterConfig, default_strategies, explore, select
 from .decision import (STRATEGY_PRESETS, answer_posterior, call_gain, learn, learning_signal, log_odds,
-                                       merge_weights, next_call)
+                                       merge_weights, next_call, open_questions)
 
 # %% auto #0
 __all__ = ['DRIFT_KINDS', 'COMPUTEPULSE_MIX', 'PRESETS', 'ROUTER_STRATEGIES', 'BASELINES', 'POLICIES', 'CLI_POLICIES', 'SimModel',
@@ -535,6 +535,8 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         post = answer_posterior(world.labels, answered, weights, n_classes, discount_of_policy)
         live = np.flatnonzero(open_.any(-1))   # the runs that may still call: a run that stopped stays stopped
         for _ in range(n_models):
+            fill, short = open_questions(post, target, voi, policy_bar)   # neither: the run stops, no gains needed
+            live = live[(fill | short)[live]]
             if live.size == 0: break
             here = post.rows(live)
             at = lambda x: _per_run(x, live, n_runs)

@@ -116,3 +116,21 @@ def test_no_candidate_means_stop():
     pick = next_call(gain, np.full(m, 0.001), np.zeros((runs, m), bool), np.zeros(runs), post, math.inf,
                      3, True, 0.999, math.inf, reliability, failure, n_classes)
     assert (pick == -1).all()
+
+
+def test_runs_without_open_questions_stop():
+    "What the simulator's and RequestPlan's early exits rely on: a run neither short of answers nor below the bar stops."
+    from computepulse_ai.decision import open_questions
+    labels, answered, reliability, failure, n_classes, discount = random_states(6, runs=300)
+    runs, m = labels.shape
+    rng = np.random.default_rng(60)
+    post = answer_posterior(labels, answered, log_odds(reliability, n_classes), n_classes, discount)
+    gain = call_gain(post, reliability, failure, n_classes)
+    target, voi, bar = rng.integers(0, 3, runs), rng.random(runs) < 0.7, rng.uniform(0.3, 0.99, runs)
+    fill, short = open_questions(post, target, voi, bar)
+    pick = next_call(gain, np.full(m, 0.001), ~answered, np.zeros(runs), post, math.inf, target, voi, bar, math.inf,
+                     reliability, failure, n_classes)
+    closed = ~(fill | short)
+    assert closed.any() and (~closed).any()
+    assert (pick[closed] == -1).all()
+    assert (pick[~closed] >= 0).any()
