@@ -446,6 +446,8 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
                             prior_q=config.prior_q)
     state, estimator = engine.state, engine.estimator
     pairs = engine.pairs                                                # (2, runs, task types, models, models)
+    pair_rows = pairs.view()                                            # (2, runs · task types, models²), no copy:
+    pair_rows.shape = (pairs.shape[0], -1, n_models * n_models)         # raises rather than copy; np.take is ~10× faster
     cell_base = _cell_base(state)
     threshold = scenario.quality_threshold if config.quality_threshold is None else config.quality_threshold
     bars = config.bars(scenario)                                        # the bar of each task type
@@ -470,7 +472,8 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         world = draw_world(scenario, accuracy, timeline.outage[step], world_rng)
         cells = cell_base + task[:, None]   # = _cells(state, task)
         column = _gather(state, cells)                                  # (fields, runs, models)
-        pair_column = pairs[:, runs, task]                              # (2, runs, models, models)
+        pair_index = runs * pairs.shape[2] + task                       # each run's task-type row of `pair_rows`
+        pair_column = np.take(pair_rows, pair_index, axis=1).reshape(-1, n_runs, n_models, n_models)   # (2, runs, m, m)
         learned = column[0]
         evidence = evidence_of(estimator, column, pair_column, config.prior_q, engine.prior_pairs)
         if oracle:
@@ -567,7 +570,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         learn(estimator, column, signal)
         _scatter(state, cells, column)
         pair_step(pair_column, world.labels, answered, discount)
-        pairs[:, runs, task] = pair_column
+        for field_rows, field_column in zip(pair_rows, pair_column): field_rows[pair_index] = field_column.reshape(n_runs, -1)
         out["correct"][step] = (post.answers > 0) & (winner == 0)
         out["cost"][step] = _rowsum(np.where(called, world.cost, 0.0))
         out["latency"][step] = latency
