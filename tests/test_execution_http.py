@@ -156,7 +156,8 @@ def test_early_stop_cancels_the_slow_model_and_closes_its_connection(caplog, slo
             return result, cancelled
     result, cancelled = run_clean(scenario, caplog)
     assert result.early_stopped and result.cancelled == ["slow-c"] and not result.incomplete
-    assert arrived == ["fast-a", "fast-b"] and result.models == ["fast-a", "fast-b"]   # no Response for slow-c
+    # the two fast answers in whichever order they arrived (their latencies differ, but wall-clock order is not a contract)
+    assert sorted(arrived) == ["fast-a", "fast-b"] and sorted(result.models) == ["fast-a", "fast-b"]   # no Response for slow-c
     assert result.cost_usd == pytest.approx(sum(r.cost_usd for r in result.successes)) and result.cost_usd > 0
     assert len(cancelled) == 1 and cancelled[0].route == route_of(slow) and cancelled[0].stream == stream
     assert cancelled[0].disconnected                   # the client closed the connection
