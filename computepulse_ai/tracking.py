@@ -67,6 +67,8 @@ class RequestRecord(JsonModel):
     data_type: str | None = None                     # ComputePulse data set, when there is one
     epoch: int | None = None                         # the scores snapshot epoch it was recorded in (its place in the WAL)
     scores: list[dict] | None = None                 # score entries ({model, task_type, score, ...}) as this request left them
+    shed: bool = False                               # refused by admission control on arrival: nothing was called or learned
+    queue_s: float = 0.0                             # seconds it waited for admission (apart from total_time_s)
 
     def __post_init__(self):
         n = "RequestRecord"
