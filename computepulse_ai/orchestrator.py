@@ -394,19 +394,29 @@ class AIOrchestrator:
         arrived = time.perf_counter()
         deadline_s = self.executor.deadline_s
         gate = self.admission()
-        try: queue_s = await gate.acquire(math.inf if deadline_s is None else deadline_s)
+        try:
+            async with asyncio.timeout(deadline_s):   # a request in a burst (no service time known yet) may still wait too long
+                queue_s = await gate.acquire(math.inf if deadline_s is None else deadline_s)
         except OverloadedError as e: return await self._shed(request, e)
-        token = request_deadline.set(None if deadline_s is None else arrived + deadline_s)   # the queue counts against it
+        except TimeoutError:
+            return await self._shed(request, gate._refuse(f"waited the whole {deadline_s:.3g} s deadline in line"),
+                                    time.perf_counter() - arrived)
         admitted = time.perf_counter()
+        left = None if deadline_s is None else deadline_s - (admitted - arrived)
+        if left is not None and gate.hold_s is not None and left < gate.hold_s:   # could not finish: the slot goes on
+            gate.release()
+            return await self._shed(request, gate._refuse(f"{left:.3g} s of the deadline left after waiting, a request "
+                                                          f"takes {gate.hold_s:.3g} s"), queue_s)
+        token = request_deadline.set(None if deadline_s is None else arrived + deadline_s)   # the queue counts against it
         try: return await self._process(request, queue_s)
         finally:
             request_deadline.reset(token)
             gate.release(time.perf_counter() - admitted)
 
-    async def _shed(self, request: Request, error: OverloadedError) -> ProcessResult:
-        "A request refused on arrival: no model is called, nothing is learned; its record says shed."
+    async def _shed(self, request: Request, error: OverloadedError, queue_s: float = 0.0) -> ProcessResult:
+        "A request refused by admission: no model is called, nothing is learned; its record says shed."
         token = current_request_id.set(request.id)
-        result = ProcessResult(request, shed=True, error=f"{type(error).__name__}: {error}")
+        result = ProcessResult(request, shed=True, error=f"{type(error).__name__}: {error}", queue_s=queue_s)
         log.warning("request %s shed: %s", request.id, error)
         try:
             if request.task_type is None: self._classify(request, result)   # the request log needs a task type

@@ -106,3 +106,32 @@ def test_shed_when_the_expected_wait_exceeds_the_deadline(tmp_path):
     held, first, late = asyncio.run(go())
     assert first.success and late.shed and "expected wait" in late.error and late.error.startswith("OverloadedError:")
     assert held.entered == [prompt(0)]
+
+
+def test_shed_at_the_head_of_the_line_when_too_little_deadline_is_left(tmp_path):
+    "A burst: nothing is known at arrival, so a request queues; when its turn comes too late it is shed, the slot goes on."
+    cfg = config(1, 10)
+    async def go():
+        held = Held(cfg.models[0])
+        async with AIOrchestrator(cfg, adapters={"m": held}, folder=tmp_path, seed=0) as orch:
+            gate = orch.admission()
+            first = asyncio.create_task(orch.process(Request(prompt(0), data_type="gpu", task_type="price_extraction")))
+            await until(lambda: len(held.entered) == 1)
+            second = asyncio.create_task(orch.process(Request(prompt(1), data_type="gpu", task_type="price_extraction")))
+            await until(lambda: gate.waiting == 1)          # queued: no service time was known when it arrived
+            gate.hold_s = 4 * DEADLINE_S                    # now a request is known to take far longer than its deadline
+            before = orch.engine.to_entries()
+            held.release[prompt(0)].set()
+            first, second = await asyncio.gather(first, second)
+            assert orch.engine.to_entries() != before       # the first one taught something ...
+            after_first = orch.engine.to_entries()
+            assert gate.in_flight == 0 and gate.waiting == 0   # ... the shed one handed its slot back
+            gate.hold_s = None
+            held.release[prompt(2)] = asyncio.Event()
+            held.release[prompt(2)].set()
+            third = await orch.process(Request(prompt(2), data_type="gpu", task_type="price_extraction"))
+            return held, first, second, third, after_first
+    held, first, second, third, after_first = asyncio.run(go())
+    assert first.success and third.success
+    assert second.shed and second.error.startswith("OverloadedError:") and "deadline left" in second.error
+    assert second.responses == [] and prompt(1) not in held.entered and second.queue_s > 0
