@@ -17,11 +17,12 @@ import re
 import statistics
 import tempfile
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from computepulse_ai.compat import file_format
 from computepulse_ai.extraction import ExtractionError, extract_json
-from computepulse_ai.jobs import read_existing, write_data_file
+from computepulse_ai.jobs import read_existing, shrink_reason, update_records, write_data_file
 from computepulse_ai.merging import merge_records
 from computepulse_ai.validation import ValidationRules, merge_spec, normalise_answers, validate
 
@@ -200,7 +201,7 @@ def pipeline(kind: str, texts: dict, weights: dict, rules: ValidationRules, prev
     extracted, lost = {}, {}
     for model, (text, whole) in texts.items():
         if text is None: extracted[model] = None; continue
-        try: data = extract_json(text).data
+        try: data = extract_json(text, expected=kind).data    # the data set's fields pick the candidate, as the adapters do
         except ExtractionError: data = None
         got = len(data) if isinstance(data, list) else 0
         lost[model] = max(0, whole - got)
@@ -211,6 +212,9 @@ def pipeline(kind: str, texts: dict, weights: dict, rules: ValidationRules, prev
     return checked.accepted, lost
 
 
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)   # the simulated hours start here (no wall clock)
+
+
 def run_rounds(rules: ValidationRules, rounds: int, seed: int) -> dict:
     "The hourly path `rounds` times for gpu and token data; the defect counts against the world's truth."
     rng = random.Random(seed)
@@ -218,7 +222,7 @@ def run_rounds(rules: ValidationRules, rounds: int, seed: int) -> dict:
     truths = {"gpu": world(rng), "token": token_world()}
     totals = dict(gpu_entities=len(truths["gpu"]), token_entities=len(truths["token"]), duplicates_after_merge=0,
                   implausible_served=0, records_lost_to_truncation=0, shrunk_files_written=0, files_written=0,
-                  records_served=0, bad_hours=0)
+                  records_served=0, bad_hours=0, shrinks_refused=0)
     with tempfile.TemporaryDirectory() as folder:
         for round_ in range(rounds):
             bad_hour = rng.random() < 0.08                          # two models fail, the third is cut early
@@ -236,9 +240,15 @@ def run_rounds(rules: ValidationRules, rounds: int, seed: int) -> dict:
                 totals["duplicates_after_merge"] += duplicates
                 totals["implausible_served"] += implausible
                 totals["records_served"] += len(served)
-                if served:                                           # fetch_data_sets' rule at this commit: write when anything passed
-                    if isinstance(previous, list) and len(served) < 0.5 * len(previous): totals["shrunk_files_written"] += 1
-                    write_data_file(path, file_format(kind, served))
+                if served:                                           # fetch's rule: record-level update, then the shrink guard
+                    now = START + timedelta(hours=round_)
+                    update = update_records(previous, file_format(kind, served), merge_spec(kind, rules).key, now, 24.0)
+                    before = len(previous) if isinstance(previous, list) else 0
+                    if shrink_reason(before, len(update.records), 0.5) is not None:
+                        totals["shrinks_refused"] += 1
+                        continue
+                    if len(update.records) < 0.5 * before: totals["shrunk_files_written"] += 1
+                    write_data_file(path, update.records)
                     totals["files_written"] += 1
     return totals
 
@@ -255,7 +265,7 @@ def main() -> dict:
             "merge_ms_3x200": merge_ms, "pipeline_ms_3x200": pipeline_ms, "pipeline_ms_3x200_warm": warm_ms,
             "with_jump_check_1_3x_keep_previous": {k: strict[k] for k in ("duplicates_after_merge", "implausible_served",
                                                                           "records_served", "shrunk_files_written")},
-            "shrink_rule": "as jobs.fetch_data_sets at this commit (writes whenever validation accepts a record)",
+            "shrink_rule": "jobs.update_records + jobs.shrink_reason (min_keep_share 0.5, max age 24 h), as fetch does",
             "machine": "shared, loaded (2 cores for 8 sessions): read the times as rough"}
 
 

@@ -437,3 +437,5 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
 register_command("simulate", "Compare routing strategies and baselines with the exact frontier on a simulated scenario "
                  "(offline; the work grows with --requests × --seeds simulated requests per policy).",
                  _configure_simulate, "computepulse_ai.frontier:run_simulate")
+register_command("replay", "Replay strategies and parameters on your own request log (exact on shadow-mode rows, off-policy estimates elsewhere).",
+                 lambda parser: importlib.import_module("computepulse_ai.replay").configure_replay_parser(parser), "computepulse_ai.replay:run_replay")

@@ -17,7 +17,7 @@ from .learning import Estimator, Evidence, update_calls, update_state
 
 # %% auto #0
 __all__ = ['MAX_WEIGHT', 'STRATEGY_PRESETS', 'last_sum', 'last_max', 'log_odds', 'Posterior', 'answer_posterior', 'call_gain',
-           'pair_gain', 'next_call', 'Preset', 'merge_weights', 'Signal', 'learning_signal', 'learn']
+           'pair_gain', 'open_questions', 'next_call', 'Preset', 'merge_weights', 'Signal', 'learning_signal', 'learn']
 
 # %% ../nbs/10c_decision.ipynb #a01afceb
 MAX_WEIGHT = 12.0   # |log-odds| cap: a reliability of 1 − 1e-5 at most; keeps exp() finite and merge weights in [0, 1]
@@ -56,6 +56,15 @@ class Posterior:
     n_unseen: np.ndarray   # (runs,) how many such classes remain (K − named classes, at least 0)
     answers: np.ndarray    # (runs,) number of answers
 
+    def rows(self, rows: np.ndarray) -> Posterior:
+        "The posterior of some runs only (every run's posterior depends on that run alone)."
+        return Posterior(*(getattr(self, name)[rows] for name in Posterior.__dataclass_fields__))
+
+    def put(self, rows: np.ndarray, other: Posterior) -> Posterior:
+        "Overwrite some runs with `other` (the posterior of those runs, e.g. after their next answer); returns self."
+        for name in Posterior.__dataclass_fields__: getattr(self, name)[rows] = getattr(other, name)
+        return self
+
 
 def answer_posterior(labels: np.ndarray,     # (runs, models) int answer class (ignored where not answered)
                      answered: np.ndarray,   # (runs, models) bool
@@ -67,8 +76,10 @@ def answer_posterior(labels: np.ndarray,     # (runs, models) int answer class (
     same = (answered[:, :, None] & answered[:, None, :] & (labels[:, :, None] == labels[:, None, :])).astype(float)
     score = last_sum(same * weights[:, None, :])       # elementwise over a few models: faster than a batched matmul
     if pair_discount is not None:      # Σ over agreeing pairs inside each class, counted once
-        inner = last_sum(pair_discount[:, None, :, :] * same[:, :, None, :])   # (runs, i, j): Σ_k d_jk same_ik
-        score = score - 0.5 * last_sum(same * inner)
+        # same_ij · same_ik = same_ij · same_jk (one class), so Σ_jk same_ij same_ik d_jk = Σ_j same_ij q_j with
+        # q_j = Σ_k same_jk d_jk: (runs, models, models) work instead of (runs, models, models, models), same sums
+        inner = last_sum(same * pair_discount)                          # (runs, j): q_j
+        score = score - 0.5 * last_sum(same * inner[:, None, :])
     size = last_sum(same)
     named = last_sum(answered / np.maximum(size, 1.0))
     n_unseen = np.maximum(np.asarray(n_classes, dtype=float) - named, 0.0)
@@ -124,16 +135,17 @@ def _pair_after(posterior: Posterior, p_j, p_k, f_j, f_k, single_j, single_k, n_
     mass = np.concatenate([pi, u[:, None], np.where(n_u >= 2, u, 0.0)[:, None]], axis=1)[:, None, :]   # (runs, 1, slots)
     y = np.arange(m + 2)
     total = np.zeros(p_j.shape)
+    # the likelihood of each slot given j's (k's) answer, and mass × j's likelihood: computed once per answer, not per pair
+    lks = [np.where(y == zk, p_k[..., None], off_k[..., None]) for zk in range(m + 2)]
     for zj in range(m + 1):             # j names a named class (< m) or a new one (m, with multiplicity)
+        mass_lj = mass * np.where(y == zj, p_j[..., None], off_j[..., None])
         for zk in range(m + 2):         # k: a named class, the same new class as j (m), or another new one (m + 1)
             if zj < m and zk == m + 1: continue
             if zj == m and zk == m + 1: mult = n_u * np.maximum(n_u - 1.0, 0.0)
             elif zj == m or zk == m: mult = n_u
             else: mult = np.ones(runs)
             valid = (rep[:, zj] if zj < m else True) & (rep[:, zk] if zk < m else True)
-            lj = np.where(y == zj, p_j[..., None], off_j[..., None])
-            lk = np.where(y == zk, p_k[..., None], off_k[..., None])
-            total += np.where(valid, mult, 0.0)[:, None] * last_max(mass * lj * lk)
+            total += np.where(valid, mult, 0.0)[:, None] * last_max(mass_lj * lks[zk])
     p_right = posterior.p_right[:, None]
     return (1 - f_j) * (1 - f_k) * total + f_j * (1 - f_k) * single_k + (1 - f_j) * f_k * single_j + f_j * f_k * p_right
 
@@ -154,6 +166,13 @@ def pair_gain(posterior: Posterior,      # the answers so far
     return gains * (1.0 - np.eye(m))
 
 # %% ../nbs/10c_decision.ipynb #76bede2e
+def open_questions(posterior: Posterior, target=1, value_of_information=True, bar=1.0) -> tuple[np.ndarray, np.ndarray]:
+    "(fill, short) per run: the strategy still wants answers; P(right) is below the bar and more information may be bought. A run with neither stops, whatever the gains (`next_call` returns −1): callers skip the gains for it."
+    fill = posterior.answers < np.asarray(target)
+    short = np.asarray(value_of_information, dtype=bool) & (posterior.p_right < np.asarray(bar, dtype=float))
+    return fill, short
+
+
 def next_call(gain: np.ndarray,          # (runs, models) from `call_gain`
               costs: np.ndarray,         # (models,) or (runs, models) expected cost of a call, USD
               candidates: np.ndarray,    # (runs, models) bool: may still be called (in the plan, not called yet)
@@ -176,8 +195,7 @@ def next_call(gain: np.ndarray,          # (runs, models) from `call_gain`
     with np.errstate(divide="ignore"): per_error = 1.0 / price   # USD -> errors per USD; an infinite price: 0
     fits = candidates & (spent[:, None] + costs <= limit[:, None] + 1e-12)
     possible = fits & (gain > 1e-9)
-    fill = posterior.answers < np.asarray(target)
-    short = np.asarray(value_of_information, dtype=bool) & (posterior.p_right < np.asarray(bar, dtype=float))
+    fill, short = open_questions(posterior, target, value_of_information, bar)
     pays = gain > costs * per_error[:, None]
     ok = possible & (fill[:, None] | (short[:, None] & pays))
     ratio = np.where(ok, gain / np.maximum(costs, 1e-12), -1.0)

@@ -27,18 +27,18 @@ from .core import (ComputePulseError, InvalidFieldError, MergedResult, ModelSpec
                                   TaskType, current_request_id, get_logger)
 from .execution import AllModelsFailedError, ExecutionResult, ParallelExecutor, request_deadline
 from .feedback import Correction, FeedbackLoop, Verdict, answer_accuracy
-from .decision import STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, log_odds, merge_weights, next_call
+from .decision import STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, log_odds, merge_weights, next_call, open_questions
 from .learning import AgreementEstimator, BetaEstimator, EwmaEstimator, LearningEngine
 from .merging import MergeSpec, merge_answers, merge_scalars, truth_discovery
 from .routing import AdaptiveRouter, NoRoutableModelError, RouterConfig, RoutingDecision
 from .storage import (Durability, HistoryLog, RetentionPolicy, StorageManager, atomic_write_bytes,
                                      read_state_file)
-from .tracking import PerformanceTracker, RequestRecord
+from .tracking import PerformanceTracker, RequestRecord, answer_digest, answer_values, call_entry
 from .validation import ValidationResult, ValidationRules, merge_spec, normalise_answers, validate
 
 # %% auto #0
 __all__ = ['log', 'ProcessResult', 'estimator_from_config', 'router_config_from', 'rules_from_config', 'merge_spec_from_config',
-           'agreement_groups', 'RequestPlan', 'classifier_from_state', 'AIOrchestrator']
+           'AnswerGroups', 'agreement_groups', 'RequestPlan', 'classifier_from_state', 'AIOrchestrator']
 
 # %% ../nbs/11_orchestrator.ipynb #b32a24a1
 log = get_logger("computepulse_ai.orchestrator")
@@ -113,17 +113,44 @@ def merge_spec_from_config(cfg: Config, data_type: str, rules: ValidationRules) 
     return spec
 
 # %% ../nbs/11_orchestrator.ipynb #64468422
+class AnswerGroups:
+    "Answer classes built one arrival at a time: a new answer is compared only with each group's first answer."
+
+    def __init__(self, spec: MergeSpec | None, share: float):
+        self.spec, self.share = spec, share
+        self.groups: list[list[tuple[str, Any]]] = []   # in order of creation
+        self.comparisons = 0                             # answer_accuracy calls made (what a round of escalation costs)
+        self._added = 0
+
+    def __len__(self) -> int: return self._added
+
+    def add(self, model: str, answer: Any) -> None:
+        "File one more answer (answers already filed are never compared again)."
+        self._added += 1
+        for group in self.groups:
+            ref = group[0][1]
+            self.comparisons += 1
+            if answer_accuracy(answer, ref, self.spec)[0] < self.share: continue
+            self.comparisons += 1
+            if answer_accuracy(ref, answer, self.spec)[0] >= self.share:
+                group.append((model, answer))
+                return
+        self.groups.append([(model, answer)])
+
+    def ordered(self) -> list[list[str]]:
+        "Model names per group, largest group first (ties: the earlier group)."
+        return [[m for m, _ in g] for g in sorted(self.groups, key=len, reverse=True)]
+
+    def labels(self) -> dict[str, int]:
+        "Answer class per model (its group's place in `ordered`)."
+        return {m: k for k, group in enumerate(self.ordered()) for m in group}
+
+
 def agreement_groups(answers: list[tuple[str, Any]], spec: MergeSpec | None, share: float) -> list[list[str]]:
     "Group (model, answer) pairs whose answers agree with a group's first answer; largest group first."
-    groups: list[list[tuple[str, Any]]] = []
-    for model, answer in answers:
-        for group in groups:
-            ref = group[0][1]
-            if answer_accuracy(answer, ref, spec)[0] >= share and answer_accuracy(ref, answer, spec)[0] >= share:
-                group.append((model, answer)); break
-        else: groups.append([(model, answer)])
-    groups.sort(key=len, reverse=True)
-    return [[m for m, _ in g] for g in groups]
+    groups = AnswerGroups(spec, share)
+    for model, answer in answers: groups.add(model, answer)
+    return groups.ordered()
 
 
 @dataclass
@@ -156,6 +183,9 @@ class RequestPlan:
 
     def next_model(self, posterior: Posterior) -> str | None:
         "The model to call next, or None to stop; marks it called."
+        if self.called.all(): return None   # no candidate left: `next_call` can only say stop (skips ~40 numpy calls)
+        fill, short = open_questions(posterior, self.preset.target, self.preset.value_of_information, self.bar)
+        if not (fill[0] or short[0]): return None   # enough answers and the bar met: the rule stops, whatever the gains
         p, f = self.reliability[None], self.failure_rate[None]
         gain = call_gain(posterior, p, f, self.n_classes)
         spent = np.array([float(self.costs[self.called[0]].sum())])
@@ -498,9 +528,11 @@ class AIOrchestrator:
         responses += execution.responses
         cancelled += execution.cancelled
         posterior, labels = None, {}
+        groups = AnswerGroups(spec, cfg["feedback.correct_share"])   # kept across rounds: each arrival compared once
         while True:
             successes = [r for r in responses if r.success]
-            labels = self._answer_classes(successes, answer_of, spec, cfg)
+            for r in successes[len(groups):]: groups.add(r.model, answer_of(r))   # successes only grow at the end
+            labels = groups.labels()
             posterior = plan.observe(labels)
             if self.executor._budget(started) == 0.0: break   # no time left for another round (the queue counts against it)
             nxt = plan.next_model(posterior)
@@ -629,6 +661,8 @@ class AIOrchestrator:
         if self.storage.degraded and "storage" not in result.degraded: result.degraded.append("storage")
         if request.task_type is not None:
             validation = result.validation
+            decision = result.decision if not result.cache_hit else None
+            calls = [call_entry(r, self._logged_answer(r, request.data_type)) for r in result.responses] if decision else None
             self.tracker.record_request(RequestRecord(
                 request.id, request.task_type, strategy=result.decision.strategy if result.decision and not result.cache_hit else None,
                 models=result.models, total_time_s=result.total_time_s, total_cost_usd=result.cost_usd, cache_hit=result.cache_hit,
@@ -637,9 +671,21 @@ class AIOrchestrator:
                 accepted=len(validation.accepted) if validation else None, rejected=len(validation.rejected) if validation else None,
                 degraded=list(result.degraded), data_type=request.data_type, epoch=self.storage.epoch,
                 scores=None if result.shed else self._changed_scores(result.models, request.task_type),
+                probabilities=dict(decision.probabilities) if decision else None, explored=decision.explored if decision else None,
+                calls=calls, merged_digest=answer_digest(result.data) if decision and result.success else None,
+                merged_values=answer_values(result.data) if decision and result.success else None,
                 shed=result.shed, queue_s=result.queue_s))
         if not await asyncio.wrap_future(self.storage.commit()) and "storage" not in result.degraded:
             result.degraded.append("storage")   # the records wait in memory until the disk works again
+
+    def _logged_answer(self, response: Response, data_type: str | None):
+        "The normalised answer of a response, as the merger saw it (replay logs its digest and values)."
+        if not response.success: return None
+        data = response.data if response.data is not None else (response.text.strip() or None)
+        if data_type and data is not None:
+            try: data = normalise_answers({response.model: data}, data_type, self.rules)[0][response.model]
+            except Exception: pass   # logged as it came: the merger saw it so too
+        return data
 
     # ---- feedback from people -------------------------------------------------------------------------
     def correct(self, request_id: str,                  # the request being corrected

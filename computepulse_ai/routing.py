@@ -113,6 +113,10 @@ def select(scores,                  # (..., models) learned (or sampled) scores 
            n_classes: float = 6.0) -> Selection:  # effective answer classes K (agreement confidence)
     "Choose models for one request or a batch of runs; see the rules above."
     scores = np.asarray(scores, dtype=float)
+    if scores.ndim == 1 and np.ndim(costs) <= 1 and np.ndim(enabled) <= 1 and np.ndim(failure_rate) <= 1:
+        one = _select_one(scores, costs, latencies, enabled, threshold, cost_limit, size, min_size, adaptive,
+                          cheapest_first, failure_rate, n_classes)
+        if one is not None: return one
     eligible = expand(np.asarray(enabled, bool) & np.isfinite(scores), scores.shape)
     qualified = eligible & (scores >= threshold)
     n_eligible, n_qualified = eligible.sum(-1), qualified.sum(-1)
@@ -140,6 +144,64 @@ def select(scores,                  # (..., models) learned (or sampled) scores 
     if adaptive: below_bar = agreement_confidence(scores, eligible, n_classes) < threshold
     else: below_bar = (chosen > qualified).any(-1)
     return Selection(order, chosen, chosen.sum(-1), spent, below_bar, quality_forced, qualified, eligible)
+
+
+def _agreement_one(scores: list[float], n_classes: float) -> float:
+    "`agreement_confidence` of one request's chosen scores, in plain floats."
+    if not scores: return 0.0
+    k = max(float(n_classes), 2.0)
+    log_k = math.log(k - 1.0)
+    total = 0.0
+    for s in scores:
+        p = min(max(s, 1e-6), 1 - 1e-6)
+        total += math.log(p / (1.0 - p)) + log_k
+    total = min(total, 700.0)
+    return math.exp(total) / (math.exp(total) + k - 1.0)
+
+
+def _listed(x, m: int, kind) -> list:
+    "A (models,) array or a scalar as a list of `m` plain values."
+    if isinstance(x, np.ndarray) and x.shape == (m,) and x.dtype == kind: return x.tolist()
+    return np.broadcast_to(np.asarray(x, dtype=kind), (m,)).tolist()
+
+
+def _select_one(scores, costs, latencies, enabled, threshold, cost_limit, size, min_size, adaptive, cheapest_first,
+                failure_rate, n_classes) -> Selection | None:
+    "`select` for one request in plain Python (~10 models: list work beats ~40 numpy calls); None: use the array path."
+    m = len(scores)
+    s = scores.tolist()
+    c, lat, on = _listed(costs, m, float), _listed(latencies, m, float), _listed(enabled, m, bool)
+    eligible = [on[i] and math.isfinite(s[i]) for i in range(m)]
+    qualified = [eligible[i] and s[i] >= threshold for i in range(m)]
+    n_eligible, n_qualified = sum(eligible), sum(qualified)
+    if adaptive:
+        f = _listed(failure_rate, m, float)
+        value = [(1.0 - f[i]) * s[i] / max(c[i], 1e-12) for i in range(m)]
+        if any(math.isnan(v) for v in value): return None   # lexsort's NaN order: leave it to the array path
+        order = sorted(range(m), key=lambda i: (not eligible[i], -value[i], lat[i]))
+        count = 1
+    else:
+        group = [0 if qualified[i] else 1 if eligible[i] else 2 for i in range(m)]
+        if cheapest_first:
+            key = lambda i: (group[i], c[i] if qualified[i] else -s[i], lat[i] if qualified[i] else c[i],
+                             -s[i] if qualified[i] else lat[i])
+        else:
+            key = lambda i: (group[i], -s[i], c[i], lat[i])
+        if any(math.isnan(x) for x in s): return None
+        order = sorted(range(m), key=key)
+        count = min(size, n_qualified)
+    count = min(max(count, min_size), n_eligible)
+    chosen = [False] * m
+    for i in order[:count]: chosen[i] = eligible[i]
+    spent = 0.0
+    for i in range(m):
+        if chosen[i]: spent += c[i]
+    if spent > cost_limit: return None   # the budget-fitting path: the array code
+    if adaptive: below_bar = _agreement_one([s[i] for i in range(m) if eligible[i]], n_classes) < threshold
+    else: below_bar = any(chosen[i] and not qualified[i] for i in range(m))
+    chosen_a = np.array(chosen)
+    return Selection(np.array(order), chosen_a, np.int64(sum(chosen)), np.float64(spent), np.bool_(below_bar),
+                     np.bool_(False), np.array(qualified), np.array(eligible))
 
 # %% ../nbs/05_routing.ipynb #6443dcd0
 def explore(chosen, eligible, sample_counts, costs, spent, cost_limit, epsilon: float, below_samples: float,
@@ -333,7 +395,7 @@ class AdaptiveRouter:
                     reason=reason, probabilities=dict(zip(names, probabilities.tolist())), names=names, limit=limit,
                     threshold=threshold, quality_forced=bool(picked.quality_forced), below_bar=bool(picked.below_bar),
                     explore=explore_candidates, models=first, reserve_names=[names[i] for i in reserves],
-                    confidence=float(agreement_confidence(scores[selected], np.ones(len(selected), bool), kwargs["n_classes"])))
+                    confidence=_agreement_one([float(scores[i]) for i in selected], kwargs["n_classes"]))
 
     def route_request(self, request: Request, input_tokens: int | None = None,
                       output_tokens: int | None = None) -> RoutingDecision:

@@ -28,12 +28,12 @@ from .merging import cluster_numbers, majority_vote, truth_discovery_labels, wei
 from . import routing as _routing
 from .routing import RouterConfig, default_strategies, explore, select
 from .decision import (STRATEGY_PRESETS, answer_posterior, call_gain, learn, learning_signal, log_odds,
-                                       merge_weights, next_call)
+                                       merge_weights, next_call, open_questions)
 
 # %% auto #0
 __all__ = ['DRIFT_KINDS', 'COMPUTEPULSE_MIX', 'PRESETS', 'ROUTER_STRATEGIES', 'BASELINES', 'POLICIES', 'CLI_POLICIES', 'SimModel',
            'Drift', 'Timeline', 'Scenario', 'computepulse_models', 'preset', 'WorldDraw', 'draw_world',
-           'strategy_arguments', 'SimConfig', 'SimulationResult', 'StepSignal', 'world_classes', 'simulate',
+           'strategy_arguments', 'SimConfig', 'SimulationResult', 'StepSignal', 'world_classes', 'StepLog', 'simulate',
            'recovery_requests', 'drift_changes', 'frontier', 'compare', 'answer_values', 'value_labels',
            'label_is_right', 'evaluate', 'grid', 'sweep']
 
@@ -418,6 +418,22 @@ def _presets(kind: str, task: np.ndarray, per_task: Mapping[int, RoutingStrategy
     return strategies, target, voi
 
 
+@dataclass
+class StepLog:
+    "One simulated step as a request log holds it (replay): who was called and with what probability, what came back."
+    chosen: np.ndarray       # (runs, models) bool: the initial set (exploration included)
+    propensity: np.ndarray   # (runs, models) probability each model had of being in the initial set (routing + ε-exploration)
+    called: np.ndarray       # (runs, models) bool: every call made (escalations included)
+    world: WorldDraw         # what each model returned (labels, latency, cost, failed) — for uncalled models too
+    correct: np.ndarray      # (runs,) the merged answer was right
+
+
+def _per_run(x, rows: np.ndarray, n_runs: int):
+    "`x[rows]` for a per-run array (leading axis of length `n_runs`); scalars, None and per-model arrays as they are."
+    if isinstance(x, np.ndarray) and x.ndim and x.shape[0] == n_runs: return x[rows]
+    return x
+
+
 def simulate(scenario: Scenario | str,         # a Scenario or a preset name
              policy: str = "ADAPTIVE",        # one of POLICIES
              n_requests: int = 1000,          # requests per run
@@ -426,6 +442,9 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
              config: SimConfig | None = None, # estimator, exploration, feedback settings
              oracle: bool = False,            # route and merge on the true accuracies
              record: bool = False,            # keep the learning signals of every step (for tests)
+             tasks: np.ndarray | None = None, # replay: (runs, steps) task type indices instead of drawing them
+             draws: Callable[[int], WorldDraw] | None = None,  # replay: step -> the logged WorldDraw (may carry `known`)
+             log: list | None = None,         # replay: append one StepLog per step (what a request log holds)
              ) -> SimulationResult:
     "Simulate `n_runs` independent runs of `n_requests` requests under `policy`; arrays per run × step."
     scenario = preset(scenario, n_requests) if isinstance(scenario, str) else scenario
@@ -440,6 +459,8 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
                             prior_q=config.prior_q)
     state, estimator = engine.state, engine.estimator
     pairs = engine.pairs                                                # (2, runs, task types, models, models)
+    pair_rows = pairs.view()                                            # (2, runs · task types, models²), no copy:
+    pair_rows.shape = (pairs.shape[0], -1, n_models * n_models)         # raises rather than copy; np.take is ~10× faster
     cell_base = _cell_base(state)
     threshold = scenario.quality_threshold if config.quality_threshold is None else config.quality_threshold
     bars = config.bars(scenario)                                        # the bar of each task type
@@ -452,7 +473,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     runs = np.arange(n_runs)
     per_task = {TASK_INDEX[TaskType(t)]: RoutingStrategy(s) for t, s in
                 (config.strategies or {t.value: s.value for t, s in default_strategies().items()}).items()}
-    tasks = world_rng.choice(len(TASK_TYPES), size=(n_runs, n_requests), p=scenario.task_probabilities())
+    if tasks is None: tasks = world_rng.choice(len(TASK_TYPES), size=(n_runs, n_requests), p=scenario.task_probabilities())
     out = {k: np.zeros((n_requests, n_runs)) for k in ("correct", "cost", "latency", "n_models", "rounds", "tracking_error", "chose_best")}
     signals = [] if record else None
     discount = getattr(estimator, "discount", 1.0)
@@ -461,10 +482,11 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         task = tasks[:, step]
         accuracy = timeline.accuracy[step][:, task].T                  # (runs, models)
         present = timeline.present[step]
-        world = draw_world(scenario, accuracy, timeline.outage[step], world_rng)
+        world = draw_world(scenario, accuracy, timeline.outage[step], world_rng) if draws is None else draws(step)
         cells = cell_base + task[:, None]   # = _cells(state, task)
         column = _gather(state, cells)                                  # (fields, runs, models)
-        pair_column = pairs[:, runs, task]                              # (2, runs, models, models)
+        pair_index = runs * pairs.shape[2] + task                       # each run's task-type row of `pair_rows`
+        pair_column = np.take(pair_rows, pair_index, axis=1).reshape(-1, n_runs, n_models, n_models)   # (2, runs, m, m)
         learned = column[0]
         evidence = evidence_of(estimator, column, pair_column, config.prior_q, engine.prior_pairs)
         if oracle:
@@ -477,6 +499,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         candidates = np.zeros((n_runs, n_models), bool)
         target, voi = np.ones(n_runs, int), np.zeros(n_runs, bool)
         explored = np.full(n_runs, -1)
+        propensity = np.zeros((n_runs, n_models))
         weights_for = None
         if kind in ROUTER_STRATEGIES:
             route_scores = scores
@@ -488,15 +511,18 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
                 sel = select(route_scores, costs, latencies, present, threshold, limit,
                              failure_rate=failure, n_classes=float(np.mean(n_classes)), **strategy_arguments(name))
                 if config.exploration == "epsilon" and config.epsilon > 0 and not oracle:
-                    ex, _ = explore(sel.chosen, sel.eligible, column[1], costs, sel.expected_cost, limit,
-                                    config.epsilon, config.explore_below_samples, policy_rng)
+                    ex, added = explore(sel.chosen, sel.eligible, column[1], costs, sel.expected_cost, limit,
+                                        config.epsilon, config.explore_below_samples, policy_rng)
                     explored = np.where(these, ex, explored)
+                    propensity = np.where(these[:, None], added, propensity)
+                propensity = np.where(these[:, None] & sel.chosen, 1.0, propensity)
                 chosen = np.where(these[:, None], sel.chosen, chosen)
                 candidates = np.where(these[:, None], sel.eligible & ~sel.chosen, candidates)
             has_explore = explored >= 0
             chosen[runs[has_explore], explored[has_explore]] = True
         elif kind == "always_all":
             chosen = np.broadcast_to(present, (n_runs, n_models)).copy()
+            propensity = chosen.astype(float)
         elif kind == "random":
             chosen = np.zeros((n_runs, n_models), bool)
             pick = np.argmax(np.where(present, policy_rng.random((n_runs, n_models)), -1.0), -1)
@@ -527,24 +553,33 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         rounds = np.ones(n_runs)
         open_ = candidates & ~called
         post = answer_posterior(world.labels, answered, weights, n_classes, discount_of_policy)
+        live = np.flatnonzero(open_.any(-1))   # the runs that may still call: a run that stopped stays stopped
         for _ in range(n_models):
-            if not open_.any(): break
-            gain = call_gain(post, policy_reliability, policy_failure, n_classes)
-            nxt = next_call(gain, costs, open_, spent, post, limit, target, voi, policy_bar, config.error_price,
-                            policy_reliability, policy_failure, n_classes)
+            fill, short = open_questions(post, target, voi, policy_bar)   # neither: the run stops, no gains needed
+            live = live[(fill | short)[live]]
+            if live.size == 0: break
+            here = post.rows(live)
+            at = lambda x: _per_run(x, live, n_runs)
+            gain = call_gain(here, at(policy_reliability), at(policy_failure), at(n_classes))
+            nxt = next_call(gain, costs, open_[live], spent[live], here, at(limit), at(target), at(voi), at(policy_bar),
+                            at(config.error_price), at(policy_reliability), at(policy_failure), at(n_classes))
             go = nxt >= 0
-            if not go.any(): break
-            r, m = runs[go], nxt[go]
+            r, m = live[go], nxt[go]
+            if r.size == 0: break
             called[r, m] = True; open_[r, m] = False
             answered[r, m] = ~world.failed[r, m]
-            spent[go] += costs[m]; latency[go] += world.latency[r, m]; rounds[go] += 1
-            post = answer_posterior(world.labels, answered, weights, n_classes, discount_of_policy)
+            spent[r] += costs[m]; latency[r] += world.latency[r, m]; rounds[r] += 1
+            at = lambda x: _per_run(x, r, n_runs)
+            post.put(r, answer_posterior(world.labels[r], answered[r], weights[r], at(n_classes), at(discount_of_policy)))
+            live = r[open_[r].any(-1)]
         winner, _ = weighted_vote(world.labels, merge_weights(weights), answered)   # the winning label: the merger's vote
         # ---- learn, as the orchestrator's feedback does: the estimator's own signal from what was observed ----
         learned_post = post if (weights_for is None and not oracle) else answer_posterior(
             world.labels, answered, log_odds(evidence.reliability, evidence.n_classes), evidence.n_classes, evidence.pair_discount)
         known = policy_rng.random(n_runs) < config.truth_feedback if config.truth_feedback > 0 else None
-        signal = learning_signal(estimator, learned_post, world.labels, called, world.failed,
+        if draws is not None and getattr(world, "known", None) is not None: known = world.known   # logged corrections
+        seen = called if draws is None else called & getattr(world, "logged", True)   # replay: an unlogged call teaches nothing
+        signal = learning_signal(estimator, learned_post, world.labels, seen, world.failed,
                                  np.zeros(n_runs, int) if known is not None else None, known)
         needs_review = (learned_post.answers > 0) & (_count(answered & (learned >= config.review_threshold)) == 0)
         signal.observed &= ~needs_review[:, None]
@@ -554,13 +589,14 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         learn(estimator, column, signal)
         _scatter(state, cells, column)
         pair_step(pair_column, world.labels, answered, discount)
-        pairs[:, runs, task] = pair_column
+        for field_rows, field_column in zip(pair_rows, pair_column): field_rows[pair_index] = field_column.reshape(n_runs, -1)
         out["correct"][step] = (post.answers > 0) & (winner == 0)
         out["cost"][step] = _rowsum(np.where(called, world.cost, 0.0))
         out["latency"][step] = latency
         out["n_models"][step] = _count(called)
         out["rounds"][step] = rounds
         out["chose_best"][step] = called[runs, best]
+        if log is not None: log.append(StepLog(chosen, propensity, called, world, (post.answers > 0) & (winner == 0)))
 
     params = {"estimator": estimator.name, **{k: v for k, v in asdict(estimator).items()},
               "exploration": config.exploration, "epsilon": config.epsilon,

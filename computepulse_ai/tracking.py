@@ -7,7 +7,9 @@ Docs: https://computepulse.github.io/computepulse-ai/tracking.html.md"""
 # %% ../nbs/09_tracking.ipynb #07ef2624
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -23,9 +25,10 @@ from .core import (InvalidFieldError, JsonModel, PerformanceRecord, Response, Ro
 from .storage import HistoryLog, check_score_entry
 
 # %% auto #0
-__all__ = ['log', 'SUMMARY_COLUMNS', 'record_from_response', 'RequestRecord', 'correctness', 'summarise', 'Anomaly', 'robust_z',
-           'proportion_z', 'compare_windows', 'outcome_rows', 'detect_anomalies', 'Report', 'RingBuffer',
-           'RunningStats', 'PerformanceTracker', 'plot_report', 'save_report']
+__all__ = ['log', 'MAX_LOGGED_VALUES', 'SUMMARY_COLUMNS', 'record_from_response', 'RequestRecord', 'answer_digest',
+           'answer_values', 'call_entry', 'correctness', 'summarise', 'Anomaly', 'robust_z', 'proportion_z',
+           'compare_windows', 'outcome_rows', 'detect_anomalies', 'Report', 'RingBuffer', 'RunningStats',
+           'PerformanceTracker', 'plot_report', 'save_report']
 
 # %% ../nbs/09_tracking.ipynb #5798b8e7
 log = get_logger("computepulse_ai.tracking")
@@ -67,6 +70,11 @@ class RequestRecord(JsonModel):
     data_type: str | None = None                     # ComputePulse data set, when there is one
     epoch: int | None = None                         # the scores snapshot epoch it was recorded in (its place in the WAL)
     scores: list[dict] | None = None                 # score entries ({model, task_type, score, ...}) as this request left them
+    probabilities: dict[str, float] | None = None    # replay: probability each routable model had of being called first (the router's propensities)
+    explored: str | None = None                      # replay: the model added by ε-exploration, if any
+    calls: list[dict] | None = None                  # replay: per call {model, digest, values, latency_s, input_tokens, output_tokens, cost_usd, success, model_at_fault}
+    merged_digest: str | None = None                 # replay: digest of the merged, validated data
+    merged_values: dict[str, float] | None = None    # replay: the merged data's values per merge key (`answer_values`)
     shed: bool = False                               # refused by admission control on arrival: nothing was called or learned
     queue_s: float = 0.0                             # seconds it waited for admission (apart from total_time_s)
 
@@ -84,6 +92,48 @@ class RequestRecord(JsonModel):
         self.timestamp = as_utc(n, "timestamp", self.timestamp)
         self.total_time_s = check_number(n, "total_time_s", self.total_time_s, lo=0)
         self.total_cost_usd = check_number(n, "total_cost_usd", self.total_cost_usd, lo=0)
+        if self.probabilities is not None:
+            if not isinstance(self.probabilities, dict): raise InvalidFieldError(n, "probabilities", self.probabilities, "model -> probability")
+            self.probabilities = {str(k): check_number(n, "probabilities", v, lo=0, hi=1) for k, v in self.probabilities.items()}
+        if self.calls is not None and not (isinstance(self.calls, list) and all(isinstance(c, dict) and "model" in c for c in self.calls)):
+            raise InvalidFieldError(n, "calls", self.calls, "a list of {model, digest, ...} objects")
+
+
+MAX_LOGGED_VALUES = 500   # values kept per answer in the request log (a GPU price list has a few dozen)
+
+
+def answer_digest(answer: Any) -> str | None:
+    "16 hex digits naming a normalised answer (canonical JSON): equal digests, equal answers; None for no answer."
+    if answer is None: return None
+    text = json.dumps(answer, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def answer_values(answer: Any) -> dict[str, float] | None:
+    "What replay compares of an answer: per merge key (its text fields joined) the first number (e.g. the price)."
+    if answer is None: return None
+    if isinstance(answer, bool): return {"": float(answer)}
+    if isinstance(answer, (int, float)): return {"": float(answer)} if math.isfinite(answer) else None
+    records = [answer] if isinstance(answer, dict) else answer if isinstance(answer, list) else None
+    if records is None: return {str(answer)[:80]: 1.0}
+    out: dict[str, float] = {}
+    for i, rec in enumerate(records[:MAX_LOGGED_VALUES]):
+        if not isinstance(rec, dict): out[f"#{i}:{str(rec)[:40]}"] = 1.0; continue
+        key = "|".join(str(rec[k]) for k in sorted(rec) if isinstance(rec[k], str))
+        number = next((float(rec[k]) for k in sorted(rec) if isinstance(rec[k], (int, float)) and not isinstance(rec[k], bool)
+                       and math.isfinite(rec[k])), None)
+        out[key] = number if number is not None else 1.0
+    return out
+
+
+def call_entry(response: Response, answer: Any) -> dict:
+    "What replay needs of one call: the answer's digest and values, latency, tokens, cost, failure."
+    entry = {"model": response.model, "digest": answer_digest(answer) if response.success else None,
+             "latency_s": round(float(response.latency_s), 4), "input_tokens": response.input_tokens,
+             "output_tokens": response.output_tokens, "cost_usd": float(response.cost_usd), "success": response.success,
+             "model_at_fault": response.model_at_fault}
+    if response.success and answer is not None: entry["values"] = answer_values(answer)
+    return entry
 
 # %% ../nbs/09_tracking.ipynb #8a1f6d51
 def correctness(df: pd.DataFrame) -> pd.Series:

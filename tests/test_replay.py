@@ -1,0 +1,167 @@
+"""Replay (issue 14): the history logs what replay needs; exact replay reproduces the simulator; off-policy estimates
+from a partial log recover a different policy's figures; the command runs on a real orchestrator history."""
+import asyncio
+import io
+import json
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from computepulse_ai.adapters import SimulatedAdapter
+from computepulse_ai.cli import main as cli_main
+from computepulse_ai.config import Config
+from computepulse_ai.core import InvalidFieldError, Request
+from computepulse_ai.orchestrator import AIOrchestrator
+from computepulse_ai.replay import (NOT_LOGGED, estimate, log_from_history, log_from_simulation, parse_grid, replay,
+                                    run_grid, policy_grid)
+from computepulse_ai.simulation import SimConfig, simulate
+from computepulse_ai.storage import HistoryLog
+from computepulse_ai.tracking import RequestRecord, answer_digest
+
+STRATEGIES = ("SINGLE_FAST", "DUAL_VALIDATION", "TRIPLE_CONSENSUS", "ADAPTIVE")
+
+
+def config(strategy=None, **routing):
+    doc = {"storage": {"durability": "close"}, "cache": {"enabled": False},
+           "models": [{"name": n, "provider": "simulated", "input_price": 1 + i, "output_price": 2 + i,
+                       "typical_latency_s": 0} for i, n in enumerate("abc")]}
+    if strategy: routing["strategies"] = {t: strategy for t in ("simple_query", "complex_reasoning", "data_validation",
+                                                                 "price_extraction", "historical_analysis")}
+    if routing: doc["routing"] = routing
+    return Config.from_dict(doc)
+
+
+def history(folder, cfg, n=12, seed=0):
+    adapters = {s.name: SimulatedAdapter(s, accuracy=0.85, latency_s=0, seed=i) for i, s in enumerate(cfg.models)}
+    async def go():
+        async with AIOrchestrator(cfg, adapters=adapters, folder=folder, seed=seed) as orch:
+            return [await orch.process(Request("GPU 租赁价格", data_type="gpu", task_type="price_extraction")) for _ in range(n)]
+    return asyncio.run(go())
+
+
+# ---- 1. the log -------------------------------------------------------------------------------------------------
+def test_an_old_request_record_still_loads_and_the_new_fields_round_trip():
+    old = {"request_id": "r", "task_type": "simple_query", "strategy": "ADAPTIVE", "models": ["a"]}
+    assert RequestRecord.from_dict(old).calls is None
+    new = RequestRecord("r", "simple_query", probabilities={"a": 1.0, "b": 0.05}, explored="b",
+                        calls=[{"model": "a", "digest": answer_digest([1, 2]), "success": True}], merged_digest=answer_digest([1, 2]))
+    again = RequestRecord.from_dict(json.loads(json.dumps(new.to_dict(), default=str)))
+    assert again.probabilities == {"a": 1.0, "b": 0.05} and again.calls == new.calls and again.explored == "b"
+    with pytest.raises(InvalidFieldError): RequestRecord("r", "simple_query", probabilities={"a": 1.5})
+    with pytest.raises(InvalidFieldError): RequestRecord("r", "simple_query", calls=[{"digest": "x"}])
+
+
+def test_the_orchestrator_logs_answers_propensities_and_the_merge(tmp_path):
+    cfg = config(epsilon=1.0, explore_below_samples=1000)
+    results = history(tmp_path, cfg, n=8)
+    rows = HistoryLog(tmp_path / "requests.jsonl", record_type=RequestRecord).query()
+    assert [r.request_id for r in rows] == [res.request.id for res in results]
+    for row, res in zip(rows, results):
+        assert row.probabilities == pytest.approx(res.decision.probabilities)      # what the router used, not dropped
+        for m in res.decision.models:
+            if m != res.decision.explored: assert row.probabilities[m] == 1.0
+        if res.decision.explored: assert 0 < row.probabilities[res.decision.explored] < 1
+        assert [c["model"] for c in row.calls] == res.models
+        for call, response in zip(row.calls, res.responses):
+            assert call["cost_usd"] == response.cost_usd and call["success"] == response.success
+            assert call["model_at_fault"] == response.model_at_fault
+            assert (call["digest"] is None) == (not response.success)
+        assert row.merged_digest == (answer_digest(res.data) if res.success else None)
+    assert any(r.explored for r in rows)
+
+
+# ---- 2. exact replay ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("strategy", STRATEGIES + ("per_task",))
+def test_exact_replay_of_a_shadow_log_reproduces_the_simulator(strategy):
+    log, _ = log_from_simulation("computepulse", "always_all", n_requests=150, n_runs=6, seed=11)
+    cfg = SimConfig(truth_feedback=0.1)
+    online = simulate("computepulse", strategy, 150, 6, 11, cfg)
+    again = replay(log, strategy, cfg, seed=11)
+    assert again.exact.all()
+    np.testing.assert_array_equal(again.correct, online.correct)
+    np.testing.assert_allclose(again.cost, online.cost)
+    np.testing.assert_array_equal(again.n_models, online.n_models)
+    np.testing.assert_allclose(again.result.final_state, online.final_state)   # it learned as it would have learned
+    est = estimate(log, again)
+    assert all(e.method == "exact" and e.exact_share == 1.0 for e in est["accuracy"])
+
+
+def test_a_call_the_log_does_not_hold_is_not_exact_and_teaches_nothing():
+    log, _ = log_from_simulation("computepulse", "SINGLE_FAST", n_requests=100, n_runs=3, seed=2,
+                                 config=SimConfig(exploration="none"))
+    assert (log.logged.sum(-1) <= 3).all() and not log.full.all()
+    rep = replay(log, "TRIPLE_CONSENSUS", SimConfig(exploration="none"), seed=2)
+    assert rep.exact.mean() < 0.2
+    # the logging policy itself replays exactly on its own log
+    assert replay(log, "SINGLE_FAST", SimConfig(exploration="none"), seed=2).exact.all()
+
+
+def test_the_simulator_logs_the_true_propensities():
+    cfg = SimConfig(epsilon=0.3, explore_below_samples=float("inf"))
+    log, _ = log_from_simulation("computepulse", "ADAPTIVE", n_requests=400, n_runs=20, seed=5, config=cfg)
+    p = log.propensity
+    assert set(np.unique(p[p >= 0.999])) == {1.0}
+    explored = p[(p > 0) & (p < 1)]
+    assert np.allclose(np.unique(explored), [0.15, 0.3]) or np.allclose(np.unique(explored), [0.15])   # ε / candidates
+    called = log.base
+    chosen_share = called[(p > 0) & (p < 1)].mean()          # explored models are called at least that often
+    assert chosen_share >= explored.mean() - 0.02
+
+
+# ---- 3. off-policy estimates ---------------------------------------------------------------------------------
+def test_off_policy_estimates_from_a_partial_adaptive_log_recover_a_different_policy():
+    n, runs = 600, 24
+    logging = SimConfig(epsilon=0.1, explore_below_samples=float("inf"))
+    log, _ = log_from_simulation("computepulse", "ADAPTIVE", n, runs, 0, logging, audit_share=0.25)
+    assert 0 < log.full.mean() < 1
+    target = SimConfig(exploration="none")
+    truth = simulate("computepulse", "TRIPLE_CONSENSUS", n, runs, 0, target)
+    rep = replay(log, "TRIPLE_CONSENSUS", target, seed=0)
+    assert 0 < rep.exact.mean() < 1
+    for method in ("ips", "snips", "dr"):
+        est = estimate(log, rep, method)
+        acc = np.array([e.value for e in est["accuracy"]]); cost = np.array([e.value for e in est["cost"]])
+        assert abs(acc.mean() - truth.correct.mean()) <= 0.01
+        assert abs(cost.mean() - truth.cost.mean()) <= 0.05 * truth.cost.mean()
+        low = np.array([e.low for e in est["accuracy"]]); high = np.array([e.high for e in est["accuracy"]])
+        per_run = truth.correct.mean(1)
+        assert ((low <= per_run) & (per_run <= high)).mean() >= 0.8     # the benchmark checks >= 0.9 over 50 seeds
+        assert all(e.method == method and 0 < e.exact_share < 1 for e in est["accuracy"])
+
+
+# ---- 4. history and command ----------------------------------------------------------------------------------
+def test_a_shadow_history_replays_exactly_and_the_command_writes_table_and_plot(tmp_path):
+    history(tmp_path, config("TRIPLE_CONSENSUS", exploration="none"), n=10)
+    with open(tmp_path / "requests.jsonl", "a") as f: f.write('{"torn": \n')                # a corrupt line: skipped
+    log = log_from_history(tmp_path / "requests.jsonl")
+    assert log.n_steps == 10 and log.audit.mean() == log.full.mean() > 0.5
+    assert ((log.labels == 0).any(-1) | ~log.full).all()          # a full row's merge is one of the answers
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = cli_main(["replay", "--history", str(tmp_path / "requests.jsonl"), "--strategies", "SINGLE_FAST", "TRIPLE_CONSENSUS",
+                         "--grid", "quality_threshold=0.8,0.95", "--json", "--out", str(tmp_path / "out")])
+    assert code == 0
+    payload = json.loads(buffer.getvalue())
+    assert len(payload["policies"]) == 4 and payload["requests"] == 10
+    assert all(0 <= row["exact_share"] <= 1 and "accuracy" in row for row in payload["policies"].values())
+    assert (tmp_path / "out" / "frontier.png").stat().st_size > 1000 and (tmp_path / "out" / "replay.csv").exists()
+
+
+def test_the_command_rejects_a_history_without_calls_and_a_bad_grid(tmp_path, capsys):
+    path = tmp_path / "requests.jsonl"
+    path.write_text(json.dumps({"request_id": "r", "task_type": "simple_query"}) + "\n")
+    assert cli_main(["replay", "--history", str(path)]) == 2
+    assert "nothing to replay" in capsys.readouterr().err
+    assert cli_main(["replay", "--history", str(tmp_path / "missing.jsonl")]) == 2
+    with pytest.raises(InvalidFieldError): parse_grid(["decay"])
+
+
+def test_a_grid_runs_the_same_on_dask_as_here():
+    log, _ = log_from_simulation("steady", "always_all", n_requests=60, n_runs=2, seed=1)
+    jobs = policy_grid(["ADAPTIVE"], {"quality_threshold": [0.7, 0.9]})
+    here = run_grid(log, jobs, scheduler="sync", progress=False)
+    there = run_grid(log, jobs, scheduler="local", n_workers=1, progress=False)
+    assert list(here.index) == ["ADAPTIVE quality_threshold=0.7", "ADAPTIVE quality_threshold=0.9"]
+    np.testing.assert_allclose(here["accuracy"], there["accuracy"]); np.testing.assert_allclose(here["cost"], there["cost"])
