@@ -8,6 +8,7 @@ Docs: https://computepulse.github.io/computepulse-ai/execution.html.md"""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ from typing import Any, AsyncIterator, Callable, Protocol, Sequence
 from .core import ComputePulseError, Response, current_request_id, get_logger
 
 # %% auto #0
-__all__ = ['log', 'DEADLINE_GRACE_S', 'Adapter', 'AllModelsFailedError', 'ExecutionResult', 'call_model', 'ParallelExecutor']
+__all__ = ['log', 'DEADLINE_GRACE_S', 'request_deadline', 'Adapter', 'AllModelsFailedError', 'ExecutionResult', 'call_model',
+           'ParallelExecutor']
 
 # %% ../nbs/06_execution.ipynb #fccf2ff7
 log = get_logger("computepulse_ai.execution")
@@ -123,6 +125,10 @@ async def call_model(adapter: Adapter, prompt: str, *,
     return Response(model=name, success=False, error=error, latency_s=latency, request_id=request_id,
                     attempts=attempts, error_type=error_type, fault=fault, queue_s=queue_s)
 
+# %% ../nbs/06_execution.ipynb #2a2e1748
+# when the current request's deadline runs out, on the `time.perf_counter()` clock (None: only the executor's own)
+request_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)
+
 # %% ../nbs/06_execution.ipynb #898cc3cd
 class ParallelExecutor:
     "Runs model calls concurrently with per-model timeouts, a request deadline, early stop and escalation."
@@ -134,8 +140,10 @@ class ParallelExecutor:
 
     def _budget(self, started: float) -> float | None:
         "What is left of the request deadline for a call started now (None: no deadline)."
-        if self.deadline_s is None: return None
-        return max(0.0, self.deadline_s - (self.clock() - started))
+        arrival = request_deadline.get()    # the deadline counted from the request's arrival, its queue time included
+        left = None if self.deadline_s is None else max(0.0, self.deadline_s - (self.clock() - started))
+        if arrival is None: return left
+        return _least(left, max(0.0, arrival - time.perf_counter()))
 
     async def stream(self, adapters: Sequence[Adapter], prompt: str, *, request_id: str | None = None,
                      **kwargs) -> AsyncIterator[Response]:

@@ -12,19 +12,20 @@ import dataclasses
 import json
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from .adapters import ModelAdapter, RetryPolicy, make_adapter, warm_adapters
+from .adapters import ModelAdapter, OverloadedError, ProviderGate, RetryPolicy, make_adapter, warm_adapters
 from .cache import ResultCache, cache_key
 from .classifier import TaskClassifier, rule_scores
 from .config import Config, ConfigManager, configure_logging
 from .core import (ComputePulseError, InvalidFieldError, MergedResult, ModelSpec, Request, Response, RoutingStrategy,
                                   TaskType, current_request_id, get_logger)
-from .execution import AllModelsFailedError, ExecutionResult, ParallelExecutor
+from .execution import AllModelsFailedError, ExecutionResult, ParallelExecutor, request_deadline
 from .feedback import Correction, FeedbackLoop, Verdict, answer_accuracy
 from .decision import STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, log_odds, merge_weights, next_call, open_questions
 from .learning import AgreementEstimator, BetaEstimator, EwmaEstimator, LearningEngine
@@ -57,8 +58,10 @@ class ProcessResult:
     cache_hit: bool = False                            # answered from the cache
     degraded: list[str] = field(default_factory=list)  # stages that degraded (see the table above)
     warnings: list[str] = field(default_factory=list)  # e.g. quality forced over the cost limit
-    total_time_s: float = 0.0                          # wall time of process()
+    total_time_s: float = 0.0                          # wall time of the pipeline, admission wait excluded
     error: str | None = None                           # why no answer could be produced
+    queue_s: float = 0.0                               # seconds the request waited for admission
+    shed: bool = False                                 # refused on arrival (queue full or too slow): nothing called or learned
 
     @property
     def success(self) -> bool:
@@ -263,6 +266,7 @@ class AIOrchestrator:
         self._classifier_unreadable: str | None = None   # why classifier_state.json could not be read (then never replaced)
         self._logged: dict[tuple[str, str], dict] = {}   # each score cell as the request log last recorded it
         self._runner: asyncio.Runner | None = None
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ProviderGate] = weakref.WeakKeyDictionary()
         self.started = False
         self.saved: bool | None = None   # after closing: True when everything reached the disk
 
@@ -404,14 +408,58 @@ class AIOrchestrator:
         log.info("configuration version %d applied", self._config_version)
         return cfg
 
-    # ---- the pipeline ---------------------------------------------------------------------------------
+    # ---- admission -----------------------------------------------------------------------------------
+    def admission(self) -> ProviderGate:
+        "The request gate of the running event loop (its limits are read when the loop's first request arrives)."
+        loop = asyncio.get_running_loop()
+        if loop not in self._gates:
+            cfg = self.manager.current()
+            self._gates[loop] = ProviderGate("requests", cfg["execution.max_inflight_requests"], cfg["execution.max_queued_requests"])
+        return self._gates[loop]
+
     async def process(self, request: Request | str,  # the request (a bare prompt becomes a Request)
                       **kwargs) -> ProcessResult:    # Request fields when `request` is a prompt (data_type=, cost_limit=, ...)
-        "Run one request through the pipeline; never raises for model, data or storage problems."
+        "Admit the request, then run it through the pipeline; never raises for model, data, storage or overload problems."
         if isinstance(request, str): request = Request(request, **kwargs)
+        arrived = time.perf_counter()
+        deadline_s = self.executor.deadline_s
+        gate = self.admission()
+        try:
+            async with asyncio.timeout(deadline_s):   # a request in a burst (no service time known yet) may still wait too long
+                queue_s = await gate.acquire(math.inf if deadline_s is None else deadline_s)
+        except OverloadedError as e: return await self._shed(request, e)
+        except TimeoutError:
+            return await self._shed(request, gate._refuse(f"waited the whole {deadline_s:.3g} s deadline in line"),
+                                    time.perf_counter() - arrived)
+        admitted = time.perf_counter()
+        left = None if deadline_s is None else deadline_s - (admitted - arrived)
+        if left is not None and gate.hold_s is not None and left < gate.hold_s:   # could not finish: the slot goes on
+            gate.release()
+            return await self._shed(request, gate._refuse(f"{left:.3g} s of the deadline left after waiting, a request "
+                                                          f"takes {gate.hold_s:.3g} s"), queue_s)
+        token = request_deadline.set(None if deadline_s is None else arrived + deadline_s)   # the queue counts against it
+        try: return await self._process(request, queue_s)
+        finally:
+            request_deadline.reset(token)
+            gate.release(time.perf_counter() - admitted)
+
+    async def _shed(self, request: Request, error: OverloadedError, queue_s: float = 0.0) -> ProcessResult:
+        "A request refused by admission: no model is called, nothing is learned; its record says shed."
+        token = current_request_id.set(request.id)
+        result = ProcessResult(request, shed=True, error=f"{type(error).__name__}: {error}", queue_s=queue_s)
+        log.warning("request %s shed: %s", request.id, error)
+        try:
+            if request.task_type is None: self._classify(request, result)   # the request log needs a task type
+            await self._record_request(result)
+        finally: current_request_id.reset(token)
+        return result
+
+    # ---- the pipeline ---------------------------------------------------------------------------------
+    async def _process(self, request: Request, queue_s: float = 0.0) -> ProcessResult:
+        "Run one admitted request through the pipeline."
         token = current_request_id.set(request.id)
         started = time.perf_counter()
-        result = ProcessResult(request)
+        result = ProcessResult(request, queue_s=queue_s)
         try:
             cfg = self._refresh_config()
             if request.cost_limit is None and cfg["cost_limit_usd"] is not None: request.cost_limit = cfg["cost_limit_usd"]
@@ -486,8 +534,7 @@ class AIOrchestrator:
             for r in successes[len(groups):]: groups.add(r.model, answer_of(r))   # successes only grow at the end
             labels = groups.labels()
             posterior = plan.observe(labels)
-            deadline = self.executor.deadline_s
-            if deadline is not None and time.perf_counter() - started >= deadline: break   # no time left for another round
+            if self.executor._budget(started) == 0.0: break   # no time left for another round (the queue counts against it)
             nxt = plan.next_model(posterior)
             if nxt is None: break
             execution = await self.executor.run([self._adapter(nxt)], request.prompt, request_id=request.id,
@@ -623,10 +670,11 @@ class AIOrchestrator:
                 needs_review=bool(result.merged and result.merged.needs_review),
                 accepted=len(validation.accepted) if validation else None, rejected=len(validation.rejected) if validation else None,
                 degraded=list(result.degraded), data_type=request.data_type, epoch=self.storage.epoch,
-                scores=self._changed_scores(result.models, request.task_type),
+                scores=None if result.shed else self._changed_scores(result.models, request.task_type),
                 probabilities=dict(decision.probabilities) if decision else None, explored=decision.explored if decision else None,
                 calls=calls, merged_digest=answer_digest(result.data) if decision and result.success else None,
-                merged_values=answer_values(result.data) if decision and result.success else None))
+                merged_values=answer_values(result.data) if decision and result.success else None,
+                shed=result.shed, queue_s=result.queue_s))
         if not await asyncio.wrap_future(self.storage.commit()) and "storage" not in result.degraded:
             result.degraded.append("storage")   # the records wait in memory until the disk works again
 

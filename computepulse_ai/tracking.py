@@ -75,6 +75,8 @@ class RequestRecord(JsonModel):
     calls: list[dict] | None = None                  # replay: per call {model, digest, values, latency_s, input_tokens, output_tokens, cost_usd, success, model_at_fault}
     merged_digest: str | None = None                 # replay: digest of the merged, validated data
     merged_values: dict[str, float] | None = None    # replay: the merged data's values per merge key (`answer_values`)
+    shed: bool = False                               # refused by admission control on arrival: nothing was called or learned
+    queue_s: float = 0.0                             # seconds it waited for admission (apart from total_time_s)
 
     def __post_init__(self):
         n = "RequestRecord"
