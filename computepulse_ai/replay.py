@@ -21,7 +21,7 @@ import pandas as pd
 
 from .core import ComputePulseError, InvalidFieldError, RoutingStrategy, TaskType
 from .learning import TASK_INDEX, TASK_TYPES
-from .simulation import (ROUTER_STRATEGIES, Scenario, SimConfig, SimModel, SimulationResult, StepLog, WorldDraw,
+from .simulation import (_progress, gather_in_order, ROUTER_STRATEGIES, Scenario, SimConfig, SimModel, SimulationResult, StepLog, WorldDraw,
                          frontier, simulate)
 
 # %% auto #0
@@ -264,10 +264,6 @@ def compare(log: ReplayLog,                                   # the log
     return pd.DataFrame(rows).set_index("policy")
 
 
-def _progress(total: int, desc: str, disable: bool):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, disable=disable, leave=False)
-
 # %% ../nbs/14b_replay.ipynb #6daf1168
 class ReplayLogError(ComputePulseError):
     "The history holds nothing replayable (no request logged its calls)."
@@ -412,7 +408,7 @@ def run_grid(log: ReplayLog, jobs: Sequence[tuple[str, str, SimConfig]], seed: i
         bar.close()
         return pd.DataFrame(rows).set_index("policy")
     import os
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, LocalCluster
     cluster = None
     if address is None:
         cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
@@ -421,12 +417,7 @@ def run_grid(log: ReplayLog, jobs: Sequence[tuple[str, str, SimConfig]], seed: i
     try:
         shared = client.scatter(log, broadcast=True)
         futures = client.map(_evaluate_job, [shared] * len(jobs), list(jobs), seed=seed, method=method, pure=False)
-        position = {f.key: i for i, f in enumerate(futures)}
-        rows: list = [None] * len(jobs)
-        bar = _progress(len(jobs), "replay", not progress)
-        for future in as_completed(futures):
-            rows[position[future.key]] = future.result(); bar.update(1)
-        bar.close()
+        rows = gather_in_order(futures, "replay", progress)
     finally:
         client.close()
         if cluster is not None: cluster.close()

@@ -34,8 +34,8 @@ from .decision import (STRATEGY_PRESETS, answer_posterior, call_gain, learn, lea
 __all__ = ['DRIFT_KINDS', 'COMPUTEPULSE_MIX', 'PRESETS', 'ROUTER_STRATEGIES', 'BASELINES', 'POLICIES', 'CLI_POLICIES', 'SimModel',
            'Drift', 'Timeline', 'Scenario', 'computepulse_models', 'preset', 'WorldDraw', 'draw_world',
            'strategy_arguments', 'SimConfig', 'SimulationResult', 'StepSignal', 'world_classes', 'StepLog', 'simulate',
-           'recovery_requests', 'drift_changes', 'frontier', 'compare', 'answer_values', 'value_labels',
-           'label_is_right', 'evaluate', 'grid', 'sweep']
+           'recovery_requests', 'drift_changes', 'frontier', 'compare', 'gather_in_order', 'answer_values',
+           'value_labels', 'label_is_right', 'evaluate', 'grid', 'sweep']
 
 # %% ../nbs/14_simulation.ipynb #b3374329
 @dataclass
@@ -690,6 +690,19 @@ def _progress(total: int, desc: str, disable: bool):
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, disable=disable, leave=False)
 
+
+def gather_in_order(futures: list, desc: str, progress: bool) -> list:
+    "The Dask futures' results in submission order, a progress bar advancing as each completes (sweeps and replay)."
+    from distributed import as_completed
+    position = {f.key: i for i, f in enumerate(futures)}
+    rows: list = [None] * len(futures)
+    bar = _progress(len(futures), desc, not progress)
+    for future in as_completed(futures):
+        rows[position[future.key]] = future.result()
+        bar.update(1)
+    bar.close()
+    return rows
+
 # %% ../nbs/14_simulation.ipynb #74b667af
 def answer_values(scenario: Scenario,          # models (accuracy, bias, noise) and error correlation
                   n_items: int,                # items (data points) to answer
@@ -777,7 +790,7 @@ def sweep(param_grid: Mapping[str, Sequence[Any]],  # parameter -> values; every
         for c in configs: rows.append(evaluate(c)); bar.update(1)
         bar.close()
         return pd.DataFrame(rows)
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, LocalCluster
     cluster = own = None
     if client is None:
         if address is None:
@@ -786,13 +799,7 @@ def sweep(param_grid: Mapping[str, Sequence[Any]],  # parameter -> values; every
             address = cluster
         client = own = Client(address)
     try:
-        futures = client.map(evaluate, configs, pure=False)
-        position = {f.key: i for i, f in enumerate(futures)}
-        rows: list = [None] * len(configs)
-        bar = _progress(len(configs), "sweep", not progress)
-        for future in as_completed(futures):
-            rows[position[future.key]] = future.result(); bar.update(1)
-        bar.close()
+        rows = gather_in_order(client.map(evaluate, configs, pure=False), "sweep", progress)
     finally:
         if own is not None: own.close()
         if cluster is not None: cluster.close()
