@@ -172,13 +172,20 @@ class FetchOutcome:
     diff: ShadowDiff | None = None                # shadow mode: how they differed
 
 
+def _shadow_log(orchestrator: AIOrchestrator) -> HistoryLog:
+    "The orchestrator's `shadow_diffs.jsonl` log: on its storage thread, fsynced per line (few, precious lines), never pruned."
+    path = orchestrator.folder / "shadow_diffs.jsonl"
+    for existing in orchestrator.storage.logs:   # one log object per file, however many services share the orchestrator
+        if existing.path == path: return existing
+    return orchestrator.storage.log(path.name, ShadowDiff, durability="each", retention=False)
+
+
 class CollaborationService:
     "Serves ComputePulse fetches through the learned path, the legacy path, or both (shadow)."
 
     def __init__(self, orchestrator: AIOrchestrator):  # a started orchestrator
         self.orchestrator = orchestrator
-        self.shadow_log = HistoryLog(orchestrator.folder / "shadow_diffs.jsonl", durability="each",  # few, precious lines
-                                     record_type=ShadowDiff)
+        self.shadow_log = _shadow_log(orchestrator)
 
     async def fetch(self, prompt: str,                         # what the models are asked
                     data_type: str,                            # gpu, token or grid_load (grid accepted)
@@ -207,15 +214,17 @@ class CollaborationService:
         diff = ShadowDiff(request.id, data_type, only_learned=[str(k) for k in only_learned],
                           only_legacy=[str(k) for k in only_legacy], differing=differing,
                           learned_cost_usd=result.cost_usd, legacy_cost_usd=legacy.cost_usd)
-        self.shadow_log.append(diff)
+        ack = self.shadow_log.append(diff)   # written and fsynced on the storage thread, not the event loop's
+        if ack is not None and not await asyncio.wrap_future(ack):
+            log.error("shadow diff of request %s kept in memory only: %s", request.id, self.shadow_log.failed)
         log.info("shadow: %s; learned $%.5f vs legacy $%.5f", "same data" if diff.same else
                  f"{len(differing)} differing values, {len(only_learned)}/{len(only_legacy)} records only learned/legacy",
                  diff.learned_cost_usd, diff.legacy_cost_usd)
         return FetchOutcome(file_format(data_type, legacy.data), path, learned=result, legacy=legacy, diff=diff)
 
     def close(self) -> None:
-        "Flush the shadow log."
-        self.shadow_log.close()
+        "Flush the shadow log (the orchestrator's storage also flushes it when it closes)."
+        self.shadow_log.flush()
 
 
 _default: dict[str, Any] = {}

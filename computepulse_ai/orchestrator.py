@@ -479,7 +479,9 @@ class AIOrchestrator:
                 return result
             await self._execute_merge_learn(request, decision, result, cfg)
             if result.success and cfg["cache.enabled"] and not result.merged.needs_review:
-                self.cache.put(key, result, request.id)
+                # what a hit serves, not the responses and verdicts: 256 full results would hold ~30 MB (issue 11's RSS)
+                self.cache.put(key, ProcessResult(request, data=result.data, merged=result.merged, validation=result.validation),
+                               request.id)
             return result
         finally:
             result.total_time_s = time.perf_counter() - started
@@ -555,6 +557,7 @@ class AIOrchestrator:
             self._maybe_save(cfg)
             return
         answers = {r.model: answer_of(r) for r in successes}
+        await asyncio.sleep(0)   # between CPU-heavy stages other requests' timers and reads run (loop lag)
         weights = plan.merge_weights()
         p_right = float(posterior.p_right[0])
         accepted, accepted_share, learn = None, None, False
@@ -567,6 +570,7 @@ class AIOrchestrator:
             result.error = f"merging failed: {type(e).__name__}: {e}"
             log.error(result.error)
         if data_type and result.merged is not None:
+            await asyncio.sleep(0)
             try:
                 result.validation = validation = validate(result.merged, data_type, self.rules)
                 accepted = validation.accepted if data_type != "grid_load" else (validation.accepted[0] if validation.accepted else None)
@@ -583,6 +587,7 @@ class AIOrchestrator:
                 log.error(result.error)
                 accepted, learn = None, False
         result.data = accepted if result.error is None else None
+        await asyncio.sleep(0)
         # every response gets its performance record, whatever happened above (P1); scores move only on a sound result
         result.verdicts = self.feedback.after_validation(request.id, task, responses, answers, accepted, spec,
                                                          accepted_share, learn=learn,
@@ -658,6 +663,7 @@ class AIOrchestrator:
     async def _record_request(self, result: ProcessResult) -> None:
         "Append the request record (with the score entries it changed: the WAL), then wait for the group commit."
         request = result.request
+        await asyncio.sleep(0)   # encoding the record is the last CPU-heavy stage of a request
         if self.storage.degraded and "storage" not in result.degraded: result.degraded.append("storage")
         if request.task_type is not None:
             validation = result.validation

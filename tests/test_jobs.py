@@ -324,3 +324,45 @@ def test_fetch_checks_new_values_against_the_previous_file(tmp_path, server, key
     assert json.loads((out / FILES["gpu"]).read_text()) == json.loads(ONE_RECORD)
     assert run_fetch(config, out, "gpu", extra=["--path", "learned"]) == 0      # the learned path: models agree on it
     assert json.loads((out / FILES["gpu"]).read_text())[0]["price"] == 8.5
+
+
+def test_shadow_fetches_write_their_diffs_on_the_storage_thread_not_the_event_loop(tmp_path, monkeypatch):
+    "The shadow log's lines are written and fsynced by the storage writer, and each is on disk when fetch returns."
+    import threading
+    from computepulse_ai.adapters import SimulatedAdapter
+    from computepulse_ai.compat import CollaborationService, ShadowDiff
+    from computepulse_ai.config import Config
+    from computepulse_ai.storage import parse_history
+    folder = tmp_path / "data"
+    calls: list[tuple[str, int]] = []
+    watching = threading.Event()
+    real_open, real_write, real_fsync = os.open, os.write, os.fsync
+
+    def spy(kind, real):
+        def wrapper(target, *args, **kwargs):
+            try: name = target if isinstance(target, (str, Path)) else os.readlink(f"/proc/self/fd/{target}")
+            except OSError: name = ""
+            if watching.is_set() and "shadow_diffs" in str(name): calls.append((kind, threading.get_ident()))
+            return real(target, *args, **kwargs)
+        return wrapper
+
+    for name, real in (("open", real_open), ("write", real_write), ("fsync", real_fsync)):
+        monkeypatch.setattr(os, name, spy(name, real))
+    cfg = Config.from_dict({"storage": {"durability": "each"}, "cache": {"enabled": False},
+                            "models": [{"name": n, "provider": "simulated", "typical_latency_s": 0} for n in "abc"]})
+    adapters = {s.name: SimulatedAdapter(s, accuracy=0.9, latency_s=0, seed=i) for i, s in enumerate(cfg.models)}
+
+    async def go():
+        async with AIOrchestrator(cfg, adapters=adapters, folder=folder, seed=0) as orch:
+            service, again = CollaborationService(orch), CollaborationService(orch)
+            assert again.shadow_log is service.shadow_log              # one log object per file
+            watching.set()
+            outcomes = [await service.fetch(f"GPU 租赁价格 {i}", "gpu", path="shadow") for i in range(3)]
+            watching.clear()
+            on_disk = parse_history((folder / "shadow_diffs.jsonl").read_bytes(), record_type=ShadowDiff).rows
+            return threading.get_ident(), orch.storage.writer.thread_id, outcomes, on_disk
+
+    loop_thread, writer_thread, outcomes, on_disk = asyncio.run(go())
+    assert {kind for kind, _ in calls} >= {"write", "fsync"}
+    assert {thread for _, thread in calls} == {writer_thread} and writer_thread != loop_thread
+    assert [row["request_id"] for row in on_disk] == [o.diff.request_id for o in outcomes]
