@@ -279,9 +279,9 @@ async def _fetch_one(service: CollaborationService, kind: str, previous: Previou
             log.warning("%s: %s; written because of --force", kind, shrink)
     if previous.error and target.exists():      # corrupt, not unreadable: kept beside the new file, never lost
         aside = target.with_name(f"{target.name}.corrupt-{now:%Y%m%dT%H%M%S}")
-        shutil.copy2(target, aside)
+        await orchestrator.storage.arun(shutil.copy2, target, aside)
         log.warning("%s: the unreadable previous file was copied to %s before being replaced", kind, aside.name)
-    write_data_file(target, data)
+    await orchestrator.storage.arun(write_data_file, target, data)   # the write and its fsyncs on the storage thread
     rejected = f", {len(check.rejected)} rejected" if check.rejected else ""
     cost = outcome.learned.cost_usd if outcome.learned is not None else outcome.legacy.cost_usd
     echo(f"{kind}: wrote {count} record(s) to {target}{note} ({outcome.path} path, ${cost:.5f}{rejected})")
