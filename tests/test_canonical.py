@@ -184,3 +184,22 @@ def test_any_text_reads_without_crashing_and_never_loses_an_unknown_name(text):
         assert isinstance(name, str)
         if text.strip(): assert name.strip()
     canon.placeholder("region", text)
+
+
+# ---- a trailing "GPU" is a word, not a count (found by the realistic fake world: "H100 GPU" read as 100× "H") -----------
+
+from computepulse_ai.canonical import GPU_MODELS  # noqa: E402
+
+DATACENTRE_CODES = sorted(m.name for m in GPU_MODELS.values() if any(ch.isdigit() for ch in m.name))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(DATACENTRE_CODES), st.sampled_from(["{} GPU", "NVIDIA {} GPU", "Nvidia {} GPU", "NVIDIA {} Tensor Core GPU",
+                                                            "{} GPUs", "{} Tensor Core", "{} card", "{}卡"]),
+       st.sampled_from([None, 2, 4, 8]))
+def test_a_gpu_word_after_the_model_number_is_not_a_count(name, template, count):
+    written = template.format(name)
+    read = parse_gpu(written)
+    assert (read.name, read.count) == (name, None), written
+    for counted in (f"{count}x {written}", f"{written} x{count}", f"{count} GPUs {name}", f"{name} ({count} GPUs)") if count else ():
+        assert (parse_gpu(counted).name, parse_gpu(counted).count) == (name, count), counted
