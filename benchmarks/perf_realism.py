@@ -44,6 +44,7 @@ MODELS = [FakeModel("qwen", {"gpu": 0.9, "token": 0.85}, defects=DefectRates()),
           FakeModel("doubao", {"gpu": 0.8, "token": 0.8}, defects=DefectRates())]
 WEIGHTS = {"qwen": 0.8, "deepseek": 0.7, "doubao": 0.6}
 PROMPTS = {"gpu": "请给出各云厂商 GPU 租赁价格 (USD/GPU-hour)", "token": "请给出大模型 API token 价格 (USD per 1M tokens)"}
+EXAMPLES = 5                                        # implausible records shown in the output
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)   # the simulated hours start here (no wall clock)
 
 
@@ -168,7 +169,7 @@ def run_rounds(rules: ValidationRules, rounds: int, seed: int) -> dict:
     possible = rounds * (totals["gpu_entities"] + totals["token_entities"])
     totals["served_share_of_true_offers"] = round(totals["records_served"] / possible, 4)
     totals["withheld_reasons"] = dict(sorted(withheld_why.items(), key=lambda kv: -kv[1])[:6])
-    totals["implausible_examples"] = examples[:5]
+    totals["implausible_examples"] = examples[:EXAMPLES]
     return totals
 
 

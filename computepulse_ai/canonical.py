@@ -47,7 +47,7 @@ PLACEHOLDER_WORDS: tuple[str, ...] = (
     r"\baverage\b", r"\bavg\b", r"\bcheapest\b", r"\blowest\b", r"\bhighest\b", r"\bvarious\b", r"\bvaries\b",
     r"\bmultiple\b", r"\bunknown\b", r"\bn/a\b", r"\bnot (?:specified|available|disclosed)\b", r"\bmarket (?:average|rate)\b",
     r"\btypical\b", r"\bestimated?\b", r"\bbest (?:price|deal|offer)\b", r"\bmost regions\b", r"\ball regions\b",
-    "平均", "最低", "最便宜", "最高", "多家", "各大", "主流", "各地", "不等", "未知", "待定",
+    "平均", "最低", "最便宜", "最高", "多家", "各大", "主流", "各地", "不等", "未知", "待定", "^其[他它]", r"^others?\b",
 )
 
 
@@ -227,7 +227,7 @@ PROVIDER_ALIASES: dict[str, str] = {
     **dict.fromkeys(["Vast.ai", "Vast", "VastAI", "Vast AI"], "Vast.ai"),
     **dict.fromkeys(["CoreWeave", "Core Weave"], "CoreWeave"),
     **dict.fromkeys(["RunPod", "Run Pod", "RunPod.io"], "RunPod"),
-    **dict.fromkeys(["Paperspace", "Paperspace (DigitalOcean)", "DigitalOcean Paperspace"], "Paperspace"),
+    **dict.fromkeys(["Paperspace", "Paperspace (DigitalOcean)", "DigitalOcean Paperspace", "Paperspace by DigitalOcean"], "Paperspace"),
     **dict.fromkeys(["DigitalOcean", "Digital Ocean"], "DigitalOcean"),
     **dict.fromkeys(["Jarvislabs", "Jarvis Labs", "JarvisLabs.ai"], "Jarvislabs"),
     **dict.fromkeys(["Vultr"], "Vultr"), **dict.fromkeys(["Nebius", "Nebius AI"], "Nebius"),
@@ -247,7 +247,7 @@ PROVIDER_ALIASES: dict[str, str] = {
     **dict.fromkeys(["硅基流动", "SiliconFlow", "Silicon Flow"], "SiliconFlow"),
 }
 
-_PRODUCT_WORDS = re.compile(r"(?:gpu云服务器|云服务器|gpu服务器|弹性计算|计算服务|gpucloud|gpu|cloud|ec2|ecs|cvm|compute|"
+_PRODUCT_WORDS = re.compile(r"(?:gpu云服务器|云服务器|gpu服务器|弹性计算|计算服务|计算|科技|gpucloud|gpu|cloud|ec2|ecs|cvm|compute|"
                             r"server|servers|instances?|api|platform|平台|服务|官网|国际站|国际版|中国站|中国)$")
 
 

@@ -247,7 +247,7 @@ CHINESE_SELLERS = frozenset({"阿里云", "腾讯云", "华为云", "火山引�
 MISSING_TEXTS = ("暂无公开数据", "N/A", "contact sales", "未公开", "—")
 PRICE_NAMES = {"gpu": ("price",), "token": ("input_price", "output_price"), "grid_load": ("kwh_price",)}
 
-# %% ../nbs/02a_fakes.ipynb #e98eeec2
+# %% ../nbs/02a_fakes.ipynb #1a68b716
 GPU_TYPICAL_PRICES: dict[str, float] = {   # GPU -> typical on-demand USD/GPU-h, the centre of `offer_world`'s prices
     "H100": 2.6, "H100 SXM": 2.9, "A100 80GB": 1.7, "A100 40GB": 1.25, "L40S": 1.0, "L4": 0.62, "T4": 0.36,
     "H800": 2.8, "H20": 1.4, "Ascend 910B": 1.6, "MI300X": 2.6, "RTX 4090": 0.42,

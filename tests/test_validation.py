@@ -311,3 +311,81 @@ def test_normalising_the_same_record_again_is_memoised_but_never_shared():
     assert again == normalise_record(raw, "gpu", ValidationRules())[0]          # the memo changes nothing
     unhashable = {"provider": "AWS", "region": "us", "gpu": "H100", "price": 2.5, "tags": ["a"]}
     assert normalise_record(unhashable, "gpu", rules)[0]["tags"] == ["a"]
+
+
+# ---- issue 12, round 3: what the realistic fake world (perf_realism on fakes) still served wrongly -------------------
+
+import pytest  # noqa: E402
+from computepulse_ai.merging import merge_records as _merge  # noqa: E402
+from computepulse_ai.validation import ValidationRules as _Rules, merge_spec as _spec, normalise_answers as _norm, validate as _validate  # noqa: E402
+
+_W = {"qwen": 0.8, "deepseek": 0.7, "doubao": 0.6}
+
+
+def _served(answers, kind="gpu", previous=None, rules=None):
+    rules = rules or _Rules()
+    merged = _merge(_norm(answers, kind, rules)[0], _W, _spec(kind, rules))
+    return _validate(merged, kind, rules, previous=previous)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.floats(0.4, 5.5), st.sampled_from([0.5, 0.6, 1.5, 2.0]), st.permutations(["qwen", "deepseek", "doubao"]))
+def test_two_agreeing_models_are_never_corrected_toward_a_third(true, scale, order):
+    "2.38, 2.38 and a wrong 1.428 served 1.7136: the agreeing values were 'corrected' by ×10/7.2 toward the median."
+    wrong = round(true * scale, 4)
+    answers = {order[0]: [{"provider": "阿里云", "region": "cn-hangzhou", "gpu": "Ascend 910B", "price": true, "currency": "USD"}],
+               order[1]: [{"provider": "Aliyun", "region": "cn-hangzhou", "gpu": "Ascend 910B", "price": true, "currency": "USD"}],
+               order[2]: [{"provider": "阿里云", "region": "cn-hangzhou", "gpu": "Ascend 910B", "price": wrong, "currency": "USD"}]}
+    result = _served(answers)
+    assert len(result.accepted) == 1 and abs(result.accepted[0]["price"] - true) <= 1e-3 * true
+
+
+def test_a_lone_value_that_moved_since_the_previous_file_is_withheld_with_its_reason():
+    previous = [{"provider": "AWS", "region": "US-East-1", "gpu": "H100", "price": 2.49, "currency": "USD"}]
+    moved = {"qwen": [{"provider": "AWS", "region": "US-East-1", "gpu": "H100", "price": 3.74}]}      # ×1.5: in band
+    result = _served(moved, previous=previous)
+    assert result.accepted == [] and "unconfirmed" in result.rejected[0].errors[0] and "previous file" in result.rejected[0].errors[0]
+    same = {"qwen": [{"provider": "AWS", "region": "US-East-1", "gpu": "H100", "price": 2.55}]}       # the previous file confirms it
+    assert len(_served(same, previous=previous).accepted) == 1
+    two = {"qwen": moved["qwen"], "deepseek": [{"provider": "Amazon", "region": "us-east-1", "gpu": "H100", "price": 3.74}]}
+    assert len(_served(two, previous=previous).accepted) == 1                                        # two models: a real move
+    flagged = _served(moved, previous=previous, rules=_Rules(unconfirmed_action="flag"))
+    assert len(flagged.accepted) == 1 and "unconfirmed" in flagged.outcomes[0].warnings[-1]
+
+
+def test_a_one_against_one_dispute_without_a_previous_value_is_withheld():
+    answers = {"qwen": [{"provider": "Lambda", "region": "US-Texas", "gpu": "H100", "price": 2.49}],
+               "deepseek": [{"provider": "Lambda", "region": "US-Texas", "gpu": "H100", "price": 3.74}]}   # ×1.5: no unit explains it
+    result = _served(answers)
+    assert result.accepted == [] and "disputed" in result.rejected[0].errors[0]
+    out_of_band = {"qwen": answers["qwen"], "deepseek": [{"provider": "Lambda", "region": "US-Texas", "gpu": "H100", "price": 0.02}]}
+    assert len(_served(out_of_band).accepted) == 1              # an out-of-band rival is no dispute (it has no vote)
+
+
+def test_a_lone_price_far_from_the_same_gpus_other_offers_is_withheld():
+    offers = [("AWS", 2.5), ("Azure", 2.9), ("Lambda", 2.49), ("CoreWeave", 2.23), ("RunPod", 2.69), ("Vast.ai", 1.9)]
+    answers = {"qwen": [{"provider": p, "region": "r", "gpu": "H100", "price": v} for p, v in offers],
+               "deepseek": [{"provider": p, "region": "r", "gpu": "H100", "price": v} for p, v in offers]}
+    answers["qwen"].append({"provider": "Nebius", "region": "r", "gpu": "H100", "price": 11.9})   # in band, ×5 the market
+    result = _served(answers)
+    assert len(result.accepted) == len(offers) and "robust z-scores" in result.rejected[0].errors[0]
+
+
+def test_a_stamped_usd_on_a_chinese_clouds_cny_price_is_read_as_cny():
+    "Models stamp the USD the prompt asked for on a CNY figure: currency 'USD' beside 17.14 for an Ascend 910B."
+    record, notes = normalise_record({"provider": "阿里云", "region": "x", "gpu": "Ascend 910B", "price": 17.14, "currency": "USD"}, "gpu")
+    assert abs(record["price"] - 17.14 / 7.2) < 1e-9 and any("stamped USD" in n for n in notes)
+    record, _ = normalise_record({"provider": "AWS", "region": "x", "gpu": "H100", "price": 17.14, "currency": "USD"}, "gpu")
+    assert record["price"] == 17.14                          # not a Chinese cloud: no guess (rejected by its band later)
+    record, _ = normalise_record({"provider": "DeepSeek", "model": "DeepSeek-R1", "input_price": 3.96, "output_price": 15.77,
+                                  "currency": "USD"}, "token")
+    assert abs(record["input_price"] - 0.55) < 1e-9 and abs(record["output_price"] - 15.77 / 7.2) < 1e-9
+
+
+@pytest.mark.parametrize("model,true_in,true_out", [("Doubao-Pro-32k", 0.11, 0.28), ("Kimi k1.5", 0.83, 3.33), ("GLM-4-Plus", 0.69, 1.035)])
+def test_chinese_models_have_bands_that_catch_their_cny_prices(model, true_in, true_out):
+    "Without a band, 0.79/2.02 (Doubao in CNY) fitted the global 0.001–100 range and was served."
+    provider = {"Doubao-Pro-32k": "火山引擎", "Kimi k1.5": "月之暗面", "GLM-4-Plus": "智谱"}[model]
+    record, _ = normalise_record({"provider": provider, "model": model, "input_price": round(true_in * 7.2, 2),
+                                  "output_price": round(true_out * 7.2, 2)}, "token")
+    assert abs(record["input_price"] - true_in) < 0.01 and abs(record["output_price"] - true_out) < 0.01
