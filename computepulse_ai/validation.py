@@ -341,6 +341,8 @@ def _normalise_fresh(record: Mapping[str, Any], data_type: str, rules: Validatio
                 value = converted
             if name == "price": units = units + " " + amount.unit
         rec[name] = value
+    if data_type == "token" and any(" per 1K tokens → " in n for n in out.notes):
+        for unit_field in ("unit", "price_unit"): rec.pop(unit_field, None)   # spent: the prices are per 1M now
     if data_type == "gpu": _normalise_gpu(rec, rules, out, units)
     if in_usd:
         if declared not in (None, "USD"): out.notes.append(f"currency {rec.get('currency')!r} → 'USD' (converted)")
@@ -450,6 +452,7 @@ def _normalise_gpu(rec: dict, rules: ValidationRules, out: Normalised, units: st
         return
     out.warnings.append(f"per-instance price detected ({reason}): {price:g} / {count} GPUs → {per_gpu:.4g} per GPU-hour")
     rec["price"], rec["gpu_count"] = per_gpu, count
+    for unit_field in ("unit", "price_unit"): rec.pop(unit_field, None)     # spent: the price is per GPU now
 
 
 def normalise_record(record: Mapping[str, Any],  # one record as a model returned it
@@ -523,9 +526,12 @@ def reconcile_units(answers: Mapping[str, Any],   # model -> its normalised answ
         lo, hi = row.band
         if abs(row.value - reference) <= rules.unit_tolerance * reference or not lo <= reference <= hi: continue
         if any(abs(o - row.value) <= rules.unit_tolerance * row.value for o in others): continue   # another model agrees as is
+        behind = sum(abs(o - reference) <= rules.unit_tolerance * reference for o in others)
+        lone = lo <= row.value <= hi and behind < 2   # in band, against one other voice: only a distinctive factor is a slip
         record = out[row.model][row.position]
         fits = [(abs(row.value / f - reference), f, meaning) for f, meaning in _unit_slips(record, data_type, rules)
-                if abs(row.value / f - reference) <= rules.unit_tolerance * reference and lo <= row.value / f <= hi]
+                if abs(row.value / f - reference) <= rules.unit_tolerance * reference and lo <= row.value / f <= hi
+                and not (lone and max(f, 1 / f) < 7)]          # ×2, ×4, ×1.39 are also plain wrong values
         if not fits: continue
         _, factor, meaning = min(fits)                           # the slip that lands closest to the others
         if (row.model, row.position) not in changed:
@@ -902,6 +908,16 @@ def _outlier(outcome: RecordOutcome, peers: Mapping[str, list[tuple[int, float]]
             f"{outcome.record.get('gpu')} offers this hour (median {math.exp(centre):.4g}; limit {rules.peer_z_max:g})")
 
 
+def _rivals(other: float, now: float, rec: Mapping[str, Any], data_type: str, rules: ValidationRules) -> bool:
+    "Whether another model's value contradicts `now`: in band (or in band under some unit slip), and no reading of it agrees."
+    (lo, hi), _ = rules.gpu_band(rec.get("gpu")) if data_type == "gpu" else rules.token_band(rec.get("model"))
+    chinese = rec.get("provider") in rules.chinese_providers          # AWS quotes no CNY: 249 is no 8-GPU CNY price there
+    readings = [other] + [other / f for f, meaning in _unit_slips(rec, data_type, rules)
+                          if max(f, 1 / f) >= 7 and (chinese or "CNY" not in meaning)]   # distinctive slips only
+    plausible = [v for v in readings if lo <= v <= hi]            # 0.02 for an H100 is garbage, not a rival; 29.5 may be 2.95
+    return bool(plausible) and not any(abs(v - now) <= rules.unit_tolerance * now for v in plausible)
+
+
 def _check_unconfirmed(outcomes: Sequence[RecordOutcome], before: Mapping[str, Mapping[str, float]], data_type: str,
                        key_fn, by_record: Mapping[str, list[Provenance]], rules: ValidationRules) -> None:
     "A value only one model stands behind is served when nothing contradicts it; withheld when it moved, is disputed or an outlier."
@@ -917,14 +933,20 @@ def _check_unconfirmed(outcomes: Sequence[RecordOutcome], before: Mapping[str, M
             now, was = rec.get(name), old.get(name)
             if not isinstance(now, (int, float)) or now <= 0: continue
             backers = len(fields[name].supporters) if name in fields else len(outcome.supporters)   # a field's own voters
+            rivals = [a["value"] for a in (fields[name].alternatives if name in fields else ())
+                      if isinstance(a.get("value"), (int, float)) and _rivals(a["value"], now, rec, data_type, rules)]
+            if was is not None and abs(now - was) > rules.confirm_tolerance * was and any(
+                    abs(v - was) <= rules.confirm_tolerance * was for v in rivals):
+                reasons.append(f"{name} {now:.4g} moved ×{max(now / was, was / now):.2f} from the previous file's {was:.4g}, "
+                               f"which another model ({rivals[0]:.4g}) still gives")
+                continue
             if backers >= 2: continue
             if was is not None:
                 if abs(now - was) <= rules.confirm_tolerance * was: continue          # the previous file confirms it
                 reasons.append(f"{name} {now:.4g} is ×{max(now / was, was / now):.2f} off the previous file's {was:.4g}")
                 continue
-            (lo, hi), _ = rules.gpu_band(rec.get("gpu")) if data_type == "gpu" else rules.token_band(rec.get("model"))
-            disputed = [a["value"] for a in (fields[name].alternatives if name in fields else ())   # in-band rivals only
-                        if isinstance(a.get("value"), (int, float)) and lo <= a["value"] <= hi]
+            disputed = [a["value"] for a in (fields[name].alternatives if name in fields else ())
+                        if isinstance(a.get("value"), (int, float)) and _rivals(a["value"], now, rec, data_type, rules)]
             if disputed:
                 reasons.append(f"{name} {now:.4g} is disputed by another model's {disputed[0]:.4g}, and no previous value "
                                "settles it")
