@@ -527,6 +527,7 @@ def reconcile_units(answers: Mapping[str, Any],   # model -> its normalised answ
         if abs(row.value - reference) <= rules.unit_tolerance * reference or not lo <= reference <= hi: continue
         if any(abs(o - row.value) <= rules.unit_tolerance * row.value for o in others): continue   # another model agrees as is
         behind = sum(abs(o - reference) <= rules.unit_tolerance * reference for o in others)
+        if behind == 0: continue                      # the others disagree among themselves: their median is nobody's value
         lone = lo <= row.value <= hi and behind < 2   # in band, against one other voice: only a distinctive factor is a slip
         record = out[row.model][row.position]
         fits = [(abs(row.value / f - reference), f, meaning) for f, meaning in _unit_slips(record, data_type, rules)

@@ -438,3 +438,13 @@ def test_a_small_ratio_against_one_other_model_is_a_dispute_not_a_slip(gpu, wher
     assert validate(merged, "gpu").accepted == []                           # disputed, no previous value: withheld
     previous = [{"provider": "RunPod", "region": "US", "gpu": gpu, "price": true}]
     assert [round(r["price"], 6) for r in validate(merged, "gpu", previous=previous).accepted] == [round(true, 6)]
+
+
+def test_no_slip_is_undone_toward_a_median_nobody_gave():
+    "5.98 ÷10 = 0.598 matched the median of 0.498 and 0.83 (which disagree): served 0.598 for a true 0.83."
+    answers = {"qwen": [{"provider": "Alibaba", "region": "华东1(杭州)", "gpu": "L40S", "price": 43.06, "currency": "CNY"}],
+               "deepseek": [{"provider": "Alibaba Cloud", "region": "华东1(杭州)", "gpu": "L40S", "price": 0.498}],
+               "doubao": [{"provider": "ALIBABA CLOUD", "region": "华东1(杭州)", "gpu": "L40S", "price": 0.83}]}
+    merged = merge_records(normalise_answers(answers, "gpu")[0], {"qwen": 0.8, "deepseek": 0.7, "doubao": 0.6}, merge_spec("gpu"))
+    assert not any("corrected" in n for n in merged.notes)
+    assert not any(abs(r["price"] - 0.598) < 0.01 for r in validate(merged, "gpu").accepted)
