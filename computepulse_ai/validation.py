@@ -97,7 +97,7 @@ class ValidationRules:
     gw_tolerance: float = 0.05                 # estimated_gw vs annual_twh/8.76: relative gap above this → warning
     gw_error_tolerance: float | None = 1.0     # ... above this → error (a unit mix-up, not rounding); None: never
     require_region: bool = True                # GPU records need a region (the newer validator)
-    zero_price_is_missing: bool = True         # a token price of 0 means "unknown", not "free"
+    zero_price_is_missing: bool = True         # a token or GPU price of 0 means "unknown", not "free"
     guess_cny: bool = True                     # an unlabelled out-of-band price from a Chinese cloud that fits after ÷rate is CNY
     provider_aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PROVIDER_ALIASES))  # spelling -> name
     extra_provider_aliases: dict[str, str] = field(default_factory=dict)  # added on top of `provider_aliases`
@@ -322,7 +322,7 @@ def _normalise_fresh(record: Mapping[str, Any], data_type: str, rules: Validatio
             if (currency is None or (currency == "USD" and amount.currency is None)) and rules.guess_cny and data_type != "grid_load":
                 value, guessed = _guess_cny(name, value, rec, data_type, rules, out)   # unlabelled, or only stamped USD
                 currency = guessed or currency
-            if data_type == "token" and value == 0 and rules.zero_price_is_missing:
+            if data_type in ("token", "gpu") and value == 0 and rules.zero_price_is_missing:   # no GPU-hour is free either
                 out.missing[name] = "0 means unknown (or a free tier), not a price"
                 out.notes.append(f"{name} 0 → missing")
                 rec[name] = None

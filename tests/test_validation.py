@@ -448,3 +448,13 @@ def test_no_slip_is_undone_toward_a_median_nobody_gave():
     merged = merge_records(normalise_answers(answers, "gpu")[0], {"qwen": 0.8, "deepseek": 0.7, "doubao": 0.6}, merge_spec("gpu"))
     assert not any("corrected" in n for n in merged.notes)
     assert not any(abs(r["price"] - 0.598) < 0.01 for r in validate(merged, "gpu").accepted)
+
+
+def test_a_zero_gpu_price_is_missing_and_does_not_outvote_a_real_one():
+    "qwen's 0 outvoted doubao's 2.49 in the messy demo (a 0 was a vote; for GPUs it means 'unknown')."
+    answers = {"qwen": [{"provider": "AWS", "region": "US-East-1", "gpu": "H100", "price": 0}],
+               "doubao": [{"provider": "AWS", "region": "US-East-1", "gpu": "H100", "price": 2.49}]}
+    merged = merge_records(normalise_answers(answers, "gpu")[0], {"qwen": 0.8, "doubao": 0.6}, merge_spec("gpu"))
+    assert [r["price"] for r in validate(merged, "gpu").accepted] == [2.49]
+    record, notes = normalise_record({"provider": "AWS", "region": "x", "gpu": "H100", "price": 0}, "gpu")
+    assert record["price"] is None and any("0 → missing" in n for n in notes)
