@@ -111,7 +111,7 @@ class ValidationRules:
     jump_action: str = "flag"                  # ... with one model behind it: "flag" (warning), "keep_previous" or "reject"
     confirm_tolerance: float = 0.15            # a one-model value within this of the previous file's is confirmed by it
     unconfirmed_action: str = "withhold"       # an unconfirmed value that moved, is disputed or an outlier: "withhold" or "flag"
-    peer_z_max: float = 3.5                    # outlier: robust z (log price) against the same GPU's other offers this hour
+    peer_z_max: float = 6.0                    # outlier: robust z (log price) against the same GPU's other offers this hour
     peer_min: int = 5                          # ... counted only with at least this many other offers
 
     def __post_init__(self):

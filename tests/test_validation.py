@@ -458,3 +458,12 @@ def test_a_zero_gpu_price_is_missing_and_does_not_outvote_a_real_one():
     assert [r["price"] for r in validate(merged, "gpu").accepted] == [2.49]
     record, notes = normalise_record({"provider": "AWS", "region": "x", "gpu": "H100", "price": 0}, "gpu")
     assert record["price"] is None and any("0 → missing" in n for n in notes)
+
+
+def test_a_true_but_dear_offer_is_not_withheld_as_an_outlier():
+    "Paperspace's A100 at 3.09 (true, the fake world's dearest A100) was withheld at a robust-z limit of 3.5."
+    from computepulse_ai.fakes import GPU_PRICES
+    lone = [r for r in GPU_PRICES if r["provider"] != "Paperspace"]
+    merged = merge_records(normalise_answers({"a": GPU_PRICES, "b": lone}, "gpu")[0], {"a": 0.8, "b": 0.6}, merge_spec("gpu"))
+    result = validate(merged, "gpu")
+    assert len(result.accepted) == len(GPU_PRICES), [o.errors for o in result.rejected]
