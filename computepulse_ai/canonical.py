@@ -47,7 +47,7 @@ PLACEHOLDER_WORDS: tuple[str, ...] = (
     r"\baverage\b", r"\bavg\b", r"\bcheapest\b", r"\blowest\b", r"\bhighest\b", r"\bvarious\b", r"\bvaries\b",
     r"\bmultiple\b", r"\bunknown\b", r"\bn/a\b", r"\bnot (?:specified|available|disclosed)\b", r"\bmarket (?:average|rate)\b",
     r"\btypical\b", r"\bestimated?\b", r"\bbest (?:price|deal|offer)\b", r"\bmost regions\b", r"\ball regions\b",
-    "平均", "最低", "最便宜", "最高", "多家", "各大", "主流", "各地", "不等", "未知", "待定",
+    "平均", "最低", "最便宜", "最高", "多家", "各大", "主流", "各地", "不等", "未知", "待定", "^其[他它]", r"^others?\b",
 )
 
 
@@ -118,11 +118,11 @@ GPU_CODE_ALIASES: dict[str, str] = {   # lookup forms that are not the display n
     "quadrortx8000": "Quadro RTX 8000", "rtx8000": "Quadro RTX 8000",
 }
 
-_COUNT_PATTERNS = (re.compile(r"^\s*(\d{1,3})\s*(?:x|×|\*|卡|块|张)\s*", re.I),
+_COUNT_PATTERNS = (re.compile(r"^\s*(\d{1,3})\s*(?:x|×|\*|卡|块|张|gpus?\b|cards?\b)\s*", re.I),
                    re.compile(r"\s*(?:x|×|\*)\s*(\d{1,3})\s*$", re.I),
-                   re.compile(r"\s*\(?\s*(\d{1,3})\s*(?:卡|块|张|gpus?|cards?)\s*\)?\s*$", re.I))
+                   re.compile(r"(?:^|(?<=[\s(（]))\s*\(?\s*(\d{1,3})\s*(?:卡|块|张|gpus?|cards?)\s*\)?\s*$", re.I))   # "H100 GPU" is not 100 GPUs
 _VENDOR_WORDS = re.compile(r"\b(?:nvidia|geforce|tesla|amd|instinct|intel|habana|huawei|google|cloud|gpu|gpus|"
-                           r"graphics card|accelerator)\b|英伟达|华为|显卡|显存|加速卡|算力卡|\bcard\b", re.I)
+                           r"graphics card|accelerator|tensor core)\b|英伟达|华为|显卡|显存|加速卡|算力卡|卡(?=\s*$)|\bcard\b", re.I)   # "A100卡": a card
 _MEMORY = re.compile(r"(?<![A-Za-z0-9.])(\d{1,3})\s*(?:gb|gib|g)(?![a-z])(?:\s*(?:hbm\d?e?|gddr\d?x?))?", re.I)
 _FORM = re.compile(r"\b(?:sxm\d?|pci-?e(?:\s*gen\s*\d)?|pci\s+express|nvl|nvlink)\b", re.I)
 _FORM_NAMES = {"sxm": "SXM", "pci": "PCIe", "nvl": "NVL"}
@@ -156,7 +156,16 @@ def parse_gpu(name: Any,                                     # a GPU name as a m
               ) -> GpuName:
     "Read a GPU spelling into model, memory, form factor and count (`name` is the canonical display name)."
     text = tidy(name).replace("昇腾", " Ascend ").replace("昇騰", " Ascend ")
-    text, count = _gpu_count(text)
+    counted, count = _gpu_count(text)
+    read = _read_gpu(counted, count, aliases)
+    if read.model is None and count is not None:          # "Ascend 910 GPU", "Gaudi 3 GPU": the number was the model's
+        uncounted = _read_gpu(text, None, aliases)
+        if uncounted.model is not None: read = uncounted
+    return read if read.model is not None else GpuName(tidy(name), read.count, None, read.memory_gb, read.form)
+
+
+def _read_gpu(text: str, count: int | None, aliases: Mapping[str, str] | None) -> GpuName:
+    "Model, memory and form factor of a GPU spelling without its count (`name` is empty when the model is unknown)."
     stripped = " ".join(_VENDOR_WORDS.sub(" ", text).split())
     found_memory = _MEMORY.search(stripped)
     memory = int(found_memory.group(1)) if found_memory else None
@@ -170,7 +179,7 @@ def parse_gpu(name: Any,                                     # a GPU name as a m
         whole = _lookup_gpu(compact(stripped), aliases)      # a memory-like suffix was part of the name (e.g. "H20")
         if whole is not None: model, memory, form = whole, None, None
     if model is None:
-        return GpuName(tidy(name), count, None, memory, form)     # unknown: as written (tidied), never re-cased
+        return GpuName("", count, None, memory, form)             # unknown: the caller keeps it as written, never re-cased
     parts = [model.name]
     if memory is not None and memory != model.default_memory: parts.append(f"{memory}GB")
     if form is not None and form in model.forms: parts.append(form)
@@ -218,7 +227,7 @@ PROVIDER_ALIASES: dict[str, str] = {
     **dict.fromkeys(["Vast.ai", "Vast", "VastAI", "Vast AI"], "Vast.ai"),
     **dict.fromkeys(["CoreWeave", "Core Weave"], "CoreWeave"),
     **dict.fromkeys(["RunPod", "Run Pod", "RunPod.io"], "RunPod"),
-    **dict.fromkeys(["Paperspace", "Paperspace (DigitalOcean)", "DigitalOcean Paperspace"], "Paperspace"),
+    **dict.fromkeys(["Paperspace", "Paperspace (DigitalOcean)", "DigitalOcean Paperspace", "Paperspace by DigitalOcean"], "Paperspace"),
     **dict.fromkeys(["DigitalOcean", "Digital Ocean"], "DigitalOcean"),
     **dict.fromkeys(["Jarvislabs", "Jarvis Labs", "JarvisLabs.ai"], "Jarvislabs"),
     **dict.fromkeys(["Vultr"], "Vultr"), **dict.fromkeys(["Nebius", "Nebius AI"], "Nebius"),
@@ -238,7 +247,7 @@ PROVIDER_ALIASES: dict[str, str] = {
     **dict.fromkeys(["硅基流动", "SiliconFlow", "Silicon Flow"], "SiliconFlow"),
 }
 
-_PRODUCT_WORDS = re.compile(r"(?:gpu云服务器|云服务器|gpu服务器|弹性计算|计算服务|gpucloud|gpu|cloud|ec2|ecs|cvm|compute|"
+_PRODUCT_WORDS = re.compile(r"(?:gpu云服务器|云服务器|gpu服务器|弹性计算|计算服务|计算|科技|gpucloud|gpu|cloud|ec2|ecs|cvm|compute|"
                             r"server|servers|instances?|api|platform|平台|服务|官网|国际站|国际版|中国站|中国)$")
 
 

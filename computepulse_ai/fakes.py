@@ -28,11 +28,12 @@ from .core import ComputePulseError, get_logger
 # %% auto #0
 __all__ = ['GPU_PRICES', 'TOKEN_PRICES', 'GRID_RECORD', 'DATA_TYPES', 'RECORD_KEYS', 'CORRUPTIONS', 'GPU_SPELLINGS',
            'PROVIDER_SPELLINGS', 'MODEL_SPELLINGS', 'REGION_SPELLINGS', 'PLACEHOLDERS', 'CHINESE_SELLERS',
-           'MISSING_TEXTS', 'PRICE_NAMES', 'DEFAULT_MODELS', 'ROUTES', 'FAULT_KINDS', 'ground_truth',
-           'detect_data_type', 'matches_truth', 'corrupt', 'render_answer', 'DefectRates', 'EmittedRecord',
-           'MessyTruth', 'messy_answer', 'FakeModel', 'ScriptedAnswer', 'script_answer', 'Fault', 'LoggedRequest',
-           'dashscope_body', 'dashscope_error', 'openai_body', 'openai_error', 'ark_responses_body', 'fake_sources',
-           'split_chunks', 'FakeProviderServer']
+           'MISSING_TEXTS', 'PRICE_NAMES', 'GPU_TYPICAL_PRICES', 'OFFER_REGIONS', 'CONSUMER_GPUS',
+           'DATACENTRE_ONLY_SELLERS', 'CHINA_ONLY_GPUS', 'EIGHT_GPU_CLASSES', 'DEFAULT_MODELS', 'ROUTES', 'FAULT_KINDS',
+           'ground_truth', 'detect_data_type', 'matches_truth', 'corrupt', 'render_answer', 'offer_world',
+           'DefectRates', 'EmittedRecord', 'MessyTruth', 'messy_answer', 'FakeModel', 'ScriptedAnswer', 'script_answer',
+           'Fault', 'LoggedRequest', 'dashscope_body', 'dashscope_error', 'openai_body', 'openai_error',
+           'ark_responses_body', 'fake_sources', 'split_chunks', 'FakeProviderServer']
 
 # %% ../nbs/02a_fakes.ipynb #6b1eb225
 GPU_PRICES: list[dict[str, Any]] = [
@@ -54,7 +55,7 @@ TOKEN_PRICES: list[dict[str, Any]] = [
         ("Anthropic", "Claude 3.5 Sonnet", 3.0, 15.0), ("Anthropic", "Claude 3.5 Haiku", 0.8, 4.0),
         ("Google", "Gemini 1.5 Pro", 1.25, 5.0), ("Google", "Gemini 1.5 Flash", 0.075, 0.3),
         ("DeepSeek", "DeepSeek-V3", 0.27, 1.10), ("DeepSeek", "DeepSeek-R1", 0.55, 2.19),
-        ("阿里云", "Qwen-Max", 1.6, 6.4), ("阿里云", "Qwen-Plus", 0.4, 1.2), ("字节跳动", "Doubao-Pro-32k", 0.11, 0.28),
+        ("阿里云", "Qwen-Max", 1.6, 6.4), ("阿里云", "Qwen-Plus", 0.4, 1.2), ("火山引擎", "Doubao-Pro-32k", 0.11, 0.28),
         ("Moonshot", "Kimi k1.5", 0.83, 3.33), ("智谱", "GLM-4-Plus", 0.69, 0.69 * 1.5),
     ]]
 
@@ -177,6 +178,14 @@ GPU_SPELLINGS: dict[str, tuple[str, ...]] = {   # ground-truth name -> other way
     "L4": ("NVIDIA L4", "Nvidia L4 GPU", "l4", "L4 GPU"),
     "T4": ("NVIDIA T4", "Tesla T4", "t4", "NVIDIA Tesla T4"),
     "RTX 4090": ("RTX4090", "GeForce RTX 4090", "rtx 4090", "NVIDIA RTX 4090", "RTX-4090", "Nvidia GeForce RTX4090"),
+    "H100 SXM": ("H100 SXM5", "NVIDIA H100 SXM5 80GB", "H100-SXM", "h100 sxm", "H100 SXM 80GB"),
+    "A100 80GB": ("A100 (80GB)", "A100-80GB", "A100 80G", "NVIDIA A100 80GB", "A100 80GB GPU"),
+    "A100 40GB": ("A100-40G", "A100 (40GB)", "A100 40G", "NVIDIA A100 40GB"),
+    "L40S": ("NVIDIA L40S", "l40s", "L40S GPU"),
+    "H800": ("NVIDIA H800", "h800", "英伟达H800"),
+    "H20": ("NVIDIA H20", "h20", "英伟达 H20"),
+    "Ascend 910B": ("昇腾910B", "华为昇腾 910B", "Huawei Ascend 910B", "Ascend910B"),
+    "MI300X": ("AMD Instinct MI300X", "AMD MI300X", "mi300x", "Instinct MI300X"),
 }
 
 PROVIDER_SPELLINGS: dict[str, tuple[str, ...]] = {   # ground-truth provider -> other spellings of the same company
@@ -190,16 +199,18 @@ PROVIDER_SPELLINGS: dict[str, tuple[str, ...]] = {   # ground-truth provider -> 
     "阿里云": ("Aliyun", "Alibaba Cloud", "Alibaba", "阿里巴巴云", "AlibabaCloud"),
     "腾讯云": ("Tencent Cloud", "Tencent", "TencentCloud", "腾讯云计算"),
     "华为云": ("Huawei Cloud", "HUAWEI CLOUD", "Huawei", "华为云计算"),
-    "火山引擎": ("Volcengine", "Volcano Engine", "字节跳动火山引擎", "VolcEngine"),
+    "火山引擎": ("Volcengine", "Volcano Engine", "字节跳动火山引擎", "VolcEngine", "字节跳动", "ByteDance", "字节"),  # Doubao's seller
     "Oracle": ("Oracle Cloud", "OCI", "Oracle Cloud Infrastructure"),
     "Paperspace": ("Paperspace by DigitalOcean", "paperspace", "PaperSpace"),
     "OpenAI": ("openai", "Open AI", "OpenAI API"),
     "Anthropic": ("anthropic", "Anthropic API", "ANTHROPIC"),
     "Google": ("Google AI", "谷歌", "Google Gemini"),
     "DeepSeek": ("深度求索", "deepseek", "DeepSeek AI"),
-    "字节跳动": ("ByteDance", "字节", "Bytedance"),
     "Moonshot": ("Moonshot AI", "月之暗面", "moonshot"),
     "智谱": ("Zhipu AI", "智谱AI", "Zhipu", "智谱清言"),
+    "百度智能云": ("Baidu AI Cloud", "Baidu Intelligent Cloud", "Baidu Smart Cloud", "百度云"),
+    "商汤": ("SenseTime", "商汤科技"),
+    "AutoDL": ("AutoDL算力云", "autodl"),
 }
 
 MODEL_SPELLINGS: dict[str, tuple[str, ...]] = {   # ground-truth LLM name -> other spellings of the same model
@@ -231,9 +242,48 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {   # field -> names that stand for n
     "model": ("Various", "Unknown model", "其他模型"),
 }
 
-CHINESE_SELLERS = frozenset({"阿里云", "腾讯云", "华为云", "火山引擎", "字节跳动", "智谱", "Moonshot", "DeepSeek"})
+CHINESE_SELLERS = frozenset({"阿里云", "腾讯云", "华为云", "火山引擎", "智谱", "Moonshot", "DeepSeek", "百度智能云",
+                             "商汤", "AutoDL"})
 MISSING_TEXTS = ("暂无公开数据", "N/A", "contact sales", "未公开", "—")
 PRICE_NAMES = {"gpu": ("price",), "token": ("input_price", "output_price"), "grid_load": ("kwh_price",)}
+
+# %% ../nbs/02a_fakes.ipynb #1a68b716
+GPU_TYPICAL_PRICES: dict[str, float] = {   # GPU -> typical on-demand USD/GPU-h, the centre of `offer_world`'s prices
+    "H100": 2.6, "H100 SXM": 2.9, "A100 80GB": 1.7, "A100 40GB": 1.25, "L40S": 1.0, "L4": 0.62, "T4": 0.36,
+    "H800": 2.8, "H20": 1.4, "Ascend 910B": 1.6, "MI300X": 2.6, "RTX 4090": 0.42,
+}
+
+OFFER_REGIONS: dict[str, tuple[str, ...]] = {   # provider -> the regions `offer_world` puts its offers in
+    "AWS": ("US-East-1", "US-West-2", "EU-West-1"), "Azure": ("East US", "West Europe"), "GCP": ("us-central1", "europe-west4"),
+    "Lambda": ("US-Texas",), "CoreWeave": ("US-East",), "RunPod": ("US", "EU"), "Vast.ai": ("Global",),
+    "阿里云": ("华北2(北京)", "华东1(杭州)"), "腾讯云": ("广州", "上海"), "火山引擎": ("华北2",), "百度智能云": ("北京",),
+    "华为云": ("贵阳",), "商汤": ("上海",), "AutoDL": ("内蒙", "西北"),
+}
+
+CONSUMER_GPUS = frozenset({"RTX 4090"})
+DATACENTRE_ONLY_SELLERS = frozenset({"AWS", "Azure", "GCP", "Lambda", "CoreWeave"})   # rent no consumer cards
+CHINA_ONLY_GPUS = frozenset({"H800", "H20", "Ascend 910B"})                            # sold by Chinese clouds only
+EIGHT_GPU_CLASSES = frozenset({"H100", "A100", "H100 SXM", "A100 80GB", "A100 40GB", "H800", "H20", "MI300X"})  # rented as 8-GPU nodes
+
+
+def offer_world(rng: random.Random,       # the only source of randomness
+                size: int | None = None,  # this many offers (more regions per offer); None: what the tables give (~80)
+                share: float = 0.55,      # share of the possible (provider, GPU) pairs that exist
+                ) -> list[dict[str, Any]]:
+    "True GPU offers (the spelling tables' names, USD/GPU-h) for a benchmark's world."
+    offers = []
+    for provider, regions in OFFER_REGIONS.items():
+        for gpu, typical in GPU_TYPICAL_PRICES.items():
+            if gpu in CONSUMER_GPUS and provider in DATACENTRE_ONLY_SELLERS: continue
+            if gpu in CHINA_ONLY_GPUS and provider not in CHINESE_SELLERS: continue
+            if rng.random() >= share: continue
+            for region in regions:
+                offers.append({"provider": provider, "region": region, "gpu": gpu,
+                               "price": round(typical * rng.uniform(0.75, 1.5), 2), "currency": "USD"})
+    while size is not None and offers and len(offers) < size:   # more regions of the same offers
+        base = rng.choice(offers)
+        offers.append(dict(base, region=f"{base['region']}-{len(offers)}"))
+    return offers[:size] if size is not None else offers
 
 # %% ../nbs/02a_fakes.ipynb #d9d8fddf
 @dataclass
@@ -241,12 +291,16 @@ class DefectRates:
     "How often each defect class of real model output shows up in a messy answer."
     spelling: float = 0.25        # per name (provider, GPU, model, region): written another way
     cny: float = 0.4              # per record of a Chinese seller: its prices in CNY (×7.2), labelled or not
-    per_instance: float = 0.08    # per H100/A100 record: the 8-GPU instance price (×8), with or without a hint
+    per_instance: float = 0.08    # per record of a GPU rented as 8-GPU nodes (H100, A100 …): the node price (×8), hinted or not
     per_1k: float = 0.06          # per token record: prices per 1K tokens (÷1000), labelled or not
     string_number: float = 0.04   # per record: a string where a number belongs ("暂无公开数据", "N/A", …)
     zero: float = 0.02            # per record: a price of 0
+    decimal_slip: float = 0.01    # per record: a price ×10 (the decimal point one place off)
+    numeric_string: float = 0.08  # per record: prices written as text around their number ("2.49", "$2.49/hr", "2.49 USD")
+    upper_case: float = 0.03      # per name (provider, GPU, model): upper-cased ("ASCEND 910B", "ALIBABA CLOUD")
+    omission: float = 0.03        # per record: left out of this answer (not every offer is in every answer)
     placeholder: float = 0.15     # per answer: an extra record named by a placeholder (Unknown, Various, Global (Average))
-    duplicate: float = 0.2        # per answer: one record repeated under another spelling (maybe its CNY value)
+    duplicate: float = 0.2        # per answer: one record repeated under another spelling (maybe its CNY value, or ×1.9)
     citation: float = 0.35        # per answer: citation markers ([1], (see [2024])) in the prose before the JSON
     many_citations: float = 0.1   # per answer with citations: 64+ markers instead of a few
     truncation: float = 0.1       # per answer: the text cut at a random offset inside the JSON
@@ -279,6 +333,7 @@ class MessyTruth:
     emitted: list[EmittedRecord]         # the records in the answer, in order
     cut_at: int | None = None            # offset in the text where the answer was cut; None: complete
     citations: int = 0                   # citation markers before the JSON
+    omitted: list[int] = field(default_factory=list)   # indices of the real records this answer left out
 
     @property
     def defects(self) -> dict[str, int]:
@@ -286,6 +341,7 @@ class MessyTruth:
         counts: dict[str, int] = {}
         names = [d.split(":")[0] for e in self.emitted for d in e.defects]
         names += ["truncation"] * (self.cut_at is not None) + ["citation"] * (self.citations > 0)
+        names += ["omission"] * len(self.omitted)
         for name in names: counts[name] = counts.get(name, 0) + 1
         return counts
 
@@ -303,18 +359,25 @@ def _variant(name: Any, table: Mapping[str, Sequence[str]], rate: float, rng: ra
 
 
 def _respell(record: dict, data_type: str, rates: DefectRates, rng: random.Random, defects: list[str]) -> None:
+    "Names written another way (from the tables), and some upper-cased as they come back from real answers."
     tables = {"provider": PROVIDER_SPELLINGS, "gpu": GPU_SPELLINGS, "model": MODEL_SPELLINGS, "region": REGION_SPELLINGS}
     for name in RECORD_KEYS.get(data_type, ()):
         record[name], changed = _variant(record.get(name), tables[name], rates.spelling, rng)
         if changed: defects.append(f"spelling:{name}")
+        value = record.get(name)
+        if name != "region" and isinstance(value, str) and rng.random() < rates.upper_case and value != value.upper():
+            record[name] = value.upper()
+            defects.append(f"upper_case:{name}")
 
 
 def _as_cny(record: dict, prices: Sequence[str], rng: random.Random, defects: list[str]) -> None:
     "Prices in CNY (×7.2): labelled CNY, written as 元 text, unlabelled, or wrongly stamped USD."
     style = rng.choice(["label", "text", "unlabelled", "usd"])
+    per = "/百万tokens" if "input_price" in prices else "/小时" if "price" in prices else "/kWh"
+    written = rng.choice(["{v:g}元", "¥{v:g}" + per])
     for name in prices:
         value = round(record[name] * 7.2, 2)
-        record[name] = f"{value:g}元" if style == "text" else value
+        record[name] = written.format(v=value) if style == "text" else value
     if style == "label": record["currency"] = rng.choice(["CNY", "RMB", "人民币"])
     elif style in ("text", "unlabelled"): record.pop("currency", None)
     defects.append(f"cny:{style}")
@@ -338,6 +401,14 @@ def _per_1k(record: dict, rng: random.Random, defects: list[str]) -> None:
     defects.append(f"per_1k:{style}")
 
 
+def _as_text(record: dict, prices: Sequence[str], rng: random.Random, defects: list[str]) -> None:
+    "Prices (still USD) written as text around their number, as answers often do."
+    per = "/1M tokens" if "input_price" in prices else "/hr" if "price" in prices else "/kWh"
+    written = rng.choice(["{v}", "${v}" + per, "{v} USD", "US${v}"])
+    for name in prices: record[name] = written.format(v=record[name])
+    defects.append("numeric_string")
+
+
 def _value_defect(record: dict, data_type: str, rates: DefectRates, rng: random.Random, defects: list[str]) -> None:
     "At most one defect of the values of one record (they do not stack: one real slip per record)."
     numbers = [k for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
@@ -353,10 +424,16 @@ def _value_defect(record: dict, data_type: str, rates: DefectRates, rng: random.
         defects.append(f"zero:{name}")
     elif (data_type == "grid_load" or record.get("provider") in CHINESE_SELLERS) and rng.random() < rates.cny:
         _as_cny(record, prices, rng, defects)
-    elif data_type == "gpu" and record.get("gpu") in ("H100", "A100") and rng.random() < rates.per_instance:
+    elif data_type == "gpu" and record.get("gpu") in EIGHT_GPU_CLASSES and rng.random() < rates.per_instance:
         _per_instance(record, rng, defects)
     elif data_type == "token" and len(prices) == 2 and rng.random() < rates.per_1k:
         _per_1k(record, rng, defects)
+    elif rng.random() < rates.decimal_slip:
+        name = rng.choice(prices)
+        record[name] = round(record[name] * 10, 4)
+        defects.append(f"decimal_slip:{name}")
+    elif rng.random() < rates.numeric_string:
+        _as_text(record, prices, rng, defects)
 
 # %% ../nbs/02a_fakes.ipynb #380d324e
 _CITED_INTROS = ["Based on search results [1][2], here are the current prices:", "根据搜索结果[1][3]，整理如下（参见 [2024] 年报价）：",
@@ -394,12 +471,17 @@ def messy_answer(data_type: str,                     # gpu, token or grid_load
                  rng: random.Random,                 # the only source of randomness: same seed, same answer
                  rates: DefectRates | None = None,   # how often each defect occurs (None: the realistic defaults)
                  data: Any = None,                   # the clean data to write (None: the ground truth)
+                 cut: float | None = None,           # cut the JSON at this share of its length (a stream dropped early)
                  ) -> tuple[str, MessyTruth]:
     "An answer as a real model writes it (spellings, CNY, per-instance and per-1K prices, citations, cuts …) and its truth."
     rates = rates or DefectRates()
     clean = ground_truth(data_type) if data is None else copy.deepcopy(data)
     emitted: list[EmittedRecord] = []
+    omitted: list[int] = []
     for index, truth in enumerate(clean if isinstance(clean, list) else [clean]):
+        if isinstance(clean, list) and len(clean) > 1 and rng.random() < rates.omission:
+            omitted.append(index)
+            continue
         record, defects = copy.deepcopy(truth), []
         _value_defect(record, data_type, rates, rng, defects)
         _respell(record, data_type, rates, rng, defects)
@@ -409,6 +491,9 @@ def messy_answer(data_type: str,                     # gpu, token or grid_load
         record, defects = copy.deepcopy(clean[index]), ["duplicate"]
         prices = [k for k in PRICE_NAMES[data_type] if isinstance(record.get(k), (int, float)) and not isinstance(record.get(k), bool)]
         if record.get("provider") in CHINESE_SELLERS and prices and rng.random() < 0.5: _as_cny(record, prices, rng, defects)
+        elif prices and rng.random() < 0.5:          # another tier's price for the same offer (7.36 beside 3.89)
+            for name in prices: record[name] = round(record[name] * 1.9, 4)
+            defects.append("duplicate:second_price")
         record["provider"] = rng.choice(PROVIDER_SPELLINGS.get(record["provider"], (record["provider"],)))
         emitted.insert(rng.randrange(len(emitted) + 1), EmittedRecord(record, index, defects))
     if isinstance(clean, list) and clean and rng.random() < rates.placeholder:
@@ -422,14 +507,14 @@ def messy_answer(data_type: str,                     # gpu, token or grid_load
     fenced = rng.random() < 0.6
     prefix = (intro + "\n\n" if intro else "") + ("```json\n" if fenced else "")
     cut_at = None
-    if rng.random() < rates.truncation and len(body) > 2:
-        cut = rng.randrange(1, len(body) - 1)
-        for e, end in zip(emitted, ends): e.complete = end <= cut
-        text, cut_at = prefix + body[:cut], len(prefix) + cut
+    if (cut is not None or rng.random() < rates.truncation) and len(body) > 2:
+        at = min(max(1, int(len(body) * cut)), len(body) - 2) if cut is not None else rng.randrange(1, len(body) - 1)
+        for e, end in zip(emitted, ends): e.complete = end <= at
+        text, cut_at = prefix + body[:at], len(prefix) + at
     else:
         outro = rng.choice(_OUTROS)
         text = prefix + body + ("\n```" if fenced else "") + ("\n\n" + outro if outro else "")
-    return text, MessyTruth(data_type, clean, emitted, cut_at, citations)
+    return text, MessyTruth(data_type, clean, emitted, cut_at, citations, omitted)
 
 # %% ../nbs/02a_fakes.ipynb #da52f75d
 @dataclass
@@ -473,10 +558,11 @@ DEFAULT_MODELS = [FakeModel("qwen-max", {"gpu": 0.9, "token": 0.85, "grid_load":
 def script_answer(model: FakeModel,      # who answers
                   prompt: str,           # what was asked
                   rng: random.Random,    # decides correctness, style and latency
+                  truth: Any = None,     # the world it knows (None: `ground_truth` of the prompt's data set)
                   ) -> ScriptedAnswer:
     "A fake model's answer to `prompt`: the truth with probability `accuracy`, otherwise a corruption (messy if `defects`)."
     data_type = detect_data_type(prompt) or "gpu"
-    truth = ground_truth(data_type)
+    truth = ground_truth(data_type) if truth is None else copy.deepcopy(truth)
     correct = rng.random() < model.accuracy_for(data_type)
     data = truth if correct else corrupt(truth, rng)
     latency = model.latency_s + (rng.uniform(0, model.latency_jitter_s) if model.latency_jitter_s else 0.0)

@@ -409,6 +409,10 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
                 continue
             members = [(m, v) for m, v in zip(reporters, values) if not is_missing(v)]
             if not members: out[name] = None; continue
+            if name in spec.tolerances and len(members) < len(reporters):   # "N/A" from some: they do not back the value
+                silent = {m: conf[m] for m, v in zip(reporters, values) if is_missing(v)}
+                provenance.append(_provenance(f"{k}.{name}", {m: conf[m] for m, _ in members},
+                                              [{"value": None, "supporters": silent}], share))
             numbers = [v if v.__class__ is float and v - v == 0.0 else as_number(v) for _, v in members]
             if None not in numbers:
                 low, high = min(numbers), max(numbers)

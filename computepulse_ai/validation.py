@@ -65,6 +65,7 @@ TOKEN_PRICE_BANDS: dict[str, tuple[float, float]] = {   # canonical model name -
     "Gemini 1.5 Pro": (0.4, 20.0), "Gemini 1.5 Flash": (0.02, 1.2), "DeepSeek-V3": (0.07, 2.5),
     "DeepSeek-R1": (0.14, 4.5), "Qwen-Max": (0.3, 13.0), "Qwen-Plus": (0.08, 2.5), "Qwen-Turbo": (0.02, 1.0),
     "ERNIE-4.0": (0.8, 25.0), "Llama 3 70B": (0.2, 3.0), "Llama 3.1 405B": (0.8, 10.0),
+    "Doubao-Pro-32k": (0.03, 0.7), "Kimi k1.5": (0.25, 8.5), "GLM-4-Plus": (0.2, 2.6),
 }
 
 NO_CONSUMER_GPUS = frozenset({"AWS", "Azure", "Google Cloud", "Oracle Cloud", "CoreWeave", "Lambda"})  # data-centre GPUs only
@@ -96,7 +97,7 @@ class ValidationRules:
     gw_tolerance: float = 0.05                 # estimated_gw vs annual_twh/8.76: relative gap above this → warning
     gw_error_tolerance: float | None = 1.0     # ... above this → error (a unit mix-up, not rounding); None: never
     require_region: bool = True                # GPU records need a region (the newer validator)
-    zero_price_is_missing: bool = True         # a token price of 0 means "unknown", not "free"
+    zero_price_is_missing: bool = True         # a token or GPU price of 0 means "unknown", not "free"
     guess_cny: bool = True                     # an unlabelled out-of-band price from a Chinese cloud that fits after ÷rate is CNY
     provider_aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PROVIDER_ALIASES))  # spelling -> name
     extra_provider_aliases: dict[str, str] = field(default_factory=dict)  # added on top of `provider_aliases`
@@ -108,12 +109,24 @@ class ValidationRules:
     unit_tolerance: float = 0.10               # a value ÷ factor within this of the others' median is that unit slip
     max_change_factor: float = 3.0             # a value moving more than this factor since the previous file ...
     jump_action: str = "flag"                  # ... with one model behind it: "flag" (warning), "keep_previous" or "reject"
+    confirm_tolerance: float = 0.15            # a one-model value within this of the previous file's is confirmed by it
+    unconfirmed_action: str = "withhold"       # an unconfirmed value that moved, is disputed or an outlier: "withhold" or "flag"
+    peer_z_max: float = 6.0                    # outlier: robust z (log price) against the same GPU's other offers this hour
+    peer_min: int = 5                          # ... counted only with at least this many other offers
 
     def __post_init__(self):
         if not (isinstance(self.cny_per_usd, (int, float)) and self.cny_per_usd > 0):
             raise InvalidFieldError("ValidationRules", "cny_per_usd", self.cny_per_usd, "a number > 0")
         if self.jump_action not in ("flag", "keep_previous", "reject"):
             raise InvalidFieldError("ValidationRules", "jump_action", self.jump_action, "'flag', 'keep_previous' or 'reject'")
+        if self.unconfirmed_action not in ("withhold", "flag"):
+            raise InvalidFieldError("ValidationRules", "unconfirmed_action", self.unconfirmed_action, "'withhold' or 'flag'")
+        for name in ("confirm_tolerance", "peer_z_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise InvalidFieldError("ValidationRules", name, value, "a number > 0")
+        if isinstance(self.peer_min, bool) or not isinstance(self.peer_min, int) or self.peer_min < 2:
+            raise InvalidFieldError("ValidationRules", "peer_min", self.peer_min, "a whole number >= 2")
         if not (isinstance(self.max_change_factor, (int, float)) and self.max_change_factor > 1):
             raise InvalidFieldError("ValidationRules", "max_change_factor", self.max_change_factor, "a number > 1")
         for name in ("gpu_price_range", "token_price_range", "token_ratio_range", "kwh_price_range", "annual_twh_range"):
@@ -290,7 +303,8 @@ def _normalise_fresh(record: Mapping[str, Any], data_type: str, rules: Validatio
     declared = _currency_code(declared) if isinstance(declared, str) and declared.strip() else None
     units = " ".join(str(rec.get(k, "")) for k in ("unit", "price_unit") if rec.get(k))
     in_usd = False                 # True once a price's currency is known (declared, written, decided) or converted
-    if declared is None and data_type == "token" and rules.guess_cny: declared = _record_cny(rec, rules, out)
+    if declared in (None, "USD") and data_type == "token" and rules.guess_cny:   # a stamped "USD" may be the prompt's, not the price's
+        declared = _record_cny(rec, rules, out) or declared
     for name in PRICE_FIELDS[data_type] + NUMBER_FIELDS[data_type]:
         if name not in rec: continue
         amount = parse_amount(rec[name], rules)
@@ -305,9 +319,10 @@ def _normalise_fresh(record: Mapping[str, Any], data_type: str, rules: Validatio
             currency = amount.currency or declared
             if data_type == "token" and _PER_THOUSAND.search(amount.unit + " " + units):
                 out.notes.append(f"{name} {value:g} per 1K tokens → {value * 1000:g} per 1M"); value *= 1000
-            if currency is None and rules.guess_cny and data_type != "grid_load":
-                value, currency = _guess_cny(name, value, rec, data_type, rules, out)
-            if data_type == "token" and value == 0 and rules.zero_price_is_missing:
+            if (currency is None or (currency == "USD" and amount.currency is None)) and rules.guess_cny and data_type != "grid_load":
+                value, guessed = _guess_cny(name, value, rec, data_type, rules, out)   # unlabelled, or only stamped USD
+                currency = guessed or currency
+            if data_type in ("token", "gpu") and value == 0 and rules.zero_price_is_missing:   # no GPU-hour is free either
                 out.missing[name] = "0 means unknown (or a free tier), not a price"
                 out.notes.append(f"{name} 0 → missing")
                 rec[name] = None
@@ -326,6 +341,8 @@ def _normalise_fresh(record: Mapping[str, Any], data_type: str, rules: Validatio
                 value = converted
             if name == "price": units = units + " " + amount.unit
         rec[name] = value
+    if data_type == "token" and any(" per 1K tokens → " in n for n in out.notes):
+        for unit_field in ("unit", "price_unit"): rec.pop(unit_field, None)   # spent: the prices are per 1M now
     if data_type == "gpu": _normalise_gpu(rec, rules, out, units)
     if in_usd:
         if declared not in (None, "USD"): out.notes.append(f"currency {rec.get('currency')!r} → 'USD' (converted)")
@@ -385,7 +402,7 @@ def _guess_cny(name: str, value: float, rec: dict, data_type: str, rules: Valida
         (lo, hi), band = rules.token_band(rec.get("model"))
         value_per_gpu = value
     if value_per_gpu > hi and lo <= value_per_gpu / rules.cny_per_usd <= hi:
-        out.warnings.append(f"{name} {value:g} has no currency, is above {band} [{lo:g}, {hi:g}] USD and comes from "
+        out.warnings.append(f"{name} {value:g} has no currency of its own (none, or a stamped USD), is above {band} [{lo:g}, {hi:g}] USD and comes from "
                             f"{rec['provider']}; taken as CNY")
         return value, "CNY"
     return value, None
@@ -399,7 +416,7 @@ def _record_cny(rec: Mapping[str, Any], rules: ValidationRules, out: Normalised)
     (lo, hi), band = rules.token_band(rec.get("model"))
     for name, amount in amounts.items():
         if amount.value is not None and amount.value > hi and lo <= amount.value / rules.cny_per_usd <= hi:
-            out.warnings.append(f"{name} {amount.value:g} has no currency, is above {band} [{lo:g}, {hi:g}] USD and comes "
+            out.warnings.append(f"{name} {amount.value:g} has no currency of its own (none, or a stamped USD), is above {band} [{lo:g}, {hi:g}] USD and comes "
                                 f"from {rec['provider']}; the record's prices are taken as CNY")
             return "CNY"
     return None
@@ -435,6 +452,7 @@ def _normalise_gpu(rec: dict, rules: ValidationRules, out: Normalised, units: st
         return
     out.warnings.append(f"per-instance price detected ({reason}): {price:g} / {count} GPUs → {per_gpu:.4g} per GPU-hour")
     rec["price"], rec["gpu_count"] = per_gpu, count
+    for unit_field in ("unit", "price_unit"): rec.pop(unit_field, None)     # spent: the price is per GPU now
 
 
 def normalise_record(record: Mapping[str, Any],  # one record as a model returned it
@@ -507,9 +525,14 @@ def reconcile_units(answers: Mapping[str, Any],   # model -> its normalised answ
         reference = statistics.median(others)
         lo, hi = row.band
         if abs(row.value - reference) <= rules.unit_tolerance * reference or not lo <= reference <= hi: continue
+        if any(abs(o - row.value) <= rules.unit_tolerance * row.value for o in others): continue   # another model agrees as is
+        behind = sum(abs(o - reference) <= rules.unit_tolerance * reference for o in others)
+        if behind == 0: continue                      # the others disagree among themselves: their median is nobody's value
+        lone = lo <= row.value <= hi and behind < 2   # in band, against one other voice: only a distinctive factor is a slip
         record = out[row.model][row.position]
         fits = [(abs(row.value / f - reference), f, meaning) for f, meaning in _unit_slips(record, data_type, rules)
-                if abs(row.value / f - reference) <= rules.unit_tolerance * reference and lo <= row.value / f <= hi]
+                if abs(row.value / f - reference) <= rules.unit_tolerance * reference and lo <= row.value / f <= hi
+                and not (lone and max(f, 1 / f) < 7)]          # ×2, ×4, ×1.39 are also plain wrong values
         if not fits: continue
         _, factor, meaning = min(fits)                           # the slip that lands closest to the others
         if (row.model, row.position) not in changed:
@@ -810,6 +833,7 @@ def validate(data: Any,                               # list of records, one rec
                 log.warning("validation rule failed on record %d: %r", index, error)
                 outcome.errors.append(f"could not validate: {type(error).__name__}: {error}")
         result.outcomes.append(outcome)
+    if by_key and data_type in ("gpu", "token"): _check_unconfirmed(result.outcomes, before, data_type, key_fn, by_record, rules)
     return result
 
 
@@ -862,3 +886,81 @@ def _check_jump(outcome: RecordOutcome, before: Mapping[str, Mapping[str, float]
                                   "in an hour needs two models' agreement")
         else:
             outcome.warnings.append(f"{text} with {backers} model(s) behind it; needs two models' agreement (flagged)")
+
+
+def _peer_prices(outcomes: Sequence[RecordOutcome]) -> dict[str, list[tuple[int, float]]]:
+    "GPU name -> (outcome index, log price) of this hour's accepted offers: the market a lone value is compared with."
+    peers: dict[str, list[tuple[int, float]]] = {}
+    for o in outcomes:
+        price = o.record.get("price") if o.accepted and o.record else None
+        if isinstance(price, (int, float)) and price > 0: peers.setdefault(str(o.record.get("gpu")), []).append((o.index, math.log(price)))
+    return peers
+
+
+def _outlier(outcome: RecordOutcome, peers: Mapping[str, list[tuple[int, float]]], rules: ValidationRules) -> str | None:
+    "Why a lone GPU price is far from the same GPU's other offers this hour (robust z-score of its log), or None."
+    others = [v for i, v in peers.get(str(outcome.record.get("gpu")), ()) if i != outcome.index]
+    if len(others) < rules.peer_min: return None
+    centre = statistics.median(others)
+    spread = max(1.4826 * statistics.median(abs(v - centre) for v in others), 0.05)   # MAD, floored: equal prices
+    z = abs(math.log(outcome.record["price"]) - centre) / spread
+    if z <= rules.peer_z_max: return None
+    return (f"price {outcome.record['price']:.4g} is {z:.1f} robust z-scores from the other {len(others)} "
+            f"{outcome.record.get('gpu')} offers this hour (median {math.exp(centre):.4g}; limit {rules.peer_z_max:g})")
+
+
+def _rivals(other: float, now: float, rec: Mapping[str, Any], data_type: str, rules: ValidationRules) -> bool:
+    "Whether another model's value contradicts `now`: in band (or in band under some unit slip), and no reading of it agrees."
+    (lo, hi), _ = rules.gpu_band(rec.get("gpu")) if data_type == "gpu" else rules.token_band(rec.get("model"))
+    chinese = rec.get("provider") in rules.chinese_providers          # AWS quotes no CNY: 249 is no 8-GPU CNY price there
+    readings = [other] + [other / f for f, meaning in _unit_slips(rec, data_type, rules)
+                          if max(f, 1 / f) >= 7 and (chinese or "CNY" not in meaning)]   # distinctive slips only
+    plausible = [v for v in readings if lo <= v <= hi]            # 0.02 for an H100 is garbage, not a rival; 29.5 may be 2.95
+    return bool(plausible) and not any(abs(v - now) <= rules.unit_tolerance * now for v in plausible)
+
+
+def _check_unconfirmed(outcomes: Sequence[RecordOutcome], before: Mapping[str, Mapping[str, float]], data_type: str,
+                       key_fn, by_record: Mapping[str, list[Provenance]], rules: ValidationRules) -> None:
+    "A value only one model stands behind is served when nothing contradicts it; withheld when it moved, is disputed or an outlier."
+    peers = _peer_prices(outcomes) if data_type == "gpu" else {}
+    for outcome in outcomes:
+        if not outcome.accepted: continue
+        rec = outcome.record
+        key = key_fn(rec)
+        fields = {p.key.rsplit(".", 1)[-1]: p for p in by_record.get(key, ())}
+        old = before.get(key, {})
+        reasons = []
+        for name in PRICE_FIELDS[data_type]:
+            now, was = rec.get(name), old.get(name)
+            if not isinstance(now, (int, float)) or now <= 0: continue
+            backers = len(fields[name].supporters) if name in fields else len(outcome.supporters)   # a field's own voters
+            rivals = [a["value"] for a in (fields[name].alternatives if name in fields else ())
+                      if isinstance(a.get("value"), (int, float)) and _rivals(a["value"], now, rec, data_type, rules)]
+            if was is not None and abs(now - was) > rules.confirm_tolerance * was and any(
+                    abs(v - was) <= rules.confirm_tolerance * was for v in rivals):
+                reasons.append(f"{name} {now:.4g} moved ×{max(now / was, was / now):.2f} from the previous file's {was:.4g}, "
+                               f"which another model ({rivals[0]:.4g}) still gives")
+                continue
+            if backers >= 2: continue
+            if was is not None:
+                if abs(now - was) <= rules.confirm_tolerance * was: continue          # the previous file confirms it
+                reasons.append(f"{name} {now:.4g} is ×{max(now / was, was / now):.2f} off the previous file's {was:.4g}")
+                continue
+            disputed = [a["value"] for a in (fields[name].alternatives if name in fields else ())
+                        if isinstance(a.get("value"), (int, float)) and _rivals(a["value"], now, rec, data_type, rules)]
+            if disputed:
+                reasons.append(f"{name} {now:.4g} is disputed by another model's {disputed[0]:.4g}, and no previous value "
+                               "settles it")
+            elif any("taken as CNY" in w and w.startswith(name) for w in outcome.warnings):
+                reasons.append(f"{name} {now:.4g} is a guess (an unlabelled price read as CNY; ×10 would fit as well)")
+            elif name == "price":
+                far = _outlier(outcome, peers, rules)
+                if far: reasons.append(far)
+        if not reasons: continue
+        text = (f"unconfirmed: {'; '.join(reasons)}, with one model behind it — a lone value that looks off needs a "
+                "second model's agreement")
+        if rules.unconfirmed_action == "withhold":
+            outcome.errors.append(text + " (withheld: the previous record, if any, is kept)")
+            log.info("withheld %s: %s", key, text)
+        else:
+            outcome.warnings.append(text + " (flagged)")

@@ -184,3 +184,44 @@ def test_any_text_reads_without_crashing_and_never_loses_an_unknown_name(text):
         assert isinstance(name, str)
         if text.strip(): assert name.strip()
     canon.placeholder("region", text)
+
+
+# ---- a trailing "GPU" is a word, not a count (found by the realistic fake world: "H100 GPU" read as 100× "H") -----------
+
+from computepulse_ai.canonical import GPU_MODELS  # noqa: E402
+
+DATACENTRE_CODES = sorted(m.name for m in GPU_MODELS.values() if any(ch.isdigit() for ch in m.name))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(DATACENTRE_CODES), st.sampled_from(["{} GPU", "NVIDIA {} GPU", "Nvidia {} GPU", "NVIDIA {} Tensor Core GPU",
+                                                            "{} GPUs", "{} Tensor Core", "{} card", "{}卡"]),
+       st.sampled_from([None, 2, 4, 8]))
+def test_a_gpu_word_after_the_model_number_is_not_a_count(name, template, count):
+    written = template.format(name)
+    read = parse_gpu(written)
+    assert (read.name, read.count) == (name, None), written
+    for counted in (f"{count}x {written}", f"{written} x{count}", f"{count} GPUs {name}", f"{name} ({count} GPUs)") if count else ():
+        assert (parse_gpu(counted).name, parse_gpu(counted).count) == (name, count), counted
+
+
+# ---- the fake world's spelling tables: every variant keys like the name it stands for ---------------------------------
+
+from computepulse_ai.fakes import GPU_SPELLINGS as FAKE_GPUS, MODEL_SPELLINGS as FAKE_MODELS, PROVIDER_SPELLINGS as FAKE_PROVIDERS  # noqa: E402
+
+FAKE_VARIANTS = [(kind, name, variant) for kind, table in (("gpu", FAKE_GPUS), ("provider", FAKE_PROVIDERS), ("model", FAKE_MODELS))
+                 for name, variants in table.items() for variant in (*variants, name.upper())]
+
+
+@pytest.mark.parametrize("kind,name,variant", FAKE_VARIANTS)
+def test_every_fake_world_spelling_is_one_entity(kind, name, variant):
+    "What the benchmark and the demo write must merge into one record ('腾讯云计算' and 'H100 GPU' did not)."
+    canon = Canonicaliser()
+    assert canon.key_part(kind, variant) == canon.key_part(kind, name), (variant, canon.name(kind, variant))
+
+
+@pytest.mark.parametrize("placeholder", ["其他模型", "其它模型", "其他", "Other models", "others (various)", "Unknown model"])
+def test_other_and_unknown_models_are_placeholders(placeholder):
+    "'其他模型' ('other models') was served as a model name by the realistic fake world."
+    assert placeholder_reason(placeholder) is not None
+    assert placeholder_reason("Othello GPU Cloud") is None

@@ -214,3 +214,14 @@ def test_order_of_records_never_decides_the_merge(first_prices, second_prices, r
     one, two = merge_records(answers, weights, spec).data, merge_records(shuffled, weights, spec).data
     assert len(one) == 1 and len(two) == 1
     assert abs(one[0]["price"] - two[0]["price"]) <= 1e-9 * max(1.0, one[0]["price"])
+
+
+def test_a_model_that_gave_no_price_does_not_back_the_merged_price():
+    "qwen's '暂无公开数据' and doubao's 0.444 served as two models' agreement (issue 12, the realistic fake world)."
+    from computepulse_ai.validation import merge_spec as spec, normalise_answers, validate
+    answers = {"qwen": [{"provider": "阿里云", "region": "华北2(北京)", "gpu": "T4", "price": "暂无公开数据"}],
+               "doubao": [{"provider": "Aliyun", "region": "华北2(北京)", "gpu": "T4", "price": 0.5}]}
+    merged = merge_records(normalise_answers(answers, "gpu")[0], {"qwen": 0.8, "doubao": 0.6}, spec("gpu"))
+    field = [p for p in merged.provenance if p.key.endswith(".price")]
+    assert len(field) == 1 and set(field[0].supporters) == {"doubao"} and field[0].alternatives[0]["value"] is None
+    assert validate(merged, "gpu").outcomes[0].supporters == {"doubao": 0.6}
