@@ -74,33 +74,36 @@ def log_from_simulation(scenario: Scenario | str,     # the world (a Scenario or
                         seed: int = 0,                # the simulator's seed
                         config: SimConfig | None = None,  # the logging policy's learning and exploration
                         audit_share: float = 0.0,     # chance a request is also run in shadow mode (every model called)
+                        block: int = 1,               # the logging policy's block (`simulate`); always_all's log is the same for any
                         ) -> tuple[ReplayLog, SimulationResult]:
     "The request log a policy leaves in the simulated world (and the simulation itself, whose figures are the truth)."
     from computepulse_ai.simulation import preset
     scenario = preset(scenario, n_requests) if isinstance(scenario, str) else scenario
     steps: list[StepLog] = []
-    result = simulate(scenario, policy, n_requests, n_runs, seed, config, log=steps)
-    called = np.stack([s.called for s in steps], 1)                    # (runs, steps, models)
-    labels = np.stack([s.world.labels for s in steps], 1)
+    result = simulate(scenario, policy, n_requests, n_runs, seed, config, log=steps, block=block)
+    along = lambda xs: np.concatenate([x.reshape(n_runs, -1, len(scenario.models)) for x in xs], 1)   # (runs, steps, models)
+    called = along(s.called for s in steps)
+    labels = along(s.world.labels for s in steps)
     audit = np.random.default_rng([seed, 7]).random((n_runs, n_requests)) < audit_share
     present = scenario.timeline(n_requests).present[None]             # a model not registered is never logged
     logged = (called | audit[:, :, None]) & present
     return ReplayLog(scenario.names, result.task, np.where(logged, labels, NOT_LOGGED),
-                     np.where(logged, np.stack([s.world.cost for s in steps], 1), 0.0),   # the unlogged stay unknown
-                     np.where(logged, np.stack([s.world.latency for s in steps], 1), 0.0),
+                     np.where(logged, along(s.world.cost for s in steps), 0.0),   # the unlogged stay unknown
+                     np.where(logged, along(s.world.latency for s in steps), 0.0),
                      called & present, audit | (policy == "always_all"),
                      np.full((n_runs, n_requests), audit_share if policy != "always_all" else 1.0),
-                     propensity=np.stack([s.propensity for s in steps], 1), scenario=scenario), result
+                     propensity=along(s.propensity for s in steps), scenario=scenario), result
 
 # %% ../nbs/14b_replay.ipynb #a66b5e88
-def _draws(log: ReplayLog) -> Callable[[int], WorldDraw]:
-    "The simulator's world, played by the log: step -> what each model returned (an unlogged model: no answer)."
-    def at(step: int) -> WorldDraw:
-        labels = log.labels[:, step]
-        logged = labels != NOT_LOGGED
-        failed = labels < 0
-        draw = WorldDraw(np.where(logged, labels, -1), log.latency[:, step], np.where(failed, 0.0, log.cost[:, step]), failed)
-        draw.logged = logged
+def _draws(log: ReplayLog) -> Callable[[int | slice], WorldDraw]:
+    "The simulator's world, played by the log: step (or a block of steps) -> what each model returned (an unlogged model: no answer)."
+    logged = log.labels != NOT_LOGGED                       # converted once for the whole log: a step is a slice of each
+    failed = log.labels < 0
+    labels = np.where(logged, log.labels, -1)
+    cost = np.where(failed, 0.0, log.cost)
+    def at(step: int | slice) -> WorldDraw:
+        draw = WorldDraw(labels[:, step], log.latency[:, step], cost[:, step], failed[:, step])
+        draw.logged = logged[:, step]
         draw.known = None if log.known is None else log.known[:, step]
         return draw
     return at
@@ -139,12 +142,14 @@ def replay(log: ReplayLog,                  # the log
            policy: str = "ADAPTIVE",       # a strategy or baseline of the simulator
            config: SimConfig | None = None,  # its learning, exploration and decision parameters
            seed: int = 0,                  # the policy's own randomness (exploration)
+           block: int = 1,                 # requests decided together on one learned state (`simulate`'s block; 1: one at a time)
            ) -> ReplayRun:
     "Replay `policy` on the log in time order: it learns from what it would have seen and takes the logged answers."
     scenario = log.scenario or _scenario_of(log)
     steps: list[StepLog] = []
-    result = simulate(scenario, policy, log.n_steps, log.n_runs, seed, config, tasks=log.task, draws=_draws(log), log=steps)
-    called = np.stack([s.called for s in steps], 1)
+    result = simulate(scenario, policy, log.n_steps, log.n_runs, seed, config, tasks=log.task, draws=_draws(log), log=steps,
+                      block=block)
+    called = np.concatenate([s.called.reshape(log.n_runs, -1, len(log.models)) for s in steps], 1)
     exact = ~(called & ~log.logged).any(-1)
     in_base = ~(called & ~log.base).any(-1)
     return ReplayRun(policy, result.params, result.correct, result.cost, result.latency, result.n_models.astype(float),
@@ -234,9 +239,10 @@ def evaluate(log: ReplayLog,                   # the log
              seed: int = 0,                   # its randomness
              method: str = "dr",              # off-policy estimator where the replay is not exact: ips, snips or dr
              label: str | None = None,        # the row's name (default: the policy)
+             block: int = 1,                  # requests decided together on one learned state (`replay`)
              ) -> dict[str, Any]:
     "One flat row: each metric's estimate (mean over the log's runs), its interval and the share replayed exactly."
-    rep = replay(log, policy, config, seed)
+    rep = replay(log, policy, config, seed, block)
     est = estimate(log, rep, method)
     row: dict[str, Any] = {"policy": label or policy}
     for metric, values in est.items():
@@ -392,19 +398,19 @@ def policy_grid(strategies: Sequence[str], param_grid: Mapping[str, Sequence[Any
     return jobs
 
 
-def _evaluate_job(log: ReplayLog, job: tuple[str, str, SimConfig], seed: int, method: str) -> dict[str, Any]:
+def _evaluate_job(log: ReplayLog, job: tuple[str, str, SimConfig], seed: int, method: str, block: int = 1) -> dict[str, Any]:
     name, policy, config = job
-    return evaluate(log, policy, config, seed, method, name)
+    return evaluate(log, policy, config, seed, method, name, block)
 
 
 def run_grid(log: ReplayLog, jobs: Sequence[tuple[str, str, SimConfig]], seed: int = 0, method: str = "dr",
              scheduler: str = "sync", address: str | None = None, n_workers: int | None = None,
-             progress: bool = True) -> pd.DataFrame:
+             progress: bool = True, block: int = 1) -> pd.DataFrame:
     "Evaluate every job: in this process (sync), on a LocalCluster (local) or a Dask scheduler (address), as `simulate`'s sweeps."
     if address is None and scheduler == "sync":
         rows = []
         bar = _progress(len(jobs), "replay", not progress)
-        for job in jobs: rows.append(_evaluate_job(log, job, seed, method)); bar.update(1)
+        for job in jobs: rows.append(_evaluate_job(log, job, seed, method, block)); bar.update(1)
         bar.close()
         return pd.DataFrame(rows).set_index("policy")
     import os
@@ -416,7 +422,7 @@ def run_grid(log: ReplayLog, jobs: Sequence[tuple[str, str, SimConfig]], seed: i
     client = Client(address if address is not None else cluster)
     try:
         shared = client.scatter(log, broadcast=True)
-        futures = client.map(_evaluate_job, [shared] * len(jobs), list(jobs), seed=seed, method=method, pure=False)
+        futures = client.map(_evaluate_job, [shared] * len(jobs), list(jobs), seed=seed, method=method, block=block, pure=False)
         rows = gather_in_order(futures, "replay", progress)
     finally:
         client.close()
@@ -436,6 +442,7 @@ def configure_replay_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", nargs="*", default=[], metavar="PARAM=V1,V2", help="decision-core parameters to sweep")
     parser.add_argument("--method", default="dr", choices=["ips", "snips", "dr"], help="estimator where the log is partial")
     parser.add_argument("--seed", type=int, default=0, help="seed of the policies' exploration")
+    parser.add_argument("--block", type=int, default=1, help="decide up to this many consecutive requests on one learned state, as concurrent requests are (faster on long logs; 1: one at a time)")
     parser.add_argument("--scheduler", default="sync", choices=["sync", "local"], help="run the grid here or on a LocalCluster")
     parser.add_argument("--address", default=None, help="Dask scheduler address: run the grid there")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -454,10 +461,11 @@ def run_replay(args: argparse.Namespace) -> int:
         from computepulse_ai.config import Config
         cfg = Config.load(args.config) if args.config else Config.from_dict({})
         jobs = policy_grid(args.strategies, parse_grid(args.grid), config_from(cfg))
+        if args.block < 1: raise InvalidFieldError("replay", "block", args.block, "an integer >= 1")
     except (OSError, ComputePulseError) as e:
         print(f"replay: {e}", file=sys.stderr)
         return 2
-    table = run_grid(log, jobs, args.seed, args.method, args.scheduler, args.address, progress=not args.json)
+    table = run_grid(log, jobs, args.seed, args.method, args.scheduler, args.address, progress=not args.json, block=args.block)
     if args.json:
         clean = lambda v: None if isinstance(v, float) and math.isnan(v) else v
         print(json.dumps({"history": str(history), "requests": log.n_steps, "models": log.models,

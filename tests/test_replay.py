@@ -165,3 +165,51 @@ def test_a_grid_runs_the_same_on_dask_as_here():
     there = run_grid(log, jobs, scheduler="local", n_workers=1, progress=False)
     assert list(here.index) == ["ADAPTIVE quality_threshold=0.7", "ADAPTIVE quality_threshold=0.9"]
     np.testing.assert_allclose(here["accuracy"], there["accuracy"]); np.testing.assert_allclose(here["cost"], there["cost"])
+
+
+# ---- 5. blocks: concurrent requests decided on one learned state (the speed option of one long log) ------------
+def test_block_one_is_the_default_and_a_bad_block_is_a_typed_error():
+    log, _ = log_from_simulation("computepulse", "always_all", n_requests=60, n_runs=2, seed=4)
+    a, b = replay(log, "ADAPTIVE", seed=4), replay(log, "ADAPTIVE", seed=4, block=1)
+    np.testing.assert_array_equal(a.correct, b.correct); np.testing.assert_array_equal(a.result.final_state, b.result.final_state)
+    for bad in (0, -3, 2.5, "8"):
+        with pytest.raises(InvalidFieldError): simulate("computepulse", "ADAPTIVE", 20, 1, 0, block=bad)
+
+
+@pytest.mark.parametrize("policy", ("ADAPTIVE", "per_task", "TRIPLE_CONSENSUS"))
+def test_exact_replay_in_blocks_is_the_simulator_in_blocks(policy):
+    log, _ = log_from_simulation("computepulse_drift", "always_all", n_requests=300, n_runs=4, seed=5)
+    cfg = SimConfig(truth_feedback=0.1)
+    online = simulate("computepulse_drift", policy, 300, 4, 5, cfg, block=24)
+    again = replay(log, policy, cfg, seed=5, block=24)
+    assert again.exact.all()
+    for f in ("correct", "cost", "latency", "n_models", "rounds", "final_state"):
+        np.testing.assert_array_equal(getattr(again.result, f), getattr(online, f))
+
+
+@pytest.mark.parametrize("scenario", ("join", "outage", "computepulse"))
+def test_blocks_change_only_what_is_decided_on_the_learned_state(scenario):
+    # the oracle routes on the true accuracies, so a block changes none of its calls: the world is drawn step by step
+    # as without blocks, blocks end where the models present change (join), and every figure is the same
+    one = simulate(scenario, "oracle", 300, 3, 4)
+    blocked = simulate(scenario, "oracle", 300, 3, 4, block=16)
+    for f in ("correct", "cost", "latency", "n_models", "rounds", "chose_best"):
+        np.testing.assert_array_equal(getattr(blocked, f), getattr(one, f))
+
+
+def test_a_block_learns_request_by_request_in_time_order():
+    # the learning signals of a blocked run, fed one observation at a time to the engine, give its final state:
+    # requests of one task type in a block update the same cells one after the other, none is lost or reordered
+    from computepulse_ai.learning import TASK_TYPES, LearningEngine
+    run = simulate("computepulse", "ADAPTIVE", n_requests=300, n_runs=2, seed=3, record=True, block=32)
+    assert len(run.signals) == 300
+    for r in range(2):
+        by_hand = LearningEngine(run.models, estimator=SimConfig().estimator)
+        for step in run.signals:
+            task, signal = step[0], step.full
+            for m, name in enumerate(run.models):
+                if signal.observed[r, m]:
+                    by_hand.update(name, TASK_TYPES[task[r]], signal.correct[r, m], weight=signal.weight[r, m],
+                                   labelled=bool(signal.labelled[r, m]))
+                if signal.called[r, m]: by_hand.record_call(name, TASK_TYPES[task[r]], bool(signal.failed[r, m]))
+        np.testing.assert_allclose(by_hand.state, run.final_state[:, r], atol=1e-12)
