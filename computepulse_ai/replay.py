@@ -8,6 +8,7 @@ Docs: https://computepulse.github.io/computepulse-ai/replay.html.md"""
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import sys
@@ -26,9 +27,9 @@ from .simulation import (_progress, gather_in_order, ROUTER_STRATEGIES, Scenario
 
 # %% auto #0
 __all__ = ['NOT_LOGGED', 'METRICS', 'GRID_KEYS', 'DEFAULT_STRATEGIES', 'COLUMNS', 'ReplayLog', 'log_from_simulation', 'ReplayRun',
-           'replay', 'PolicyEstimate', 'off_policy', 'estimate', 'evaluate', 'compare', 'ReplayLogError',
-           'read_records', 'agrees', 'log_from_history', 'config_from', 'parse_grid', 'policy_grid', 'run_grid',
-           'configure_replay_parser', 'run_replay', 'plot_replay', 'write_outputs']
+           'replay', 'PolicyEstimate', 'off_policy', 'estimate', 'impute', 'multiple_imputation', 'evaluate', 'compare',
+           'ReplayLogError', 'read_records', 'agrees', 'log_from_history', 'config_from', 'parse_grid', 'policy_grid',
+           'run_grid', 'configure_replay_parser', 'run_replay', 'plot_replay', 'write_outputs']
 
 # %% ../nbs/14b_replay.ipynb #d106c613
 NOT_LOGGED = -2   # label of a model whose answer the log does not hold
@@ -136,6 +137,7 @@ class ReplayRun:
     exact: np.ndarray             # (runs, steps) bool: every model the policy called is in the log
     in_base: np.ndarray           # (runs, steps) bool: ... and in what the logging policy called of its own accord
     result: SimulationResult      # the simulator's own result of the replay
+    called: np.ndarray | None = None  # (runs, steps, models) bool: the calls the policy made
 
 
 def replay(log: ReplayLog,                  # the log
@@ -153,7 +155,7 @@ def replay(log: ReplayLog,                  # the log
     exact = ~(called & ~log.logged).any(-1)
     in_base = ~(called & ~log.base).any(-1)
     return ReplayRun(policy, result.params, result.correct, result.cost, result.latency, result.n_models.astype(float),
-                  exact, in_base, result)
+                  exact, in_base, result, called)
 
 # %% ../nbs/14b_replay.ipynb #865bb181
 METRICS = ("accuracy", "cost", "latency", "models_per_request")
@@ -232,24 +234,126 @@ def estimate(log: ReplayLog, rep: ReplayRun, method: str = "dr", z: float = 1.96
             out[metric].append(PolicyEstimate(v, lo, hi, method, share))
     return out
 
+# %% ../nbs/14b_replay.ipynb #d295a147
+def _pattern(labels: Sequence[int], exact: bool) -> tuple[int, ...]:
+    "Logged answers as a matching key: 0 (the reference) and −1 (failed) as they are, other classes by first appearance (exact) or all 1."
+    seen: dict[int, int] = {}
+    out = []
+    for x in labels:
+        x = int(x)
+        if x <= 0: out.append(x)
+        elif exact: out.append(seen.setdefault(x, len(seen) + 1))
+        else: out.append(1)
+    return tuple(out)
+
+
+def impute(log: ReplayLog,              # a partial log (some answers NOT_LOGGED)
+           rng: np.random.Generator,    # the imputation's randomness
+           window: int = 10,            # the donor is one of this many matching shadow rows nearest in time
+           bootstrap: bool = True,      # resample the shadow rows first (approximate Bayesian bootstrap)
+           ) -> ReplayLog:
+    "The log completed from its shadow rows: each missing answer, cost and latency is a donor's (same task type, logged models answered alike)."
+    labels, cost, latency = log.labels.copy(), log.cost.copy(), log.latency.copy()
+    logged = log.logged
+    n_models = len(log.models)
+    masks = [(mask, [j for j in range(n_models) if mask >> j & 1]) for mask in range(1, 2 ** n_models)]
+    for r in range(log.n_runs):
+        donors = np.flatnonzero(log.audit[r] & logged[r].all(-1))
+        if bootstrap:   # resampled within each task type, so no task type loses its donors
+            donors = np.sort(np.concatenate([rng.choice(these, len(these)) for t in np.unique(log.task[r, donors])
+                                             for these in [donors[log.task[r, donors] == t]]] or [donors]))
+        table: dict[tuple, list[int]] = {}
+        for d in donors.tolist():
+            task = int(log.task[r, d])
+            table.setdefault((task,), []).append(d)
+            for mask, ms in masks:
+                for exact in (True, False): table.setdefault((task, mask, exact, _pattern(labels[r, d, ms], exact)), []).append(d)
+        for t in np.flatnonzero(~logged[r].all(-1)).tolist():
+            ms = np.flatnonzero(logged[r, t]).tolist()
+            mask, task = sum(1 << j for j in ms), int(log.task[r, t])
+            keys = ((task, mask, True, _pattern(labels[r, t, ms], True)), (task, mask, False, _pattern(labels[r, t, ms], False)), (task,))
+            level, pool = next(((k, table[key]) for k, key in enumerate(keys) if table.get(key)), (None, None))
+            if pool is None: continue                      # no shadow row of this task type: the answers stay unknown
+            at = bisect.bisect_left(pool, t)
+            near = pool[max(0, at - window // 2): at + window // 2] or pool
+            d = near[int(rng.integers(len(near)))]
+            classes = {0: 0, -1: -1}                       # the donor's answer classes, as the row's
+            if level < 2:
+                for j in ms:
+                    if labels[r, d, j] > 0 and labels[r, t, j] > 0: classes.setdefault(int(labels[r, d, j]), int(labels[r, t, j]))
+            fresh = max(int(labels[r, t].max()), 1) + 1
+            for j in range(n_models):
+                if logged[r, t, j]: continue
+                x = int(labels[r, d, j])
+                if x not in classes: classes[x] = fresh; fresh += 1
+                labels[r, t, j], cost[r, t, j], latency[r, t, j] = classes[x], log.cost[r, d, j], log.latency[r, d, j]
+    return replace(log, labels=labels, cost=cost, latency=latency)
+
+
+def multiple_imputation(log: ReplayLog,                 # a partial log with shadow rows
+                        policy: str = "ADAPTIVE",       # strategy or baseline
+                        config: SimConfig | None = None,  # its parameters
+                        seed: int = 0,                  # its randomness (and the imputations')
+                        imputations: int = 5,           # M completions of the log
+                        block: int = 1,                 # `replay`'s block
+                        level: float = 0.95,            # interval coverage
+                        ) -> dict[str, list[PolicyEstimate]]:
+    "Per metric, one `PolicyEstimate` per run: the policy replayed on M imputed completions of the log, by Rubin's rules."
+    from scipy import stats
+    rng = np.random.default_rng([seed, 23])
+    per_imputation: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
+    exact = np.zeros((log.n_runs, log.n_steps))
+    for _ in range(imputations):
+        rep = replay(impute(log, rng), policy, config, seed, block)
+        exact += ~(rep.called & ~log.logged).any(-1)     # rows whose calls were all really logged
+        for metric, values in _values(rep).items(): per_imputation[metric].append(values)
+    share = (exact / imputations).mean(-1)
+    has_donors = (log.audit & log.full).any(-1)
+    m = imputations
+    out: dict[str, list[PolicyEstimate]] = {}
+    for metric, values in per_imputation.items():
+        v = np.stack(values)                                            # (M, runs, steps)
+        q, u = v.mean(-1), v.var(-1, ddof=1) / log.n_steps              # each replay's mean and its variance
+        qbar, ubar = q.mean(0), u.mean(0)
+        between = q.var(0, ddof=1) if m > 1 else np.zeros_like(qbar)
+        total = ubar + (1 + 1 / m) * between
+        with np.errstate(divide="ignore", over="ignore"):
+            df = np.where(between > 0, (m - 1) * (1 + ubar / ((1 + 1 / m) * np.where(between > 0, between, 1.0))) ** 2, np.inf)
+        half = stats.t.ppf(0.5 + level / 2, df) * np.sqrt(total)
+        out[metric] = []
+        for run in range(log.n_runs):
+            if share[run] == 1.0:
+                value = float(v[0, run].mean())
+                out[metric].append(PolicyEstimate(value, value, value, "exact", 1.0))
+            elif not has_donors[run]:
+                out[metric].append(PolicyEstimate(math.nan, -math.inf, math.inf, "mi", float(share[run])))
+            else:
+                out[metric].append(PolicyEstimate(float(qbar[run]), float(qbar[run] - half[run]), float(qbar[run] + half[run]), "mi", float(share[run])))
+    return out
+
 # %% ../nbs/14b_replay.ipynb #b117a468
 def evaluate(log: ReplayLog,                   # the log
              policy: str = "ADAPTIVE",        # strategy or baseline
              config: SimConfig | None = None,  # its parameters
              seed: int = 0,                   # its randomness
-             method: str = "dr",              # off-policy estimator where the replay is not exact: ips, snips or dr
+             method: str = "dr",              # off-policy estimator where the replay is not exact: ips, snips, dr or mi (multiple imputation)
              label: str | None = None,        # the row's name (default: the policy)
              block: int = 1,                  # requests decided together on one learned state (`replay`)
              ) -> dict[str, Any]:
     "One flat row: each metric's estimate (mean over the log's runs), its interval and the share replayed exactly."
-    rep = replay(log, policy, config, seed, block)
-    est = estimate(log, rep, method)
+    if method == "mi":
+        est = multiple_imputation(log, policy, config, seed, block=block)
+        share = float(np.mean([e.exact_share for e in est["accuracy"]]))
+    else:
+        rep = replay(log, policy, config, seed, block)
+        est = estimate(log, rep, method)
+        share = float(rep.exact.mean())
     row: dict[str, Any] = {"policy": label or policy}
     for metric, values in est.items():
         row[metric] = float(np.mean([e.value for e in values]))
         row[f"{metric}_low"] = float(np.mean([e.low for e in values]))
         row[f"{metric}_high"] = float(np.mean([e.high for e in values]))
-    row["exact_share"] = float(rep.exact.mean())
+    row["exact_share"] = share
     row["method"] = "exact" if row["exact_share"] == 1.0 else method
     return row
 
@@ -440,7 +544,8 @@ def configure_replay_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corrections", default=None, help="corrections.jsonl (default: next to the history, if there)")
     parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), help="strategies and baselines to replay")
     parser.add_argument("--grid", nargs="*", default=[], metavar="PARAM=V1,V2", help="decision-core parameters to sweep")
-    parser.add_argument("--method", default="dr", choices=["ips", "snips", "dr"], help="estimator where the log is partial")
+    parser.add_argument("--method", default="dr", choices=["ips", "snips", "dr", "mi"],
+                        help="estimator where the log is partial (mi: replay on the log completed from its shadow rows, for policies that learn)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the policies' exploration")
     parser.add_argument("--block", type=int, default=1, help="decide up to this many consecutive requests on one learned state, as concurrent requests are (faster on long logs; 1: one at a time)")
     parser.add_argument("--scheduler", default="sync", choices=["sync", "local"], help="run the grid here or on a LocalCluster")
