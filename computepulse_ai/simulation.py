@@ -458,8 +458,8 @@ def _block_rows(world: WorldDraw, n_rows: int) -> WorldDraw:
 _SIGNAL_FIELDS = tuple(f.name for f in fields(Signal))
 
 
-def _waves(task: np.ndarray) -> list[np.ndarray]:
-    "Rows (run-major over a (runs, block) task array; a negative task: no row) in learning order: wave k holds each run's k-th request of each task type."
+def _waves(task: np.ndarray) -> tuple[np.ndarray, list[slice]]:
+    "Rows (run-major over a (runs, block) task array; a negative task: no row) in learning order, and each wave's slice of them: wave k holds each run's k-th request of each task type."
     rank = np.full(task.shape, -1)
     for t in np.unique(task[task >= 0]):
         mine = task == t
@@ -467,7 +467,8 @@ def _waves(task: np.ndarray) -> list[np.ndarray]:
     rank = rank.ravel()
     rows = np.flatnonzero(rank >= 0)
     order = rows[np.argsort(rank[rows], kind="stable")]
-    return np.split(order, np.cumsum(np.bincount(rank[rows]))[:-1])
+    ends = np.cumsum(np.bincount(rank[rows])).tolist()
+    return order, [slice(a, b) for a, b in zip([0] + ends[:-1], ends)]
 
 
 def simulate(scenario: Scenario | str,         # a Scenario or a preset name
@@ -652,16 +653,21 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
             for field_rows, field_column in zip(pair_rows, pair_column): field_rows[pair_index] = field_column.reshape(n_runs, -1)
         else:   # learn request by request in time order; a wave's rows touch distinct cells, so a wave learns at once
             by_task = task.reshape(n_sim_runs, width)
-            for wave in _waves(by_task):
-                wave_column = _gather(state, cells[wave])
-                learn(estimator, wave_column, Signal(*(getattr(signal, name)[wave] for name in _SIGNAL_FIELDS)))
-                _scatter(state, cells[wave], wave_column)
+            order, waves = _waves(by_task)                                  # rows sorted once: a wave is a slice (views)
+            ordered = [getattr(signal, name)[order] for name in _SIGNAL_FIELDS]
+            ordered_cells = cells[order]
+            for wave in waves:
+                wave_column = _gather(state, ordered_cells[wave])
+                learn(estimator, wave_column, Signal(*(values[wave] for values in ordered)))
+                _scatter(state, ordered_cells[wave], wave_column)
             pairs_move = _count(answered) >= 2                            # pair counts change only where two answered
-            for wave in _waves(np.where(pairs_move.reshape(n_sim_runs, width), by_task, -1)):
-                if wave.size == 0: continue
-                wave_pairs = np.take(pair_rows, pair_index[wave], axis=1).reshape(-1, len(wave), n_models, n_models)
-                pair_step(wave_pairs, world.labels[wave], answered[wave], discount)
-                for field_rows, field_column in zip(pair_rows, wave_pairs): field_rows[pair_index[wave]] = field_column.reshape(len(wave), -1)
+            order, waves = _waves(np.where(pairs_move.reshape(n_sim_runs, width), by_task, -1))
+            ordered_index, ordered_labels, ordered_answered = pair_index[order], world.labels[order], answered[order]
+            for wave in waves:
+                rows = ordered_index[wave]
+                wave_pairs = np.take(pair_rows, rows, axis=1).reshape(-1, len(rows), n_models, n_models)
+                pair_step(wave_pairs, ordered_labels[wave], ordered_answered[wave], discount)
+                for field_rows, field_column in zip(pair_rows, wave_pairs): field_rows[rows] = field_column.reshape(len(rows), -1)
         by_step = lambda x: x.reshape(n_sim_runs, width).T                  # rows -> (width, runs)
         correct = (post.answers > 0) & (winner == 0)
         out["tracking_error"][step:stop] = by_step(tracking)
