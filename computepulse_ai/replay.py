@@ -26,10 +26,11 @@ from .simulation import (_progress, gather_in_order, ROUTER_STRATEGIES, Scenario
                          frontier, simulate)
 
 # %% auto #0
-__all__ = ['NOT_LOGGED', 'METRICS', 'GRID_KEYS', 'DEFAULT_STRATEGIES', 'COLUMNS', 'ReplayLog', 'log_from_simulation', 'ReplayRun',
-           'replay', 'PolicyEstimate', 'off_policy', 'estimate', 'impute', 'multiple_imputation', 'evaluate', 'compare',
-           'ReplayLogError', 'read_records', 'agrees', 'log_from_history', 'config_from', 'parse_grid', 'policy_grid',
-           'run_grid', 'configure_replay_parser', 'run_replay', 'plot_replay', 'write_outputs']
+__all__ = ['NOT_LOGGED', 'METRICS', 'GRID_KEYS', 'DEFAULT_STRATEGIES', 'COLUMNS', 'ReplayLog', 'log_from_simulation',
+           'merge_by_key', 'ReplayRun', 'replay', 'PolicyEstimate', 'off_policy', 'estimate', 'impute',
+           'multiple_imputation', 'evaluate', 'compare', 'ReplayLogError', 'read_records', 'agrees', 'log_from_history',
+           'config_from', 'parse_grid', 'policy_grid', 'run_grid', 'configure_replay_parser', 'run_replay',
+           'plot_replay', 'write_outputs']
 
 # %% ../nbs/14b_replay.ipynb #d106c613
 NOT_LOGGED = -2   # label of a model whose answer the log does not hold
@@ -50,6 +51,8 @@ class ReplayLog:
     propensity: np.ndarray | None = None  # (runs, steps, models) the router's probability of calling each model first
     scenario: Scenario | None = None  # the models as the router sees them (prices, latency); None: estimated from the log
     reference: str = "truth"     # what class 0 is: "truth" (simulated), "corrections / always-all merge" (a history)
+    values: list | None = None   # a history: [run][step][model] each logged answer's values per merge key (None: none)
+    reference_values: list | None = None  # a history: [run][step] the reference's values per merge key (None: unknown)
 
     @property
     def logged(self) -> np.ndarray:
@@ -110,6 +113,25 @@ def _draws(log: ReplayLog) -> Callable[[int | slice], WorldDraw]:
     return at
 
 
+def merge_by_key(answers: Sequence[tuple[Mapping[str, float], float]],  # (an answer's values per merge key, its vote)
+                 rel_tol: float = 0.05,                              # the merger's tolerance
+                 ) -> dict[str, float]:
+    "Per merge key, as the record merger: the values within `rel_tol` clustered, the cluster with the most vote wins, its weighted mean."
+    from computepulse_ai.merging import cluster_numbers
+    out: dict[str, float] = {}
+    keys = list(dict.fromkeys(k for values, _ in answers for k in values))
+    for k in keys:
+        members = [(values[k], w) for values, w in answers if k in values]
+        labels = cluster_numbers([v for v, _ in members], rel_tol)
+        support: dict[int, float] = {}
+        for (_, w), label in zip(members, labels): support[label] = support.get(label, 0.0) + w
+        winner = max(support, key=lambda label: (support[label], -label))
+        chosen = [(v, w) for (v, w), label in zip(members, labels) if label == winner]
+        total = sum(w for _, w in chosen)
+        out[k] = sum(v * w for v, w in chosen) / total if total > 0 else sum(v for v, _ in chosen) / len(chosen)
+    return out
+
+
 def _scenario_of(log: ReplayLog) -> Scenario:
     "Models as the router would see them, from the log: mean cost, median latency and failure rate of the logged calls."
     models = []
@@ -152,9 +174,19 @@ def replay(log: ReplayLog,                  # the log
     result = simulate(scenario, policy, log.n_steps, log.n_runs, seed, config, tasks=log.task, draws=_draws(log), log=steps,
                       block=block)
     called = np.concatenate([s.called.reshape(log.n_runs, -1, len(log.models)) for s in steps], 1)
+    correct = result.correct
+    if log.values is not None:   # a history: merge the called answers record by record, as the real merger, and judge that
+        votes = np.concatenate([s.weights.reshape(log.n_runs, -1, len(log.models)) for s in steps], 1)
+        answered = called & (log.labels >= 0)
+        correct = result.correct.copy()
+        for r in range(log.n_runs):
+            for t in range(log.n_steps):
+                answers = [(log.values[r][t][j], float(votes[r, t, j])) for j in np.flatnonzero(answered[r, t])]
+                if answers and all(values is not None for values, _ in answers):   # else (an imputed answer): by answer class
+                    correct[r, t] = agrees(merge_by_key(answers), log.reference_values[r][t])
     exact = ~(called & ~log.logged).any(-1)
     in_base = ~(called & ~log.base).any(-1)
-    return ReplayRun(policy, result.params, result.correct, result.cost, result.latency, result.n_models.astype(float),
+    return ReplayRun(policy, result.params, correct, result.cost, result.latency, result.n_models.astype(float),
                   exact, in_base, result, called)
 
 # %% ../nbs/14b_replay.ipynb #865bb181
@@ -405,12 +437,13 @@ def log_from_history(requests: Path | str | Sequence[Mapping[str, Any]],        
                      ) -> ReplayLog:
     "A one-run `ReplayLog` from the orchestrator's request log: rows with logged calls, oldest first."
     from computepulse_ai.feedback import Correction
-    from computepulse_ai.tracking import RequestRecord
+    from computepulse_ai.tracking import RequestRecord, answer_values
     rows = read_records(requests, RequestRecord)[0] if isinstance(requests, (str, Path)) else list(requests)
     fixes = (read_records(corrections, Correction)[0] if isinstance(corrections, (str, Path)) else list(corrections or []))
-    right = {}
+    right, corrected = {}, {}
     for c in fixes:   # the latest correction of a request wins; models fully right against it name the reference answer
         right[c["request_id"]] = {m for m, a in (c.get("model_accuracy") or {}).items() if a is not None and a >= 0.999}
+        corrected[c["request_id"]] = c.get("corrected")   # the correct data (normalised as the logged answers), if given
     rows = sorted((r for r in rows if r.get("calls") and not r.get("cache_hit")), key=lambda r: str(r.get("timestamp", "")))
     if not rows: raise ReplayLogError("the history holds no request with logged calls (RequestRecord.calls): nothing to replay")
     models = sorted({c["model"] for r in rows for c in r["calls"]})
@@ -419,6 +452,7 @@ def log_from_history(requests: Path | str | Sequence[Mapping[str, Any]],        
     labels = np.full((n, m), NOT_LOGGED); cost = np.zeros((n, m)); latency = np.zeros((n, m))
     propensity = np.zeros((n, m)); audit = np.zeros(n, bool); audit_p = np.zeros(n); known = np.zeros(n, bool)
     task = np.array([TASK_INDEX[TaskType(r["task_type"])] for r in rows])
+    row_values: list = [None] * n; row_reference: list = [None] * n
     for i, r in enumerate(rows):
         digests = {}
         for call in r["calls"]:
@@ -434,6 +468,11 @@ def log_from_history(requests: Path | str | Sequence[Mapping[str, Any]],        
             reference = {r.get("merged_digest")} if r.get("merged_digest") else set()
         merged = r.get("merged_values") if fixed is None else None
         values = {index[c["model"]]: c.get("values") for c in r["calls"]}
+        row_values[i] = [values.get(j) if j in digests else None for j in range(m)]
+        fix = corrected.get(r["request_id"])
+        if fix is not None: row_reference[i] = answer_values(fix)
+        elif fixed is not None: row_reference[i] = next((values.get(index[x]) for x in sorted(fixed) if x in index and index[x] in digests), None)
+        else: row_reference[i] = r.get("merged_values")
         classes: list[tuple[int, Any]] = []   # (class, values of its first member): other answers grouped by agreement
         for j, digest in digests.items():
             if digest in reference or agrees(values.get(j), merged): labels[i, j] = 0; continue
@@ -452,7 +491,7 @@ def log_from_history(requests: Path | str | Sequence[Mapping[str, Any]],        
     base = labels != NOT_LOGGED
     return ReplayLog(models, task[None], labels[None], cost[None], latency[None], base[None], audit[None], audit_p[None],
                      known[None] if known.any() and teach else None, propensity[None],
-                     reference="corrections, else the merged answer")
+                     reference="corrections, else the merged answer", values=[row_values], reference_values=[row_reference])
 
 # %% ../nbs/14b_replay.ipynb #711a0668
 GRID_KEYS = {f.name: f.type for f in fields(SimConfig) if f.name not in ("estimator", "strategies", "task_thresholds")}

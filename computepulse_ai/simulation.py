@@ -426,6 +426,7 @@ class StepLog:
     called: np.ndarray       # (runs, models) bool: every call made (escalations included)
     world: WorldDraw         # what each model returned (labels, latency, cost, failed) — for uncalled models too
     correct: np.ndarray      # (runs,) the merged answer was right
+    weights: np.ndarray | None = None  # (runs, models) the merger's vote of each model (`merge_weights`)
 
 
 def _per_run(x, rows: np.ndarray, n_runs: int):
@@ -678,11 +679,13 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         out["rounds"][step:stop] = by_step(rounds)
         out["chose_best"][step:stop] = by_step(called[runs, best])
         if log is not None:
-            if width == 1: log.append(StepLog(chosen, propensity, called, world, correct))
+            votes = np.broadcast_to(merge_weights(weights), (n_runs, n_models))
+            if width == 1: log.append(StepLog(chosen, propensity, called, world, correct, votes))
             else:
                 shaped = lambda x: x.reshape(n_sim_runs, width, *x.shape[1:])
                 log.append(StepLog(shaped(chosen), shaped(propensity), shaped(called),
-                                   WorldDraw(*(shaped(getattr(world, f)) for f in ("labels", "latency", "cost", "failed"))), shaped(correct)))
+                                   WorldDraw(*(shaped(getattr(world, f)) for f in ("labels", "latency", "cost", "failed"))), shaped(correct),
+                                   shaped(votes)))
     n_runs = n_sim_runs
 
     params = {"estimator": estimator.name, **{k: v for k, v in asdict(estimator).items()},

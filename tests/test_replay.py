@@ -14,8 +14,8 @@ from computepulse_ai.cli import main as cli_main
 from computepulse_ai.config import Config
 from computepulse_ai.core import InvalidFieldError, Request
 from computepulse_ai.orchestrator import AIOrchestrator
-from computepulse_ai.replay import (NOT_LOGGED, ReplayLog, estimate, impute, log_from_history, log_from_simulation,
-                                    multiple_imputation, parse_grid, replay, run_grid, policy_grid)
+from computepulse_ai.replay import (NOT_LOGGED, ReplayLog, agrees, estimate, impute, log_from_history, log_from_simulation,
+                                    merge_by_key, multiple_imputation, parse_grid, replay, run_grid, policy_grid)
 from computepulse_ai.simulation import SimConfig, simulate
 from computepulse_ai.storage import HistoryLog
 from computepulse_ai.tracking import RequestRecord, answer_digest
@@ -277,3 +277,30 @@ def test_the_command_replays_a_partial_history_by_multiple_imputation(tmp_path):
     row = json.loads(buffer.getvalue())["policies"]["TRIPLE_CONSENSUS"]
     assert row["method"] == "mi" and 0 < row["exact_share"] < 1 and 0 <= row["accuracy"] <= 1
     assert row["accuracy_low"] <= row["accuracy"] <= row["accuracy_high"]
+
+
+# ---- 7. a history is judged record by record, as the real merger merges ----------------------------------------
+def test_merge_by_key_votes_each_record_with_the_models_votes():
+    merged = merge_by_key([({"H100": 2.00, "A100": 1.20}, 0.9), ({"H100": 2.04, "A100": 9.99}, 0.8),
+                           ({"H100": 7.00, "A100": 1.21, "L4": 0.5}, 0.3)])
+    assert merged["H100"] == pytest.approx((2.00 * 0.9 + 2.04 * 0.8) / 1.7)   # the agreeing pair outvotes the third
+    assert merged["A100"] == pytest.approx((1.20 * 0.9 + 1.21 * 0.3) / 1.2)   # 0.9 + 0.3 within 5 % outvote 0.8 alone
+    assert merged["L4"] == 0.5                                                # a record one model reports is kept
+
+
+def test_a_history_replay_judges_the_record_by_record_merge_not_one_whole_answer():
+    # every model is wrong on one record of three, a different one each: no whole answer is the truth, but the
+    # record-by-record merge of any two is right on two records of three, of all three on every record
+    truth = {"H100": 2.0, "A100": 1.2, "L4": 0.5}
+    wrong = lambda key: {**truth, key: truth[key] * 3}
+    answers = {"a": wrong("H100"), "b": wrong("A100"), "c": wrong("L4")}
+    calls = [{"model": m, "digest": answer_digest(sorted(v.items())), "success": True, "model_at_fault": True, "cost_usd": 0.001,
+              "latency_s": 1.0, "values": v} for m, v in answers.items()]
+    rows = [RequestRecord(f"r{i}", "price_extraction", strategy="TRIPLE_CONSENSUS", probabilities={m: 1.0 for m in "abc"},
+                          calls=calls).to_dict() for i in range(6)]
+    fixes = [{"request_id": f"r{i}", "corrected": [{"gpu": k, "price": v} for k, v in truth.items()],
+              "model_accuracy": {m: 0.0 for m in "abc"}} for i in range(6)]
+    log = log_from_history(rows, fixes, teach=False)
+    assert (log.labels[0] > 0).all()                   # by answer class, no model is right
+    rep = replay(log, "TRIPLE_CONSENSUS", SimConfig(exploration="none"))
+    assert rep.correct.all() and not rep.result.correct.any()   # the record merge is right; a vote on whole answers is not
