@@ -304,3 +304,16 @@ def test_a_history_replay_judges_the_record_by_record_merge_not_one_whole_answer
     assert (log.labels[0] > 0).all()                   # by answer class, no model is right
     rep = replay(log, "TRIPLE_CONSENSUS", SimConfig(exploration="none"))
     assert rep.correct.all() and not rep.result.correct.any()   # the record merge is right; a vote on whole answers is not
+
+
+def test_the_command_replays_in_blocks_and_rejects_a_bad_block(tmp_path):
+    history(tmp_path, config("TRIPLE_CONSENSUS", exploration="none"), n=10)
+    args = ["replay", "--history", str(tmp_path / "requests.jsonl"), "--strategies", "ADAPTIVE", "--json"]
+    outputs = []
+    for extra in ([], ["--block", "4"]):
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer): assert cli_main(args + extra) == 0
+        outputs.append(json.loads(buffer.getvalue())["policies"]["ADAPTIVE"])
+    assert all(row["exact_share"] == 1.0 and row["method"] == "exact" for row in outputs)
+    with contextlib.redirect_stderr(io.StringIO()) as err: assert cli_main(args + ["--block", "0"]) == 2
+    assert "block" in err.getvalue()
