@@ -8,6 +8,7 @@ Docs: https://computepulse.github.io/computepulse-ai/replay.html.md"""
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import sys
@@ -25,10 +26,11 @@ from .simulation import (_progress, gather_in_order, ROUTER_STRATEGIES, Scenario
                          frontier, simulate)
 
 # %% auto #0
-__all__ = ['NOT_LOGGED', 'METRICS', 'GRID_KEYS', 'DEFAULT_STRATEGIES', 'COLUMNS', 'ReplayLog', 'log_from_simulation', 'ReplayRun',
-           'replay', 'PolicyEstimate', 'off_policy', 'estimate', 'evaluate', 'compare', 'ReplayLogError',
-           'read_records', 'agrees', 'log_from_history', 'config_from', 'parse_grid', 'policy_grid', 'run_grid',
-           'configure_replay_parser', 'run_replay', 'plot_replay', 'write_outputs']
+__all__ = ['NOT_LOGGED', 'METRICS', 'GRID_KEYS', 'DEFAULT_STRATEGIES', 'COLUMNS', 'ReplayLog', 'log_from_simulation',
+           'merge_by_key', 'ReplayRun', 'replay', 'PolicyEstimate', 'off_policy', 'estimate', 'impute',
+           'multiple_imputation', 'evaluate', 'compare', 'ReplayLogError', 'read_records', 'agrees', 'log_from_history',
+           'config_from', 'parse_grid', 'policy_grid', 'run_grid', 'configure_replay_parser', 'run_replay',
+           'plot_replay', 'write_outputs']
 
 # %% ../nbs/14b_replay.ipynb #d106c613
 NOT_LOGGED = -2   # label of a model whose answer the log does not hold
@@ -49,6 +51,8 @@ class ReplayLog:
     propensity: np.ndarray | None = None  # (runs, steps, models) the router's probability of calling each model first
     scenario: Scenario | None = None  # the models as the router sees them (prices, latency); None: estimated from the log
     reference: str = "truth"     # what class 0 is: "truth" (simulated), "corrections / always-all merge" (a history)
+    values: list | None = None   # a history: [run][step][model] each logged answer's values per merge key (None: none)
+    reference_values: list | None = None  # a history: [run][step] the reference's values per merge key (None: unknown)
 
     @property
     def logged(self) -> np.ndarray:
@@ -74,36 +78,58 @@ def log_from_simulation(scenario: Scenario | str,     # the world (a Scenario or
                         seed: int = 0,                # the simulator's seed
                         config: SimConfig | None = None,  # the logging policy's learning and exploration
                         audit_share: float = 0.0,     # chance a request is also run in shadow mode (every model called)
+                        block: int = 1,               # the logging policy's block (`simulate`); always_all's log is the same for any
                         ) -> tuple[ReplayLog, SimulationResult]:
     "The request log a policy leaves in the simulated world (and the simulation itself, whose figures are the truth)."
     from computepulse_ai.simulation import preset
     scenario = preset(scenario, n_requests) if isinstance(scenario, str) else scenario
     steps: list[StepLog] = []
-    result = simulate(scenario, policy, n_requests, n_runs, seed, config, log=steps)
-    called = np.stack([s.called for s in steps], 1)                    # (runs, steps, models)
-    labels = np.stack([s.world.labels for s in steps], 1)
+    result = simulate(scenario, policy, n_requests, n_runs, seed, config, log=steps, block=block)
+    along = lambda xs: np.concatenate([x.reshape(n_runs, -1, len(scenario.models)) for x in xs], 1)   # (runs, steps, models)
+    called = along(s.called for s in steps)
+    labels = along(s.world.labels for s in steps)
     audit = np.random.default_rng([seed, 7]).random((n_runs, n_requests)) < audit_share
     present = scenario.timeline(n_requests).present[None]             # a model not registered is never logged
     logged = (called | audit[:, :, None]) & present
     return ReplayLog(scenario.names, result.task, np.where(logged, labels, NOT_LOGGED),
-                     np.where(logged, np.stack([s.world.cost for s in steps], 1), 0.0),   # the unlogged stay unknown
-                     np.where(logged, np.stack([s.world.latency for s in steps], 1), 0.0),
+                     np.where(logged, along(s.world.cost for s in steps), 0.0),   # the unlogged stay unknown
+                     np.where(logged, along(s.world.latency for s in steps), 0.0),
                      called & present, audit | (policy == "always_all"),
                      np.full((n_runs, n_requests), audit_share if policy != "always_all" else 1.0),
-                     propensity=np.stack([s.propensity for s in steps], 1), scenario=scenario), result
+                     propensity=along(s.propensity for s in steps), scenario=scenario), result
 
 # %% ../nbs/14b_replay.ipynb #a66b5e88
-def _draws(log: ReplayLog) -> Callable[[int], WorldDraw]:
-    "The simulator's world, played by the log: step -> what each model returned (an unlogged model: no answer)."
-    def at(step: int) -> WorldDraw:
-        labels = log.labels[:, step]
-        logged = labels != NOT_LOGGED
-        failed = labels < 0
-        draw = WorldDraw(np.where(logged, labels, -1), log.latency[:, step], np.where(failed, 0.0, log.cost[:, step]), failed)
-        draw.logged = logged
+def _draws(log: ReplayLog) -> Callable[[int | slice], WorldDraw]:
+    "The simulator's world, played by the log: step (or a block of steps) -> what each model returned (an unlogged model: no answer)."
+    logged = log.labels != NOT_LOGGED                       # converted once for the whole log: a step is a slice of each
+    failed = log.labels < 0
+    labels = np.where(logged, log.labels, -1)
+    cost = np.where(failed, 0.0, log.cost)
+    def at(step: int | slice) -> WorldDraw:
+        draw = WorldDraw(labels[:, step], log.latency[:, step], cost[:, step], failed[:, step])
+        draw.logged = logged[:, step]
         draw.known = None if log.known is None else log.known[:, step]
         return draw
     return at
+
+
+def merge_by_key(answers: Sequence[tuple[Mapping[str, float], float]],  # (an answer's values per merge key, its vote)
+                 rel_tol: float = 0.05,                              # the merger's tolerance
+                 ) -> dict[str, float]:
+    "Per merge key, as the record merger: the values within `rel_tol` clustered, the cluster with the most vote wins, its weighted mean."
+    from computepulse_ai.merging import cluster_numbers
+    out: dict[str, float] = {}
+    keys = list(dict.fromkeys(k for values, _ in answers for k in values))
+    for k in keys:
+        members = [(values[k], w) for values, w in answers if k in values]
+        labels = cluster_numbers([v for v, _ in members], rel_tol)
+        support: dict[int, float] = {}
+        for (_, w), label in zip(members, labels): support[label] = support.get(label, 0.0) + w
+        winner = max(support, key=lambda label: (support[label], -label))
+        chosen = [(v, w) for (v, w), label in zip(members, labels) if label == winner]
+        total = sum(w for _, w in chosen)
+        out[k] = sum(v * w for v, w in chosen) / total if total > 0 else sum(v for v, _ in chosen) / len(chosen)
+    return out
 
 
 def _scenario_of(log: ReplayLog) -> Scenario:
@@ -133,22 +159,35 @@ class ReplayRun:
     exact: np.ndarray             # (runs, steps) bool: every model the policy called is in the log
     in_base: np.ndarray           # (runs, steps) bool: ... and in what the logging policy called of its own accord
     result: SimulationResult      # the simulator's own result of the replay
+    called: np.ndarray | None = None  # (runs, steps, models) bool: the calls the policy made
 
 
 def replay(log: ReplayLog,                  # the log
            policy: str = "ADAPTIVE",       # a strategy or baseline of the simulator
            config: SimConfig | None = None,  # its learning, exploration and decision parameters
            seed: int = 0,                  # the policy's own randomness (exploration)
+           block: int = 1,                 # requests decided together on one learned state (`simulate`'s block; 1: one at a time)
            ) -> ReplayRun:
     "Replay `policy` on the log in time order: it learns from what it would have seen and takes the logged answers."
     scenario = log.scenario or _scenario_of(log)
     steps: list[StepLog] = []
-    result = simulate(scenario, policy, log.n_steps, log.n_runs, seed, config, tasks=log.task, draws=_draws(log), log=steps)
-    called = np.stack([s.called for s in steps], 1)
+    result = simulate(scenario, policy, log.n_steps, log.n_runs, seed, config, tasks=log.task, draws=_draws(log), log=steps,
+                      block=block)
+    called = np.concatenate([s.called.reshape(log.n_runs, -1, len(log.models)) for s in steps], 1)
+    correct = result.correct
+    if log.values is not None:   # a history: merge the called answers record by record, as the real merger, and judge that
+        votes = np.concatenate([s.weights.reshape(log.n_runs, -1, len(log.models)) for s in steps], 1)
+        answered = called & (log.labels >= 0)
+        correct = result.correct.copy()
+        for r in range(log.n_runs):
+            for t in range(log.n_steps):
+                answers = [(log.values[r][t][j], float(votes[r, t, j])) for j in np.flatnonzero(answered[r, t])]
+                if answers and all(values is not None for values, _ in answers):   # else (an imputed answer): by answer class
+                    correct[r, t] = agrees(merge_by_key(answers), log.reference_values[r][t])
     exact = ~(called & ~log.logged).any(-1)
     in_base = ~(called & ~log.base).any(-1)
-    return ReplayRun(policy, result.params, result.correct, result.cost, result.latency, result.n_models.astype(float),
-                  exact, in_base, result)
+    return ReplayRun(policy, result.params, correct, result.cost, result.latency, result.n_models.astype(float),
+                  exact, in_base, result, called)
 
 # %% ../nbs/14b_replay.ipynb #865bb181
 METRICS = ("accuracy", "cost", "latency", "models_per_request")
@@ -227,23 +266,126 @@ def estimate(log: ReplayLog, rep: ReplayRun, method: str = "dr", z: float = 1.96
             out[metric].append(PolicyEstimate(v, lo, hi, method, share))
     return out
 
+# %% ../nbs/14b_replay.ipynb #d295a147
+def _pattern(labels: Sequence[int], exact: bool) -> tuple[int, ...]:
+    "Logged answers as a matching key: 0 (the reference) and −1 (failed) as they are, other classes by first appearance (exact) or all 1."
+    seen: dict[int, int] = {}
+    out = []
+    for x in labels:
+        x = int(x)
+        if x <= 0: out.append(x)
+        elif exact: out.append(seen.setdefault(x, len(seen) + 1))
+        else: out.append(1)
+    return tuple(out)
+
+
+def impute(log: ReplayLog,              # a partial log (some answers NOT_LOGGED)
+           rng: np.random.Generator,    # the imputation's randomness
+           window: int = 10,            # the donor is one of this many matching shadow rows nearest in time
+           bootstrap: bool = True,      # resample the shadow rows first (approximate Bayesian bootstrap)
+           ) -> ReplayLog:
+    "The log completed from its shadow rows: each missing answer, cost and latency is a donor's (same task type, logged models answered alike)."
+    labels, cost, latency = log.labels.copy(), log.cost.copy(), log.latency.copy()
+    logged = log.logged
+    n_models = len(log.models)
+    masks = [(mask, [j for j in range(n_models) if mask >> j & 1]) for mask in range(1, 2 ** n_models)]
+    for r in range(log.n_runs):
+        donors = np.flatnonzero(log.audit[r] & logged[r].all(-1))
+        if bootstrap:   # resampled within each task type, so no task type loses its donors
+            donors = np.sort(np.concatenate([rng.choice(these, len(these)) for t in np.unique(log.task[r, donors])
+                                             for these in [donors[log.task[r, donors] == t]]] or [donors]))
+        table: dict[tuple, list[int]] = {}
+        for d in donors.tolist():
+            task = int(log.task[r, d])
+            table.setdefault((task,), []).append(d)
+            for mask, ms in masks:
+                for exact in (True, False): table.setdefault((task, mask, exact, _pattern(labels[r, d, ms], exact)), []).append(d)
+        for t in np.flatnonzero(~logged[r].all(-1)).tolist():
+            ms = np.flatnonzero(logged[r, t]).tolist()
+            mask, task = sum(1 << j for j in ms), int(log.task[r, t])
+            keys = ((task, mask, True, _pattern(labels[r, t, ms], True)), (task, mask, False, _pattern(labels[r, t, ms], False)), (task,))
+            level, pool = next(((k, table[key]) for k, key in enumerate(keys) if table.get(key)), (None, None))
+            if pool is None: continue                      # no shadow row of this task type: the answers stay unknown
+            at = bisect.bisect_left(pool, t)
+            near = pool[max(0, at - window // 2): at + window // 2] or pool
+            d = near[int(rng.integers(len(near)))]
+            classes = {0: 0, -1: -1}                       # the donor's answer classes, as the row's
+            if level < 2:
+                for j in ms:
+                    if labels[r, d, j] > 0 and labels[r, t, j] > 0: classes.setdefault(int(labels[r, d, j]), int(labels[r, t, j]))
+            fresh = max(int(labels[r, t].max()), 1) + 1
+            for j in range(n_models):
+                if logged[r, t, j]: continue
+                x = int(labels[r, d, j])
+                if x not in classes: classes[x] = fresh; fresh += 1
+                labels[r, t, j], cost[r, t, j], latency[r, t, j] = classes[x], log.cost[r, d, j], log.latency[r, d, j]
+    return replace(log, labels=labels, cost=cost, latency=latency)
+
+
+def multiple_imputation(log: ReplayLog,                 # a partial log with shadow rows
+                        policy: str = "ADAPTIVE",       # strategy or baseline
+                        config: SimConfig | None = None,  # its parameters
+                        seed: int = 0,                  # its randomness (and the imputations')
+                        imputations: int = 5,           # M completions of the log
+                        block: int = 1,                 # `replay`'s block
+                        level: float = 0.95,            # interval coverage
+                        ) -> dict[str, list[PolicyEstimate]]:
+    "Per metric, one `PolicyEstimate` per run: the policy replayed on M imputed completions of the log, by Rubin's rules."
+    from scipy import stats
+    rng = np.random.default_rng([seed, 23])
+    per_imputation: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
+    exact = np.zeros((log.n_runs, log.n_steps))
+    for _ in range(imputations):
+        rep = replay(impute(log, rng), policy, config, seed, block)
+        exact += ~(rep.called & ~log.logged).any(-1)     # rows whose calls were all really logged
+        for metric, values in _values(rep).items(): per_imputation[metric].append(values)
+    share = (exact / imputations).mean(-1)
+    has_donors = (log.audit & log.full).any(-1)
+    m = imputations
+    out: dict[str, list[PolicyEstimate]] = {}
+    for metric, values in per_imputation.items():
+        v = np.stack(values)                                            # (M, runs, steps)
+        q, u = v.mean(-1), v.var(-1, ddof=1) / log.n_steps              # each replay's mean and its variance
+        qbar, ubar = q.mean(0), u.mean(0)
+        between = q.var(0, ddof=1) if m > 1 else np.zeros_like(qbar)
+        total = ubar + (1 + 1 / m) * between
+        with np.errstate(divide="ignore", over="ignore"):
+            df = np.where(between > 0, (m - 1) * (1 + ubar / ((1 + 1 / m) * np.where(between > 0, between, 1.0))) ** 2, np.inf)
+        half = stats.t.ppf(0.5 + level / 2, df) * np.sqrt(total)
+        out[metric] = []
+        for run in range(log.n_runs):
+            if share[run] == 1.0:
+                value = float(v[0, run].mean())
+                out[metric].append(PolicyEstimate(value, value, value, "exact", 1.0))
+            elif not has_donors[run]:
+                out[metric].append(PolicyEstimate(math.nan, -math.inf, math.inf, "mi", float(share[run])))
+            else:
+                out[metric].append(PolicyEstimate(float(qbar[run]), float(qbar[run] - half[run]), float(qbar[run] + half[run]), "mi", float(share[run])))
+    return out
+
 # %% ../nbs/14b_replay.ipynb #b117a468
 def evaluate(log: ReplayLog,                   # the log
              policy: str = "ADAPTIVE",        # strategy or baseline
              config: SimConfig | None = None,  # its parameters
              seed: int = 0,                   # its randomness
-             method: str = "dr",              # off-policy estimator where the replay is not exact: ips, snips or dr
+             method: str = "dr",              # off-policy estimator where the replay is not exact: ips, snips, dr or mi (multiple imputation)
              label: str | None = None,        # the row's name (default: the policy)
+             block: int = 1,                  # requests decided together on one learned state (`replay`)
              ) -> dict[str, Any]:
     "One flat row: each metric's estimate (mean over the log's runs), its interval and the share replayed exactly."
-    rep = replay(log, policy, config, seed)
-    est = estimate(log, rep, method)
+    if method == "mi":
+        est = multiple_imputation(log, policy, config, seed, block=block)
+        share = float(np.mean([e.exact_share for e in est["accuracy"]]))
+    else:
+        rep = replay(log, policy, config, seed, block)
+        est = estimate(log, rep, method)
+        share = float(rep.exact.mean())
     row: dict[str, Any] = {"policy": label or policy}
     for metric, values in est.items():
         row[metric] = float(np.mean([e.value for e in values]))
         row[f"{metric}_low"] = float(np.mean([e.low for e in values]))
         row[f"{metric}_high"] = float(np.mean([e.high for e in values]))
-    row["exact_share"] = float(rep.exact.mean())
+    row["exact_share"] = share
     row["method"] = "exact" if row["exact_share"] == 1.0 else method
     return row
 
@@ -295,12 +437,13 @@ def log_from_history(requests: Path | str | Sequence[Mapping[str, Any]],        
                      ) -> ReplayLog:
     "A one-run `ReplayLog` from the orchestrator's request log: rows with logged calls, oldest first."
     from computepulse_ai.feedback import Correction
-    from computepulse_ai.tracking import RequestRecord
+    from computepulse_ai.tracking import RequestRecord, answer_values
     rows = read_records(requests, RequestRecord)[0] if isinstance(requests, (str, Path)) else list(requests)
     fixes = (read_records(corrections, Correction)[0] if isinstance(corrections, (str, Path)) else list(corrections or []))
-    right = {}
+    right, corrected = {}, {}
     for c in fixes:   # the latest correction of a request wins; models fully right against it name the reference answer
         right[c["request_id"]] = {m for m, a in (c.get("model_accuracy") or {}).items() if a is not None and a >= 0.999}
+        corrected[c["request_id"]] = c.get("corrected")   # the correct data (normalised as the logged answers), if given
     rows = sorted((r for r in rows if r.get("calls") and not r.get("cache_hit")), key=lambda r: str(r.get("timestamp", "")))
     if not rows: raise ReplayLogError("the history holds no request with logged calls (RequestRecord.calls): nothing to replay")
     models = sorted({c["model"] for r in rows for c in r["calls"]})
@@ -309,6 +452,7 @@ def log_from_history(requests: Path | str | Sequence[Mapping[str, Any]],        
     labels = np.full((n, m), NOT_LOGGED); cost = np.zeros((n, m)); latency = np.zeros((n, m))
     propensity = np.zeros((n, m)); audit = np.zeros(n, bool); audit_p = np.zeros(n); known = np.zeros(n, bool)
     task = np.array([TASK_INDEX[TaskType(r["task_type"])] for r in rows])
+    row_values: list = [None] * n; row_reference: list = [None] * n
     for i, r in enumerate(rows):
         digests = {}
         for call in r["calls"]:
@@ -324,6 +468,11 @@ def log_from_history(requests: Path | str | Sequence[Mapping[str, Any]],        
             reference = {r.get("merged_digest")} if r.get("merged_digest") else set()
         merged = r.get("merged_values") if fixed is None else None
         values = {index[c["model"]]: c.get("values") for c in r["calls"]}
+        row_values[i] = [values.get(j) if j in digests else None for j in range(m)]
+        fix = corrected.get(r["request_id"])
+        if fix is not None: row_reference[i] = answer_values(fix)
+        elif fixed is not None: row_reference[i] = next((values.get(index[x]) for x in sorted(fixed) if x in index and index[x] in digests), None)
+        else: row_reference[i] = r.get("merged_values")
         classes: list[tuple[int, Any]] = []   # (class, values of its first member): other answers grouped by agreement
         for j, digest in digests.items():
             if digest in reference or agrees(values.get(j), merged): labels[i, j] = 0; continue
@@ -342,7 +491,7 @@ def log_from_history(requests: Path | str | Sequence[Mapping[str, Any]],        
     base = labels != NOT_LOGGED
     return ReplayLog(models, task[None], labels[None], cost[None], latency[None], base[None], audit[None], audit_p[None],
                      known[None] if known.any() and teach else None, propensity[None],
-                     reference="corrections, else the merged answer")
+                     reference="corrections, else the merged answer", values=[row_values], reference_values=[row_reference])
 
 # %% ../nbs/14b_replay.ipynb #711a0668
 GRID_KEYS = {f.name: f.type for f in fields(SimConfig) if f.name not in ("estimator", "strategies", "task_thresholds")}
@@ -392,19 +541,19 @@ def policy_grid(strategies: Sequence[str], param_grid: Mapping[str, Sequence[Any
     return jobs
 
 
-def _evaluate_job(log: ReplayLog, job: tuple[str, str, SimConfig], seed: int, method: str) -> dict[str, Any]:
+def _evaluate_job(log: ReplayLog, job: tuple[str, str, SimConfig], seed: int, method: str, block: int = 1) -> dict[str, Any]:
     name, policy, config = job
-    return evaluate(log, policy, config, seed, method, name)
+    return evaluate(log, policy, config, seed, method, name, block)
 
 
 def run_grid(log: ReplayLog, jobs: Sequence[tuple[str, str, SimConfig]], seed: int = 0, method: str = "dr",
              scheduler: str = "sync", address: str | None = None, n_workers: int | None = None,
-             progress: bool = True) -> pd.DataFrame:
+             progress: bool = True, block: int = 1) -> pd.DataFrame:
     "Evaluate every job: in this process (sync), on a LocalCluster (local) or a Dask scheduler (address), as `simulate`'s sweeps."
     if address is None and scheduler == "sync":
         rows = []
         bar = _progress(len(jobs), "replay", not progress)
-        for job in jobs: rows.append(_evaluate_job(log, job, seed, method)); bar.update(1)
+        for job in jobs: rows.append(_evaluate_job(log, job, seed, method, block)); bar.update(1)
         bar.close()
         return pd.DataFrame(rows).set_index("policy")
     import os
@@ -416,7 +565,7 @@ def run_grid(log: ReplayLog, jobs: Sequence[tuple[str, str, SimConfig]], seed: i
     client = Client(address if address is not None else cluster)
     try:
         shared = client.scatter(log, broadcast=True)
-        futures = client.map(_evaluate_job, [shared] * len(jobs), list(jobs), seed=seed, method=method, pure=False)
+        futures = client.map(_evaluate_job, [shared] * len(jobs), list(jobs), seed=seed, method=method, block=block, pure=False)
         rows = gather_in_order(futures, "replay", progress)
     finally:
         client.close()
@@ -434,8 +583,10 @@ def configure_replay_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corrections", default=None, help="corrections.jsonl (default: next to the history, if there)")
     parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), help="strategies and baselines to replay")
     parser.add_argument("--grid", nargs="*", default=[], metavar="PARAM=V1,V2", help="decision-core parameters to sweep")
-    parser.add_argument("--method", default="dr", choices=["ips", "snips", "dr"], help="estimator where the log is partial")
+    parser.add_argument("--method", default="dr", choices=["ips", "snips", "dr", "mi"],
+                        help="estimator where the log is partial (mi: replay on the log completed from its shadow rows, for policies that learn)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the policies' exploration")
+    parser.add_argument("--block", type=int, default=1, help="decide up to this many consecutive requests on one learned state, as concurrent requests are (faster on long logs; 1: one at a time)")
     parser.add_argument("--scheduler", default="sync", choices=["sync", "local"], help="run the grid here or on a LocalCluster")
     parser.add_argument("--address", default=None, help="Dask scheduler address: run the grid there")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -454,10 +605,11 @@ def run_replay(args: argparse.Namespace) -> int:
         from computepulse_ai.config import Config
         cfg = Config.load(args.config) if args.config else Config.from_dict({})
         jobs = policy_grid(args.strategies, parse_grid(args.grid), config_from(cfg))
+        if args.block < 1: raise InvalidFieldError("replay", "block", args.block, "an integer >= 1")
     except (OSError, ComputePulseError) as e:
         print(f"replay: {e}", file=sys.stderr)
         return 2
-    table = run_grid(log, jobs, args.seed, args.method, args.scheduler, args.address, progress=not args.json)
+    table = run_grid(log, jobs, args.seed, args.method, args.scheduler, args.address, progress=not args.json, block=args.block)
     if args.json:
         clean = lambda v: None if isinstance(v, float) and math.isnan(v) else v
         print(json.dumps({"history": str(history), "requests": log.n_steps, "models": log.models,

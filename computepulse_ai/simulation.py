@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -27,7 +27,7 @@ from .learning import (TASK_INDEX, TASK_TYPES, AgreementEstimator, BetaEstimator
 from .merging import cluster_numbers, majority_vote, truth_discovery_labels, weighted_vote
 from . import routing as _routing
 from .routing import RouterConfig, default_strategies, explore, select
-from .decision import (STRATEGY_PRESETS, answer_posterior, call_gain, learn, learning_signal, log_odds,
+from .decision import (STRATEGY_PRESETS, Signal, answer_posterior, call_gain, learn, learning_signal, log_odds,
                                        merge_weights, next_call, open_questions)
 
 # %% auto #0
@@ -420,18 +420,56 @@ def _presets(kind: str, task: np.ndarray, per_task: Mapping[int, RoutingStrategy
 
 @dataclass
 class StepLog:
-    "One simulated step as a request log holds it (replay): who was called and with what probability, what came back."
+    "One simulated step as a request log holds it (replay): who was called and with what probability, what came back (block > 1: one per block, arrays (runs, block, ...))."
     chosen: np.ndarray       # (runs, models) bool: the initial set (exploration included)
     propensity: np.ndarray   # (runs, models) probability each model had of being in the initial set (routing + ε-exploration)
     called: np.ndarray       # (runs, models) bool: every call made (escalations included)
     world: WorldDraw         # what each model returned (labels, latency, cost, failed) — for uncalled models too
     correct: np.ndarray      # (runs,) the merged answer was right
+    weights: np.ndarray | None = None  # (runs, models) the merger's vote of each model (`merge_weights`)
 
 
 def _per_run(x, rows: np.ndarray, n_runs: int):
     "`x[rows]` for a per-run array (leading axis of length `n_runs`); scalars, None and per-model arrays as they are."
     if isinstance(x, np.ndarray) and x.ndim and x.shape[0] == n_runs: return x[rows]
     return x
+
+
+def _blocks(n_requests: int, block: int, present: np.ndarray) -> list[tuple[int, int]]:
+    "(start, stop) of each block decided together: never longer than the requests before it (young state changes fast), nor across a change of which models are present."
+    changes = set((np.flatnonzero((present[1:n_requests] != present[:n_requests - 1]).any(-1)) + 1).tolist())
+    out, start = [], 0
+    while start < n_requests:
+        stop = min(start + min(block, max(start // 32, 1)), n_requests)
+        stop = min([c for c in changes if start < c < stop] + [stop])
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def _block_rows(world: WorldDraw, n_rows: int) -> WorldDraw:
+    "A logged block's WorldDraw (arrays (runs, block, ...)) as rows (runs · block, ...), run-major; `logged`/`known` too."
+    rows = lambda x: None if x is None else np.asarray(x).reshape(n_rows, *np.shape(x)[2:])
+    out = WorldDraw(*(rows(getattr(world, f)) for f in ("labels", "latency", "cost", "failed")))
+    for extra in ("logged", "known"):
+        if hasattr(world, extra): setattr(out, extra, rows(getattr(world, extra)))
+    return out
+
+
+_SIGNAL_FIELDS = tuple(f.name for f in fields(Signal))
+
+
+def _waves(task: np.ndarray) -> tuple[np.ndarray, list[slice]]:
+    "Rows (run-major over a (runs, block) task array; a negative task: no row) in learning order, and each wave's slice of them: wave k holds each run's k-th request of each task type."
+    rank = np.full(task.shape, -1)
+    for t in np.unique(task[task >= 0]):
+        mine = task == t
+        rank = np.where(mine, np.cumsum(mine, 1) - 1, rank)
+    rank = rank.ravel()
+    rows = np.flatnonzero(rank >= 0)
+    order = rows[np.argsort(rank[rows], kind="stable")]
+    ends = np.cumsum(np.bincount(rank[rows])).tolist()
+    return order, [slice(a, b) for a, b in zip([0] + ends[:-1], ends)]
 
 
 def simulate(scenario: Scenario | str,         # a Scenario or a preset name
@@ -445,11 +483,13 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
              tasks: np.ndarray | None = None, # replay: (runs, steps) task type indices instead of drawing them
              draws: Callable[[int], WorldDraw] | None = None,  # replay: step -> the logged WorldDraw (may carry `known`)
              log: list | None = None,         # replay: append one StepLog per step (what a request log holds)
+             block: int = 1,                  # requests per run decided together on one learned state, as concurrent requests are (1: one at a time)
              ) -> SimulationResult:
     "Simulate `n_runs` independent runs of `n_requests` requests under `policy`; arrays per run × step."
     scenario = preset(scenario, n_requests) if isinstance(scenario, str) else scenario
     config = config or SimConfig()
     kind, forced_oracle = _resolve_policy(policy)
+    if not (isinstance(block, (int, np.integer)) and block >= 1): raise InvalidFieldError("simulate", "block", block, "an integer >= 1")
     oracle = oracle or forced_oracle
     timeline = scenario.timeline(n_requests)
     n_models = len(scenario.models)
@@ -470,7 +510,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     true_failure = np.array([m.failure_rate for m in scenario.models])
     true_classes = world_classes(scenario)
     by_cost = np.argsort(costs, kind="stable")
-    runs = np.arange(n_runs)
+    sim_runs = np.arange(n_runs)
     per_task = {TASK_INDEX[TaskType(t)]: RoutingStrategy(s) for t, s in
                 (config.strategies or {t.value: s.value for t, s in default_strategies().items()}).items()}
     if tasks is None: tasks = world_rng.choice(len(TASK_TYPES), size=(n_runs, n_requests), p=scenario.task_probabilities())
@@ -478,14 +518,32 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     signals = [] if record else None
     discount = getattr(estimator, "discount", 1.0)
 
-    for step in range(n_requests):
-        task = tasks[:, step]
-        accuracy = timeline.accuracy[step][:, task].T                  # (runs, models)
+    n_sim_runs = n_runs
+    for step, stop in _blocks(n_requests, block, timeline.present):
+        # a block of `width` requests per run is decided on one learned state: its rows are (run, request), run-major
+        width = stop - step
+        n_runs = n_sim_runs * width
+        if width == 1:
+            task = tasks[:, step]
+            accuracy = timeline.accuracy[step][:, task].T                  # (runs, models)
+            world = draw_world(scenario, accuracy, timeline.outage[step], world_rng) if draws is None else draws(step)
+            run_of, runs = sim_runs, sim_runs
+        else:
+            task = tasks[:, step:stop].reshape(-1)
+            at_step = np.tile(np.arange(step, stop), n_sim_runs)
+            accuracy = timeline.accuracy[at_step[:, None], np.arange(n_models), task[:, None]]   # (rows, models)
+            if draws is None:   # the world is drawn step by step, as without blocks: the same draws for every block size
+                parts = [draw_world(scenario, accuracy.reshape(n_sim_runs, width, n_models)[:, j], timeline.outage[step + j], world_rng)
+                         for j in range(width)]
+                world = WorldDraw(*(np.stack([getattr(p, f) for p in parts], 1).reshape(n_runs, n_models)
+                                    for f in ("labels", "latency", "cost", "failed")))
+            else:
+                world = _block_rows(draws(slice(step, stop)), n_runs)
+            run_of, runs = np.repeat(sim_runs, width), np.arange(n_runs)
         present = timeline.present[step]
-        world = draw_world(scenario, accuracy, timeline.outage[step], world_rng) if draws is None else draws(step)
-        cells = cell_base + task[:, None]   # = _cells(state, task)
+        cells = cell_base[run_of] + task[:, None]   # = _cells(state, task)
         column = _gather(state, cells)                                  # (fields, runs, models)
-        pair_index = runs * pairs.shape[2] + task                       # each run's task-type row of `pair_rows`
+        pair_index = run_of * pairs.shape[2] + task                     # each run's task-type row of `pair_rows`
         pair_column = np.take(pair_rows, pair_index, axis=1).reshape(-1, n_runs, n_models, n_models)   # (2, runs, m, m)
         learned = column[0]
         evidence = evidence_of(estimator, column, pair_column, config.prior_q, engine.prior_pairs)
@@ -583,20 +641,52 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
                                  np.zeros(n_runs, int) if known is not None else None, known)
         needs_review = (learned_post.answers > 0) & (_count(answered & (learned >= config.review_threshold)) == 0)
         signal.observed &= ~needs_review[:, None]
-        if record: signals.append(StepSignal(task.copy(), signal))
+        if record:
+            for j in range(width):
+                these = slice(None) if width == 1 else slice(j, None, width)
+                signals.append(StepSignal(task[these].copy(), Signal(*(getattr(signal, name)[these] for name in _SIGNAL_FIELDS))))
         best = np.where(present, accuracy, -1.0).argmax(-1)
-        out["tracking_error"][step] = _rowsum(np.abs(learned - accuracy) * present) / max(present.sum(), 1)
-        learn(estimator, column, signal)
-        _scatter(state, cells, column)
-        pair_step(pair_column, world.labels, answered, discount)
-        for field_rows, field_column in zip(pair_rows, pair_column): field_rows[pair_index] = field_column.reshape(n_runs, -1)
-        out["correct"][step] = (post.answers > 0) & (winner == 0)
-        out["cost"][step] = _rowsum(np.where(called, world.cost, 0.0))
-        out["latency"][step] = latency
-        out["n_models"][step] = _count(called)
-        out["rounds"][step] = rounds
-        out["chose_best"][step] = called[runs, best]
-        if log is not None: log.append(StepLog(chosen, propensity, called, world, (post.answers > 0) & (winner == 0)))
+        tracking = _rowsum(np.abs(learned - accuracy) * present) / max(present.sum(), 1)
+        if width == 1:
+            learn(estimator, column, signal)
+            _scatter(state, cells, column)
+            pair_step(pair_column, world.labels, answered, discount)
+            for field_rows, field_column in zip(pair_rows, pair_column): field_rows[pair_index] = field_column.reshape(n_runs, -1)
+        else:   # learn request by request in time order; a wave's rows touch distinct cells, so a wave learns at once
+            by_task = task.reshape(n_sim_runs, width)
+            order, waves = _waves(by_task)                                  # rows sorted once: a wave is a slice (views)
+            ordered = [getattr(signal, name)[order] for name in _SIGNAL_FIELDS]
+            ordered_cells = cells[order]
+            for wave in waves:
+                wave_column = _gather(state, ordered_cells[wave])
+                learn(estimator, wave_column, Signal(*(values[wave] for values in ordered)))
+                _scatter(state, ordered_cells[wave], wave_column)
+            pairs_move = _count(answered) >= 2                            # pair counts change only where two answered
+            order, waves = _waves(np.where(pairs_move.reshape(n_sim_runs, width), by_task, -1))
+            ordered_index, ordered_labels, ordered_answered = pair_index[order], world.labels[order], answered[order]
+            for wave in waves:
+                rows = ordered_index[wave]
+                wave_pairs = np.take(pair_rows, rows, axis=1).reshape(-1, len(rows), n_models, n_models)
+                pair_step(wave_pairs, ordered_labels[wave], ordered_answered[wave], discount)
+                for field_rows, field_column in zip(pair_rows, wave_pairs): field_rows[rows] = field_column.reshape(len(rows), -1)
+        by_step = lambda x: x.reshape(n_sim_runs, width).T                  # rows -> (width, runs)
+        correct = (post.answers > 0) & (winner == 0)
+        out["tracking_error"][step:stop] = by_step(tracking)
+        out["correct"][step:stop] = by_step(correct)
+        out["cost"][step:stop] = by_step(_rowsum(np.where(called, world.cost, 0.0)))
+        out["latency"][step:stop] = by_step(latency)
+        out["n_models"][step:stop] = by_step(_count(called))
+        out["rounds"][step:stop] = by_step(rounds)
+        out["chose_best"][step:stop] = by_step(called[runs, best])
+        if log is not None:
+            votes = np.broadcast_to(merge_weights(weights), (n_runs, n_models))
+            if width == 1: log.append(StepLog(chosen, propensity, called, world, correct, votes))
+            else:
+                shaped = lambda x: x.reshape(n_sim_runs, width, *x.shape[1:])
+                log.append(StepLog(shaped(chosen), shaped(propensity), shaped(called),
+                                   WorldDraw(*(shaped(getattr(world, f)) for f in ("labels", "latency", "cost", "failed"))), shaped(correct),
+                                   shaped(votes)))
+    n_runs = n_sim_runs
 
     params = {"estimator": estimator.name, **{k: v for k, v in asdict(estimator).items()},
               "exploration": config.exploration, "epsilon": config.epsilon,
