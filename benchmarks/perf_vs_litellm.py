@@ -5,16 +5,18 @@ Install the peer first (a benchmark-only extra, not part of `.[dev]` / `make tes
 
     .venv/bin/pip install -e '.[bench]'
 
-Run: .venv/bin/python benchmarks/perf_vs_litellm.py [--rounds 200] [--warmup 20] [--quick]
+Run: .venv/bin/python benchmarks/perf_vs_litellm.py [--rounds 200] [--warmup 20] [--latency-scales 1,0] [--quick]
 Prints human-readable lines, then as its LAST line one JSON object: process_p50_ms / _p90_ms, litellm_p50_ms /
 _p90_ms, ratio_p50 (process / LiteLLM; target <= 0.6) and ratio_p90, floor_p50_ms / _p90_ms (three bare
-`AsyncOpenAI` calls gathered: the HTTP floor both sit on), litellm_version, and the settings used.
+`AsyncOpenAI` calls gathered: the HTTP floor both sit on), process_over_floor_p50_ms / litellm_over_floor_p50_ms
+(what each framework adds to that floor), the same with the suffix `_no_latency` against a second server whose
+models answer at once (the frameworks' overhead alone), litellm_version, and the settings used.
 
 What is measured, and how:
 - The fake provider server (`computepulse_ai.fakes.FakeProviderServer`, the demo's three models qwen-max,
   deepseek-chat, doubao-seed-1-6) runs on 127.0.0.1 on a free port in a process of its own, so its CPU is not ours.
-  Each model answers after its fixed demo latency (50 / 80 / 40 ms), with no jitter (`--latency-scale` multiplies
-  them; 0 measures the frameworks' overhead alone) and no faults.
+  Each model answers after its fixed demo latency (50 / 80 / 40 ms), with no jitter and no faults; a second
+  server (own process too) serves the same models with no latency (`--latency-scales` sets the multipliers).
 - Ours: `process()` with the shipped default configuration, every setting it depends on written out below
   (`OUR_SETTINGS`) rather than inherited; the script prints any that differ from the shipped defaults (none, unless
   you edit them). The prompt asks to verify GPU prices, which the classifier reads as data_validation, whose default
@@ -22,20 +24,23 @@ What is measured, and how:
   validated, learned from and the request is recorded (default durability "each": the record is fsynced before
   `process()` returns). Every round's prompt carries its own token, so the result cache (enabled by default) never
   serves it. Each request must succeed with three successful calls, or the run stops.
-- LiteLLM: `Router(...).acompletion` for the same three models, gathered. LiteLLM has no DashScope-native protocol
-  (ours speaks it to qwen), so LiteLLM calls all three through the OpenAI-compatible routes of the same server
-  (`/v1` for qwen and deepseek, Ark's `/api/v3` for doubao) as `openai/<model id>`: the same fake models, the same
+- LiteLLM: `Router(...).acompletion` for the same three models, gathered. Ours speaks each provider's own protocol
+  (DashScope's native API to qwen, OpenAI's to deepseek, Ark's Responses API with web search to doubao, as the
+  demo config asks); LiteLLM calls all three through the OpenAI-compatible chat routes of the same server (`/v1`
+  for qwen and deepseek, Ark's `/api/v3` for doubao) as `openai/<model id>`: the same fake models, the same
   latencies. Its settings are in `LITELLM_SETTINGS`; it only returns the three responses (no merging).
-- Rounds alternate which side goes first; the first `--warmup` rounds are excluded. One request at a time, so each
-  figure is the wall time of one request (p50 and p90 over the rounds).
+- Every round runs each side of each server once, one request at a time, in an order that rotates from round to
+  round (each side takes every position in turn); the first `--warmup` rounds are excluded. Each figure is the
+  wall time of one request, p50 and p90 over the rounds. Our orchestrator and LiteLLM share one event loop (and
+  their background threads: our storage writer, LiteLLM's logging worker) as an application would.
 The machine is shared and loaded: read the ratios, not the times.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import logging
 import multiprocessing
 import os
 import statistics
@@ -139,80 +144,97 @@ def messages(prompt: str) -> list[dict]:
     return [{"role": "user", "content": prompt}]
 
 
-async def run(rounds: int, warmup: int, latency_scale: float, seed: int) -> dict:
+def suffix(index: int, scale: float) -> str:
+    "Key suffix of a latency world: none for the first (the headline), then by its scale."
+    if index == 0: return ""
+    return "_no_latency" if scale == 0 else f"_latency_x{scale:g}"
+
+
+async def run(rounds: int, warmup: int, scales: list[float], seed: int) -> dict:
+    "One fake server process per latency world; every side of every world measured in the same rounds."
     ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    server = ctx.Process(target=serve, args=(child, seed, latency_scale), daemon=True)
-    server.start()
+    servers = []
     try:
-        urls = parent.recv()
-        return await measure(urls, rounds, warmup, seed)
+        for scale in scales:
+            parent, child = ctx.Pipe()
+            process = ctx.Process(target=serve, args=(child, seed, scale), daemon=True)
+            process.start()
+            servers.append((parent, process))
+        worlds = [(suffix(i, scale), parent.recv()) for i, (scale, (parent, _)) in enumerate(zip(scales, servers))]
+        return await measure(worlds, rounds, warmup, seed)
     finally:
-        parent.send("stop")
-        server.join(30)
-        if server.is_alive(): server.terminate()
+        for parent, process in servers:
+            try: parent.send("stop")
+            except OSError: pass
+            process.join(30)
+            if process.is_alive(): process.terminate()
 
 
-async def measure(urls: dict, rounds: int, warmup: int, seed: int) -> dict:
-    import litellm
+async def sides_of(world: str, urls: dict, folder: Path, seed: int, stack: contextlib.AsyncExitStack, report: dict):
+    "The three sides measured against one server: ours, LiteLLM's Router, and bare OpenAI clients (the floor)."
     from openai import AsyncOpenAI
     from computepulse_ai.core import Request, TaskType
     from computepulse_ai.orchestrator import AIOrchestrator
 
     router, names = litellm_router(urls)
-    bare = {"qwen-max": AsyncOpenAI(base_url=urls["openai"], api_key=KEY, max_retries=2, timeout=30.0),
-            "deepseek-chat": AsyncOpenAI(base_url=urls["openai"], api_key=KEY, max_retries=2, timeout=30.0),
-            "doubao-seed-1-6": AsyncOpenAI(base_url=urls["ark"], api_key=KEY, max_retries=2, timeout=30.0)}
-    times = {"process": [], "litellm": [], "floor": []}
+    bare = {"qwen-max": urls["openai"], "deepseek-chat": urls["openai"], "doubao-seed-1-6": urls["ark"]}
+    bare = {n: AsyncOpenAI(base_url=base, api_key=KEY, max_retries=2, timeout=30.0) for n, base in bare.items()}
+    for client in bare.values(): stack.push_async_callback(client.close)
+    cfg, differs, unset = our_config(urls, folder)
+    orch = await stack.enter_async_context(AIOrchestrator(cfg, seed=seed))
+    report.update(settings_differing_from_defaults=differs, settings_not_set=unset)
+    report[f"model_latency_ms{world}"] = {k: round(v * 1000, 1) for k, v in urls["latencies"].items()}
+
+    async def ours(i: int) -> None:
+        result = await orch.process(Request(PROMPT.format(i), data_type="gpu"))
+        ok = result.request.task_type is TaskType.DATA_VALIDATION and not result.cache_hit and \
+            len(result.responses) == 3 and all(r.success for r in result.responses)
+        if not ok:
+            raise SystemExit(f"round {i}: process() did not make three successful calls: task "
+                             f"{result.request.task_type}, cache_hit {result.cache_hit}, "
+                             f"{[(r.model, r.success, r.error) for r in result.responses]}, error {result.error}")
+
+    async def theirs(i: int) -> None:
+        replies = await asyncio.gather(*(router.acompletion(model=n, messages=messages(PROMPT.format(i))) for n in names))
+        if not all(r.choices[0].message.content for r in replies): raise SystemExit(f"round {i}: a LiteLLM reply without content")
+
+    async def floor(i: int) -> None:
+        replies = await asyncio.gather(*(bare[n].chat.completions.create(model=n, messages=messages(PROMPT.format(i)))
+                                         for n in names))
+        if not all(r.choices[0].message.content for r in replies): raise SystemExit(f"round {i}: a bare reply without content")
+
+    return [("process" + world, ours), ("litellm" + world, theirs), ("floor" + world, floor)]
+
+
+def q(values: list[float], p: int) -> float:
+    "The p-th percentile (inclusive method)."
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if len(values) > 1 else values[0]
+
+
+async def measure(worlds: list[tuple[str, dict]], rounds: int, warmup: int, seed: int) -> dict:
+    report: dict = {}
+    times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:   # on the project's disk, not a tmpfs
-        cfg, differs, unset = our_config(urls, Path(tmp) / "data")
-        async with AIOrchestrator(cfg, seed=seed) as orch:
-            calls_made = []
-
-            async def ours(i: int) -> None:
-                result = await orch.process(Request(PROMPT.format(i), data_type="gpu"))
-                ok = result.request.task_type is TaskType.DATA_VALIDATION and not result.cache_hit and \
-                    len(result.responses) == 3 and all(r.success for r in result.responses)
-                if not ok:
-                    raise SystemExit(f"round {i}: process() did not make three successful calls: task "
-                                     f"{result.request.task_type}, cache_hit {result.cache_hit}, "
-                                     f"{[(r.model, r.success, r.error) for r in result.responses]}, error {result.error}")
-                calls_made.append(len(result.responses))
-
-            async def theirs(i: int) -> None:
-                replies = await asyncio.gather(*(router.acompletion(model=n, messages=messages(PROMPT.format(i))) for n in names))
-                if not all(r.choices[0].message.content for r in replies):
-                    raise SystemExit(f"round {i}: a LiteLLM reply without content")
-
-            async def floor(i: int) -> None:
-                replies = await asyncio.gather(*(bare[n].chat.completions.create(model=n, messages=messages(PROMPT.format(i)))
-                                                 for n in names))
-                if not all(r.choices[0].message.content for r in replies):
-                    raise SystemExit(f"round {i}: a bare OpenAI reply without content")
-
-            sides = [("process", ours), ("litellm", theirs), ("floor", floor)]
+        async with contextlib.AsyncExitStack() as stack:
+            sides = []
+            for k, (world, urls) in enumerate(worlds):
+                sides += await sides_of(world, urls, Path(tmp) / f"data{k}", seed, stack, report)
+            for name, _ in sides: times[name] = []
             for i in range(warmup + rounds):
                 shift = i % len(sides)
-                for name, side in sides[shift:] + sides[:shift]:   # each side goes first, second and third in turn
+                for name, side in sides[shift:] + sides[:shift]:   # each side takes every position in turn
                     t0 = time.perf_counter()
                     await side(i)
                     if i >= warmup: times[name].append((time.perf_counter() - t0) * 1000)
-    for client in bare.values(): await client.close()
-
-    def q(values: list[float], p: float) -> float:
-        return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if len(values) > 1 else values[0]
-
-    out = {"process_p50_ms": round(q(times["process"], 50), 2), "process_p90_ms": round(q(times["process"], 90), 2),
-           "litellm_p50_ms": round(q(times["litellm"], 50), 2), "litellm_p90_ms": round(q(times["litellm"], 90), 2),
-           "floor_p50_ms": round(q(times["floor"], 50), 2), "floor_p90_ms": round(q(times["floor"], 90), 2)}
-    out["ratio_p50"] = round(out["process_p50_ms"] / out["litellm_p50_ms"], 3)
-    out["ratio_p90"] = round(out["process_p90_ms"] / out["litellm_p90_ms"], 3)
-    out["ratio_p50_vs_floor"] = round(out["process_p50_ms"] / out["floor_p50_ms"], 3)
-    out["litellm_ratio_p50_vs_floor"] = round(out["litellm_p50_ms"] / out["floor_p50_ms"], 3)
-    out.update(litellm_version=litellm_version(), rounds=rounds, warmup=warmup, model_latency_ms=
-               {k: round(v * 1000, 1) for k, v in urls["latencies"].items()},
-               our_calls_per_request=statistics.fmean(calls_made) if calls_made else None,
-               settings_differing_from_defaults=differs, settings_not_set=unset, litellm_settings=LITELLM_SETTINGS)
+    out: dict = {}
+    for world, _ in worlds:
+        for side in ("process", "litellm", "floor"):
+            for p in (50, 90): out[f"{side}_p{p}_ms{world}"] = round(q(times[side + world], p), 2)
+        for p in (50, 90):
+            out[f"ratio_p{p}{world}"] = round(out[f"process_p{p}_ms{world}"] / out[f"litellm_p{p}_ms{world}"], 3)
+        out[f"process_over_floor_p50_ms{world}"] = round(out[f"process_p50_ms{world}"] - out[f"floor_p50_ms{world}"], 2)
+        out[f"litellm_over_floor_p50_ms{world}"] = round(out[f"litellm_p50_ms{world}"] - out[f"floor_p50_ms{world}"], 2)
+    out.update(litellm_version=litellm_version(), rounds=rounds, warmup=warmup, **report, litellm_settings=LITELLM_SETTINGS)
     return out
 
 
@@ -225,7 +247,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200, help="measured rounds (each: one request per side)")
     parser.add_argument("--warmup", type=int, default=20, help="rounds run first and not measured")
-    parser.add_argument("--latency-scale", type=float, default=1.0, help="multiplies the fake models' latencies (0: none)")
+    parser.add_argument("--latency-scales", default="1,0",
+                        help="comma-separated multipliers of the fake models' latencies, one server each; the first is "
+                             "the headline (unsuffixed keys), 0 measures the frameworks' overhead alone (keys _no_latency)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="30 rounds after 5 of warm-up (a smoke test)")
     args = parser.parse_args()
@@ -234,7 +258,8 @@ def main() -> None:
         import litellm  # noqa: F401
     except ImportError:
         sys.exit("perf_vs_litellm needs LiteLLM, a benchmark-only dependency: .venv/bin/pip install -e '.[bench]'")
-    results = asyncio.run(run(args.rounds, args.warmup, args.latency_scale, args.seed))
+    scales = [float(x) for x in args.latency_scales.split(",") if x.strip()]
+    results = asyncio.run(run(args.rounds, args.warmup, scales, args.seed))
     results.update(cpu_count=os.cpu_count(), load_avg_1m=round(os.getloadavg()[0], 2))
     for key, value in results.items(): print(f"{key:32s} {value}")
     print(json.dumps({"benchmark": "perf_vs_litellm", **results}, ensure_ascii=False))
