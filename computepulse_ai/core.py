@@ -224,6 +224,9 @@ def _json_default(value: Any) -> Any:
     return converted
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default)   # made once, not per line
+
+
 @functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
@@ -243,7 +246,7 @@ class JsonModel:
     def to_json(self) -> str:
         "This object as a compact JSON string (the same text as `json.dumps(self.to_dict())`, without building that dict)."
         fields = {name: getattr(self, name) for name in _field_names(type(self))}
-        try: return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default)
+        try: return _ENCODER.encode(fields)
         except TypeError:   # a key the encoder refuses (a tuple, say): to_dict turns every key into text
             return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
