@@ -117,13 +117,13 @@ def flat(doc: dict, prefix: str = "") -> dict:
     return out
 
 
-def our_config(urls: dict, folder: Path):
+def our_config(urls: dict, folder: Path, settings: dict):
     from computepulse_ai.config import OPTIONS, Config
     from computepulse_ai.jobs import demo_models
     models = [dict(spec, base_url=urls[spec["provider"]]) for _, spec in demo_models()]
-    cfg = Config.from_dict({**OUR_SETTINGS, "storage": {**OUR_SETTINGS["storage"], "folder": str(folder)}, "models": models},
+    cfg = Config.from_dict({**settings, "storage": {**settings["storage"], "folder": str(folder)}, "models": models},
                            "<perf_vs_litellm>")
-    given = flat(OUR_SETTINGS)
+    given = flat(settings)
     defaults = {o.path: o.default for o in OPTIONS}
     differs = {p: v for p, v in given.items() if defaults.get(p) != v}
     unset = sorted(p for p in defaults if p not in given and not p.startswith(("storage.folder", "models")))
@@ -150,7 +150,7 @@ def suffix(index: int, scale: float) -> str:
     return "_no_latency" if scale == 0 else f"_latency_x{scale:g}"
 
 
-async def run(rounds: int, warmup: int, scales: list[float], seed: int) -> dict:
+async def run(rounds: int, warmup: int, scales: list[float], seed: int, settings: dict) -> dict:
     "One fake server process per latency world; every side of every world measured in the same rounds."
     ctx = multiprocessing.get_context("spawn")
     servers = []
@@ -161,7 +161,7 @@ async def run(rounds: int, warmup: int, scales: list[float], seed: int) -> dict:
             process.start()
             servers.append((parent, process))
         worlds = [(suffix(i, scale), parent.recv()) for i, (scale, (parent, _)) in enumerate(zip(scales, servers))]
-        return await measure(worlds, rounds, warmup, seed)
+        return await measure(worlds, rounds, warmup, seed, settings)
     finally:
         for parent, process in servers:
             try: parent.send("stop")
@@ -170,7 +170,8 @@ async def run(rounds: int, warmup: int, scales: list[float], seed: int) -> dict:
             if process.is_alive(): process.terminate()
 
 
-async def sides_of(world: str, urls: dict, folder: Path, seed: int, stack: contextlib.AsyncExitStack, report: dict):
+async def sides_of(world: str, urls: dict, folder: Path, seed: int, settings: dict, stack: contextlib.AsyncExitStack,
+                   report: dict):
     "The three sides measured against one server: ours, LiteLLM's Router, and bare OpenAI clients (the floor)."
     from openai import AsyncOpenAI
     from computepulse_ai.core import Request, TaskType
@@ -180,7 +181,7 @@ async def sides_of(world: str, urls: dict, folder: Path, seed: int, stack: conte
     bare = {"qwen-max": urls["openai"], "deepseek-chat": urls["openai"], "doubao-seed-1-6": urls["ark"]}
     bare = {n: AsyncOpenAI(base_url=base, api_key=KEY, max_retries=2, timeout=30.0) for n, base in bare.items()}
     for client in bare.values(): stack.push_async_callback(client.close)
-    cfg, differs, unset = our_config(urls, folder)
+    cfg, differs, unset = our_config(urls, folder, settings)
     orch = await stack.enter_async_context(AIOrchestrator(cfg, seed=seed))
     report.update(settings_differing_from_defaults=differs, settings_not_set=unset)
     report[f"model_latency_ms{world}"] = {k: round(v * 1000, 1) for k, v in urls["latencies"].items()}
@@ -211,14 +212,14 @@ def q(values: list[float], p: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if len(values) > 1 else values[0]
 
 
-async def measure(worlds: list[tuple[str, dict]], rounds: int, warmup: int, seed: int) -> dict:
+async def measure(worlds: list[tuple[str, dict]], rounds: int, warmup: int, seed: int, settings: dict) -> dict:
     report: dict = {}
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:   # on the project's disk, not a tmpfs
         async with contextlib.AsyncExitStack() as stack:
             sides = []
             for k, (world, urls) in enumerate(worlds):
-                sides += await sides_of(world, urls, Path(tmp) / f"data{k}", seed, stack, report)
+                sides += await sides_of(world, urls, Path(tmp) / f"data{k}", seed, settings, stack, report)
             for name, _ in sides: times[name] = []
             for i in range(warmup + rounds):
                 shift = i % len(sides)
@@ -251,6 +252,9 @@ def main() -> None:
                         help="comma-separated multipliers of the fake models' latencies, one server each; the first is "
                              "the headline (unsuffixed keys), 0 measures the frameworks' overhead alone (keys _no_latency)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--storage-durability", choices=["each", "batch", "close"], default="each",
+                        help="our storage.durability (shipped default 'each': process() returns once its record is "
+                             "fsynced); another value is listed under settings_differing_from_defaults")
     parser.add_argument("--quick", action="store_true", help="30 rounds after 5 of warm-up (a smoke test)")
     args = parser.parse_args()
     if args.quick: args.rounds, args.warmup = 30, 5
@@ -259,7 +263,8 @@ def main() -> None:
     except ImportError:
         sys.exit("perf_vs_litellm needs LiteLLM, a benchmark-only dependency: .venv/bin/pip install -e '.[bench]'")
     scales = [float(x) for x in args.latency_scales.split(",") if x.strip()]
-    results = asyncio.run(run(args.rounds, args.warmup, scales, args.seed))
+    settings = {**OUR_SETTINGS, "storage": {**OUR_SETTINGS["storage"], "durability": args.storage_durability}}
+    results = asyncio.run(run(args.rounds, args.warmup, scales, args.seed, settings))
     results.update(cpu_count=os.cpu_count(), load_avg_1m=round(os.getloadavg()[0], 2))
     for key, value in results.items(): print(f"{key:32s} {value}")
     print(json.dumps({"benchmark": "perf_vs_litellm", **results}, ensure_ascii=False))
