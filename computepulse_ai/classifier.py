@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from .core import InvalidFieldError, Request, TaskType, check_enum, get_logger
 
 # %% auto #0
-__all__ = ['KEYWORDS', 'DATA_TYPE_HINTS', 'features', 'normalise', 'rule_scores', 'Classification', 'TaskClassifier']
+__all__ = ['KEYWORDS', 'DATA_TYPE_HINTS', 'MEMO_SIZE', 'features', 'normalise', 'rule_scores', 'Classification', 'TaskClassifier']
 
 # %% ../nbs/03_classifier.ipynb #74e3919f
 _WORD = re.compile(r"[a-z0-9][a-z0-9_\-]*")
@@ -90,6 +90,7 @@ class Classification:
 
 
 _log = get_logger("classifier")
+MEMO_SIZE = 1024   # answers remembered per classifier (the hourly job asks the same few prompts again and again)
 
 
 class TaskClassifier:
@@ -106,9 +107,11 @@ class TaskClassifier:
         self.memory_: dict[str, Counter] = {}
         self.latest_: dict[str, TaskType] = {}
         self.examples_: list[tuple[str, TaskType, str | None]] = []
+        self._memo: dict[tuple[str, str | None, float], Classification] = {}   # emptied by every `learn`
 
     def _evidence(self, prompt: str, data_type: str | None) -> dict[TaskType, float]:
         evidence = rule_scores(prompt, data_type)
+        if not self.weights_: return evidence   # nothing learned yet: no features to look up
         for feature in set(features(prompt)):
             for task, weight in self.weights_.get(feature, {}).items(): evidence[task] += weight
         return evidence
@@ -128,6 +131,15 @@ class TaskClassifier:
     def classify(self, request_or_prompt: Request | str) -> Classification:
         "Task type, confidence and multi-model flag for a `Request` or a prompt string."
         prompt, data_type = _prompt_of(request_or_prompt)
+        key = (prompt, data_type, self.low_confidence)
+        known = self._memo.get(key)
+        if known is None:
+            known = self._classify(prompt, data_type)
+            if len(self._memo) >= MEMO_SIZE: del self._memo[next(iter(self._memo))]   # the oldest goes
+            self._memo[key] = known
+        return Classification(known.task_type, known.confidence, known.multi_model, dict(known.scores))   # the caller's own copy
+
+    def _classify(self, prompt: str, data_type: str | None) -> Classification:
         remembered = self._remembered(prompt)
         if remembered is not None:
             return Classification(remembered, 1.0, False, {t: float(t is remembered) for t in TaskType})
@@ -165,6 +177,7 @@ class TaskClassifier:
         "Learn from feedback that `request_or_prompt` is `true_task_type`; True if the weights changed."
         prompt, data_type = _prompt_of(request_or_prompt)
         truth = check_enum("TaskClassifier.learn", "true_task_type", true_task_type, TaskType)
+        self._memo.clear()   # memory and weights change: no remembered answer stays valid
         key = normalise(prompt)
         self.memory_.setdefault(key, Counter())[truth] += 1
         self.latest_[key] = truth

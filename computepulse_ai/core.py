@@ -198,10 +198,15 @@ def get_logger(name: str) -> logging.Logger:
 
 # %% ../nbs/00_core.ipynb #2f28aae5
 _PLAIN = (str, int, float, bool, type(None))
+_PLAIN_TYPES = frozenset(_PLAIN)   # exact types: an Enum of str is a str but must become its value
 
 
 def to_jsonable(value: Any) -> Any:
     "`value` with enums, datetimes, dataclasses, tuples and sets turned into plain JSON types."
+    kind = type(value)
+    if kind in _PLAIN_TYPES: return value             # the common case first: a record is mostly numbers and text
+    if kind is dict: return {k if type(k) is str else str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
+    if kind is list: return [to_jsonable(v) for v in value]
     if isinstance(value, _PLAIN) and not isinstance(value, Enum): return value
     if isinstance(value, Enum): return value.value
     if isinstance(value, datetime): return value.isoformat()
@@ -210,6 +215,16 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, Mapping): return {str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)): return [to_jsonable(v) for v in value]
     return value
+
+
+def _json_default(value: Any) -> Any:
+    "For `json.dumps`: what the encoder cannot write itself (datetimes, sets, dataclasses, mappings, plain enums)."
+    converted = to_jsonable(value)
+    if converted is value: raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return converted
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default)   # made once, not per line
 
 
 @functools.cache
@@ -229,8 +244,11 @@ class JsonModel:
         return out
 
     def to_json(self) -> str:
-        "This object as a compact JSON string."
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        "This object as a compact JSON string (the same text as `json.dumps(self.to_dict())`, without building that dict)."
+        fields = {name: getattr(self, name) for name in _field_names(type(self))}
+        try: return _ENCODER.encode(fields)
+        except TypeError:   # a key the encoder refuses (a tuple, say): to_dict turns every key into text
+            return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]):

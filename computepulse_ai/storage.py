@@ -121,11 +121,17 @@ def _is_finite_number(value: Any) -> bool:
     return isinstance(value, int) or math.isfinite(value)
 
 
+_NEVER_NON_FINITE = frozenset({str, int, bool, type(None)})   # exact types: nothing inside can be NaN or infinite
+
+
 def _first_non_finite(value: Any, depth: int = 0) -> float | None:
     "The first NaN or infinity inside `value` (numbers, lists, objects), or None."
+    kind = type(value)
+    if kind is float: return value if not math.isfinite(value) else None   # every request record checks ~60 of these
+    if kind in _NEVER_NON_FINITE: return None
     if isinstance(value, float): return value if not math.isfinite(value) else None
     if depth > 4: return None
-    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
+    items = value.values() if kind is dict or isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
     for item in items:
         bad = _first_non_finite(item, depth + 1)
         if bad is not None: return bad

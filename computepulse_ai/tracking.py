@@ -109,20 +109,32 @@ def answer_digest(answer: Any) -> str | None:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+def _finite(value: Any) -> float | None:
+    "`value` as a finite float; None for text, bools, NaN, infinities and integers too large for a float."
+    if isinstance(value, bool) or not isinstance(value, (int, float)): return None
+    try: number = float(value)
+    except OverflowError: return None   # a 400-digit integer is data, not a crash of the request log
+    return number if math.isfinite(number) else None
+
+
 def answer_values(answer: Any) -> dict[str, float] | None:
     "What replay compares of an answer: per merge key (its text fields joined) the first number (e.g. the price)."
     if answer is None: return None
     if isinstance(answer, bool): return {"": float(answer)}
-    if isinstance(answer, (int, float)): return {"": float(answer)} if math.isfinite(answer) else None
+    if isinstance(answer, (int, float)):
+        number = _finite(answer)
+        return {"": number} if number is not None else None
     records = [answer] if isinstance(answer, dict) else answer if isinstance(answer, list) else None
     if records is None: return {str(answer)[:80]: 1.0}
     out: dict[str, float] = {}
     for i, rec in enumerate(records[:MAX_LOGGED_VALUES]):
         if not isinstance(rec, dict): out[f"#{i}:{str(rec)[:40]}"] = 1.0; continue
-        key = "|".join(str(rec[k]) for k in sorted(rec) if isinstance(rec[k], str))
-        number = next((float(rec[k]) for k in sorted(rec) if isinstance(rec[k], (int, float)) and not isinstance(rec[k], bool)
-                       and math.isfinite(rec[k])), None)
-        out[key] = number if number is not None else 1.0
+        texts, number = [], None
+        for name in sorted(rec):   # one pass: the text fields in key order, and the first number
+            value = rec[name]
+            if isinstance(value, str): texts.append(value if type(value) is str else str(value))
+            elif number is None: number = _finite(value)
+        out["|".join(texts)] = number if number is not None else 1.0
     return out
 
 
