@@ -106,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
     package_logger = logging.getLogger("computepulse_ai")
     before = package_logger.level, list(package_logger.handlers)   # a command's logging ends with it (main() in-process)
+    from computepulse_ai.core import repeats
     try:
-        return int(_resolve(COMMANDS[args.command].run)(args) or 0)
+        with repeats.scope():   # the command's own "repeated N times" summaries at its end, not those of earlier work
+            return int(_resolve(COMMANDS[args.command].run)(args) or 0)
     except KeyboardInterrupt:
         return 130
     except Exception as error:
@@ -116,8 +118,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"computepulse-ai {args.command}: error: {line}", file=sys.stderr)
         return status
     finally:
-        core = sys.modules.get("computepulse_ai.core")
-        if core is not None: core.repeats.flush()    # the last "repeated N times" of held-back warnings
         for handler in [h for h in package_logger.handlers if h not in before[1]]: package_logger.removeHandler(handler)
         package_logger.setLevel(before[0])
 

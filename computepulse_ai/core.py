@@ -7,6 +7,7 @@ Docs: https://computepulse.github.io/computepulse-ai/core.html.md"""
 # %% ../nbs/00_core.ipynb #b8a081d8
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -173,6 +174,15 @@ class RepeatFilter(logging.Filter):
     def reset(self) -> None:
         "Forget every message seen (nothing is logged)."
         with self._lock: self._seen.clear()
+
+    @contextlib.contextmanager
+    def scope(self):
+        "Count repeats apart inside the block (a command run in-process) and flush its summaries at its end; the counts from before go on after it."
+        with self._lock: outer, self._seen = self._seen, {}
+        try: yield self
+        finally:
+            self.flush()
+            with self._lock: self._seen = outer
 
     def flush(self) -> int:
         "Log one '… repeated N times' summary per message with repeats held back; returns how many were logged."
