@@ -27,7 +27,8 @@ from .core import (ComputePulseError, InvalidFieldError, MergedResult, ModelSpec
                                   TaskType, current_request_id, get_logger)
 from .execution import AllModelsFailedError, ExecutionResult, ParallelExecutor, request_deadline
 from .feedback import Correction, FeedbackLoop, Verdict, answer_accuracy
-from .decision import STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, log_odds, merge_weights, next_call, open_questions
+from .decision import (STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, decision_reliability, log_odds,
+                       merge_weights, next_call, open_questions)
 from .learning import AgreementEstimator, BetaEstimator, EwmaEstimator, LearningEngine
 from .merging import MergeSpec, merge_answers, merge_scalars, truth_discovery
 from .routing import AdaptiveRouter, NoRoutableModelError, RouterConfig, RoutingDecision
@@ -167,26 +168,34 @@ class RequestPlan:
     bar: float                       # the request's quality bar
     cost_limit: float                # hard limit, USD
     error_price: float               # USD an error costs (inf: the bar alone decides)
+    decide: np.ndarray | None = None  # (models,) reliabilities the stop-or-call decision uses (a posterior draw; None: the means)
 
     def __post_init__(self):
         self.called = np.zeros((1, len(self.names)), bool)
         self.called[0, :self.n_first] = True
         self.weights = log_odds(self.reliability[None], self.n_classes)
+        if self.decide is None: self.decide = self.reliability
+        self.decide_weights = log_odds(self.decide[None], self.n_classes)
+        self.classes = np.full((1, len(self.names)), -1)
+        self.answered = np.zeros((1, len(self.names)), bool)
 
     def observe(self, labels: Mapping[str, int]) -> Posterior:
         "The posterior after the answers so far (`labels`: answering model -> answer class)."
         classes = np.array([[labels.get(n, -1) for n in self.names]])
         answered = np.array([[n in labels for n in self.names]])
         discount = None if self.pair_discount is None else self.pair_discount[None]
-        self.answered = answered
+        self.classes, self.answered = classes, answered
         return answer_posterior(classes, answered, self.weights, self.n_classes, discount)
 
     def next_model(self, posterior: Posterior) -> str | None:
-        "The model to call next, or None to stop; marks it called."
+        "The model to call next, or None to stop; marks it called. Decides on `decide` (the posterior of the answers under it)."
         if self.called.all(): return None   # no candidate left: `next_call` can only say stop (skips ~40 numpy calls)
+        if self.decide is not self.reliability:
+            discount = None if self.pair_discount is None else self.pair_discount[None]
+            posterior = answer_posterior(self.classes, self.answered, self.decide_weights, self.n_classes, discount)
         fill, short = open_questions(posterior, self.preset.target, self.preset.value_of_information, self.bar)
         if not (fill[0] or short[0]): return None   # enough answers and the bar met: the rule stops, whatever the gains
-        p, f = self.reliability[None], self.failure_rate[None]
+        p, f = self.decide[None], self.failure_rate[None]
         gain = call_gain(posterior, p, f, self.n_classes)
         spent = np.array([float(self.costs[self.called[0]].sum())])
         pick = int(next_call(gain, self.costs, ~self.called, spent, posterior, self.cost_limit, self.preset.target,
@@ -598,12 +607,13 @@ class AIOrchestrator:
         costs = np.array([self.router.registry[m].cost_usd(*tokens) if m in self.router.registry else 0.0 for m in names])
         preset = STRATEGY_PRESETS[decision.strategy]
         price = cfg["routing.error_price_usd"]
+        draw = decision_reliability(evidence, self.router.rng if cfg["routing.sampled_decisions"] else None)
         return RequestPlan(names, len([m for m in decision.models if self.engine.has_model(m)]),
                            evidence.reliability[rows], evidence.failure_rate[rows], float(evidence.n_classes),
                            evidence.pair_discount[np.ix_(rows, rows)] if evidence.pair_discount is not None else None,
                            costs, preset, request.quality_threshold if request.quality_threshold is not None else 1.0,
                            math.inf if request.cost_limit is None else request.cost_limit,
-                           math.inf if price is None else float(price))
+                           math.inf if price is None else float(price), draw[rows])
 
     def _answer_classes(self, successes: list[Response], answer_of, spec: MergeSpec | None, cfg: Config) -> dict[str, int]:
         "Answer class per answering model: answers that agree (each covers `feedback.correct_share` of the other) share one."

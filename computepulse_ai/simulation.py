@@ -27,8 +27,8 @@ from .learning import (TASK_INDEX, TASK_TYPES, AgreementEstimator, BetaEstimator
 from .merging import cluster_numbers, majority_vote, truth_discovery_labels, weighted_vote
 from . import routing as _routing
 from .routing import RouterConfig, default_strategies, explore, select
-from .decision import (STRATEGY_PRESETS, answer_posterior, call_gain, learn, learning_signal, log_odds,
-                                       merge_weights, next_call, open_questions)
+from .decision import (STRATEGY_PRESETS, answer_posterior, call_gain, decision_reliability, learn, learning_signal,
+                                       log_odds, merge_weights, next_call, open_questions)
 
 # %% auto #0
 __all__ = ['DRIFT_KINDS', 'COMPUTEPULSE_MIX', 'PRESETS', 'ROUTER_STRATEGIES', 'BASELINES', 'POLICIES', 'CLI_POLICIES', 'SimModel',
@@ -254,6 +254,7 @@ class SimConfig:
     task_thresholds: Mapping[str, float] | None = None  # bar per task type (others: quality_threshold), as routing.task_thresholds
     error_price: float = 0.15             # USD an error costs: a call is made only while it pays (inf: the bar alone decides); the shipped routing.error_price_usd
     prior_q: float = 0.2                  # chance that two wrong answers coincide (K = 1 + 1/q), as learning.prior_q
+    sampled_decisions: bool = True        # stop-or-call on one posterior draw of the reliabilities (Thompson), as routing.sampled_decisions
 
     @classmethod
     def from_router(cls, config: RouterConfig, estimator=None, **overrides) -> "SimConfig":
@@ -277,7 +278,8 @@ class SimConfig:
         settings = dict(estimator=estimator, exploration=config["routing.exploration"], epsilon=config["routing.epsilon"],
                         explore_below_samples=config["routing.explore_below_samples"],
                         quality_threshold=config["quality_threshold"], task_thresholds=dict(config["routing.task_thresholds"]),
-                        strategies=dict(config["routing.strategies"]), error_price=math.inf if price is None else price)
+                        strategies=dict(config["routing.strategies"]), error_price=math.inf if price is None else price,
+                        sampled_decisions=config["routing.sampled_decisions"])
         return cls(**{**settings, **overrides})
 
     def bars(self, scenario: "Scenario") -> np.ndarray:
@@ -544,15 +546,18 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         policy_reliability = reliability if weights_for is None else weights_for
         policy_failure = failure if weights_for is None else np.zeros_like(weights_for)
         policy_bar = bar if weights_for is None else np.full(n_runs, 0.5)
-        weights = log_odds(policy_reliability, n_classes)
+        weights = log_odds(policy_reliability, n_classes)                # the merge's votes: posterior means
         discount_of_policy = pair_discount if weights_for is None else None
+        sampled = config.sampled_decisions and weights_for is None and not oracle and kind in ROUTER_STRATEGIES
+        decide = decision_reliability(evidence, policy_rng) if sampled else policy_reliability   # stop-or-call: a draw
+        decide_weights = log_odds(decide, n_classes) if sampled else weights
         called = chosen.copy()
         answered = called & ~world.failed
         spent = _rowsum(np.where(called, costs, 0.0))
         latency = _rowmax(np.where(called, world.latency, 0.0))
         rounds = np.ones(n_runs)
         open_ = candidates & ~called
-        post = answer_posterior(world.labels, answered, weights, n_classes, discount_of_policy)
+        post = answer_posterior(world.labels, answered, decide_weights, n_classes, discount_of_policy)
         live = np.flatnonzero(open_.any(-1))   # the runs that may still call: a run that stopped stays stopped
         for _ in range(n_models):
             fill, short = open_questions(post, target, voi, policy_bar)   # neither: the run stops, no gains needed
@@ -560,9 +565,9 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
             if live.size == 0: break
             here = post.rows(live)
             at = lambda x: _per_run(x, live, n_runs)
-            gain = call_gain(here, at(policy_reliability), at(policy_failure), at(n_classes))
+            gain = call_gain(here, at(decide), at(policy_failure), at(n_classes))
             nxt = next_call(gain, costs, open_[live], spent[live], here, at(limit), at(target), at(voi), at(policy_bar),
-                            at(config.error_price), at(policy_reliability), at(policy_failure), at(n_classes))
+                            at(config.error_price), at(decide), at(policy_failure), at(n_classes))
             go = nxt >= 0
             r, m = live[go], nxt[go]
             if r.size == 0: break
@@ -570,11 +575,11 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
             answered[r, m] = ~world.failed[r, m]
             spent[r] += costs[m]; latency[r] += world.latency[r, m]; rounds[r] += 1
             at = lambda x: _per_run(x, r, n_runs)
-            post.put(r, answer_posterior(world.labels[r], answered[r], weights[r], at(n_classes), at(discount_of_policy)))
+            post.put(r, answer_posterior(world.labels[r], answered[r], decide_weights[r], at(n_classes), at(discount_of_policy)))
             live = r[open_[r].any(-1)]
         winner, _ = weighted_vote(world.labels, merge_weights(weights), answered)   # the winning label: the merger's vote
         # ---- learn, as the orchestrator's feedback does: the estimator's own signal from what was observed ----
-        learned_post = post if (weights_for is None and not oracle) else answer_posterior(
+        learned_post = post if (weights_for is None and not oracle and not sampled) else answer_posterior(
             world.labels, answered, log_odds(evidence.reliability, evidence.n_classes), evidence.n_classes, evidence.pair_discount)
         known = policy_rng.random(n_runs) < config.truth_feedback if config.truth_feedback > 0 else None
         if draws is not None and getattr(world, "known", None) is not None: known = world.known   # logged corrections
