@@ -63,6 +63,8 @@ class ProcessResult:
     error: str | None = None                           # why no answer could be produced
     queue_s: float = 0.0                               # seconds the request waited for admission
     shed: bool = False                                 # refused on arrival (queue full or too slow): nothing called or learned
+    confidence: float | None = None                    # posterior probability that the served answer is right (None: no answer)
+    posterior: dict[str, float] = field(default_factory=dict)  # answering model -> posterior that its answer class is right
 
     @property
     def success(self) -> bool:
@@ -567,9 +569,11 @@ class AIOrchestrator:
         weights = plan.merge_weights()
         p_right = float(posterior.p_right[0])
         accepted, accepted_share, learn = None, None, False
+        result.posterior = plan.model_posteriors(posterior)
         try:
             merged = self._merge(answers, weights, data_type, spec, cfg, p_right)
             merged.request_id, merged.incomplete = request.id, bool(failures)
+            merged.confidence = result.confidence = p_right   # the posterior that the served (winning) class is right
             result.merged, accepted, learn = merged, merged.data, True   # cross-checked or not is the feedback loop's call
         except Exception as e:
             result.degraded.append("merge")
@@ -595,7 +599,7 @@ class AIOrchestrator:
         # every response gets its performance record, whatever happened above (P1); scores move only on a sound result
         result.verdicts = self.feedback.after_validation(request.id, task, responses, answers, accepted, spec,
                                                          accepted_share, learn=learn,
-                                                         posterior=plan.model_posteriors(posterior), labels=labels)
+                                                         posterior=result.posterior, labels=labels)
         self._maybe_save(cfg)
 
     def _plan(self, request: Request, decision: RoutingDecision, cfg: Config) -> "RequestPlan":

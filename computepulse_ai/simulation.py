@@ -33,9 +33,9 @@ from .decision import (STRATEGY_PRESETS, answer_posterior, call_gain, decision_r
 # %% auto #0
 __all__ = ['DRIFT_KINDS', 'COMPUTEPULSE_MIX', 'PRESETS', 'ROUTER_STRATEGIES', 'BASELINES', 'POLICIES', 'CLI_POLICIES', 'SimModel',
            'Drift', 'Timeline', 'Scenario', 'computepulse_models', 'preset', 'WorldDraw', 'draw_world',
-           'strategy_arguments', 'SimConfig', 'SimulationResult', 'StepSignal', 'world_classes', 'StepLog', 'simulate',
-           'recovery_requests', 'drift_changes', 'frontier', 'compare', 'gather_in_order', 'answer_values',
-           'value_labels', 'label_is_right', 'evaluate', 'grid', 'sweep']
+           'strategy_arguments', 'SimConfig', 'SimulationResult', 'StepSignal', 'world_classes', 'StepLog',
+           'served_confidence', 'simulate', 'recovery_requests', 'calibration', 'drift_changes', 'frontier', 'compare',
+           'gather_in_order', 'answer_values', 'value_labels', 'label_is_right', 'evaluate', 'grid', 'sweep']
 
 # %% ../nbs/14_simulation.ipynb #b3374329
 @dataclass
@@ -355,6 +355,7 @@ class SimulationResult:
     final_state: np.ndarray       # (fields, runs, models, task types) learned state at the end
     models: list[str]             # model names
     signals: list | None = None   # with record=True: per step (task, decision.Signal) fed to the estimator
+    confidence: np.ndarray | None = None  # (runs, steps) posterior that the served answer is right (0: no answer)
 
     @property
     def n_runs(self) -> int: return self.correct.shape[0]
@@ -430,6 +431,12 @@ class StepLog:
     correct: np.ndarray      # (runs,) the merged answer was right
 
 
+def served_confidence(posterior, labels: np.ndarray, answered: np.ndarray, winner: np.ndarray) -> np.ndarray:
+    "(runs,) posterior that the served class (`winner`, the merger's label) is right; 0 where nothing was answered."
+    mine = answered & (labels == winner[:, None])
+    return np.where(mine, posterior.post, 0.0).max(-1)
+
+
 def _per_run(x, rows: np.ndarray, n_runs: int):
     "`x[rows]` for a per-run array (leading axis of length `n_runs`); scalars, None and per-model arrays as they are."
     if isinstance(x, np.ndarray) and x.ndim and x.shape[0] == n_runs: return x[rows]
@@ -476,7 +483,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     per_task = {TASK_INDEX[TaskType(t)]: RoutingStrategy(s) for t, s in
                 (config.strategies or {t.value: s.value for t, s in default_strategies().items()}).items()}
     if tasks is None: tasks = world_rng.choice(len(TASK_TYPES), size=(n_runs, n_requests), p=scenario.task_probabilities())
-    out = {k: np.zeros((n_requests, n_runs)) for k in ("correct", "cost", "latency", "n_models", "rounds", "tracking_error", "chose_best")}
+    out = {k: np.zeros((n_requests, n_runs)) for k in ("correct", "cost", "latency", "n_models", "rounds", "tracking_error", "chose_best", "confidence")}
     signals = [] if record else None
     discount = getattr(estimator, "discount", 1.0)
 
@@ -581,6 +588,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         # ---- learn, as the orchestrator's feedback does: the estimator's own signal from what was observed ----
         learned_post = post if (weights_for is None and not oracle and not sampled) else answer_posterior(
             world.labels, answered, log_odds(evidence.reliability, evidence.n_classes), evidence.n_classes, evidence.pair_discount)
+        served_post = learned_post if sampled else post   # the served answer's posterior, on the merge's votes (not a draw)
         known = policy_rng.random(n_runs) < config.truth_feedback if config.truth_feedback > 0 else None
         if draws is not None and getattr(world, "known", None) is not None: known = world.known   # logged corrections
         seen = called if draws is None else called & getattr(world, "logged", True)   # replay: an unlogged call teaches nothing
@@ -596,6 +604,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         pair_step(pair_column, world.labels, answered, discount)
         for field_rows, field_column in zip(pair_rows, pair_column): field_rows[pair_index] = field_column.reshape(n_runs, -1)
         out["correct"][step] = (post.answers > 0) & (winner == 0)
+        out["confidence"][step] = served_confidence(served_post, world.labels, answered, winner)
         out["cost"][step] = _rowsum(np.where(called, world.cost, 0.0))
         out["latency"][step] = latency
         out["n_models"][step] = _count(called)
@@ -610,7 +619,8 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     out = {k: np.ascontiguousarray(v.T) for k, v in out.items()}   # (runs, steps)
     return SimulationResult(scenario.name, policy, oracle, params, tasks, out["correct"].astype(bool), out["cost"],
                             out["latency"], out["n_models"].astype(int), out["rounds"].astype(int),
-                            out["tracking_error"], out["chose_best"].astype(bool), state, scenario.names, signals)
+                            out["tracking_error"], out["chose_best"].astype(bool), state, scenario.names, signals,
+                            out["confidence"])
 
 # %% ../nbs/14_simulation.ipynb #a2482476
 def recovery_requests(result: SimulationResult,    # the policy
@@ -636,6 +646,20 @@ def recovery_requests(result: SimulationResult,    # the policy
     rolling = np.convolve(sums, np.ones(window), "valid") / np.convolve(ns, np.ones(window), "valid")
     ok = np.nonzero(rolling <= baseline + tolerance)[0]
     return float(ok[0]) if len(ok) else math.nan
+
+
+def calibration(result: SimulationResult,   # a simulation (its `confidence` and `correct`)
+                bins: int = 10,             # equal-width confidence bins
+                ) -> tuple[float, pd.DataFrame]:
+    "(expected calibration error, reliability table): per confidence bin the mean confidence, the served accuracy, the share of requests."
+    confidence, correct = result.confidence.ravel(), result.correct.ravel().astype(float)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    n = np.bincount(which, minlength=bins)
+    mean_conf = np.bincount(which, confidence, bins) / np.maximum(n, 1)
+    accuracy = np.bincount(which, correct, bins) / np.maximum(n, 1)
+    share = n / max(len(confidence), 1)
+    table = pd.DataFrame({"bin": np.arange(bins) / bins, "confidence": mean_conf, "accuracy": accuracy, "share": share})[n > 0]
+    return float((share * np.abs(mean_conf - accuracy)).sum()), table.reset_index(drop=True)
 
 
 def drift_changes(scenario: Scenario, n_requests: int) -> list[tuple[int, str]]:

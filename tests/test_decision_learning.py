@@ -86,3 +86,39 @@ def test_example_3s_two_model_world_learns_the_stronger_model_at_the_default_err
     assert scores["qwen"] > scores["doubao"], scores
     assert min(counts.values()) >= 15, counts                     # both keep being cross-checked
     assert abs(scores["qwen"] - 0.8) < 0.1, scores
+
+
+# ---- merged.confidence is a probability: the posterior that the served answer is right, and calibrated ------------
+def test_the_simulated_confidence_is_calibrated():
+    from computepulse_ai.simulation import calibration
+    ece_oracle, _ = calibration(simulate("computepulse", "oracle", 1000, 40, 0))
+    ece, table = calibration(simulate("computepulse", "per_task", 1000, 40, 0, SimConfig.from_config()))
+    assert ece_oracle < 0.005, ece_oracle          # on the true accuracies the posterior is exact
+    assert ece < 0.035, ece                        # learned from agreement: within 3.5 points on average
+    top = table.iloc[-1]
+    assert top["bin"] == 0.9 and abs(top["confidence"] - top["accuracy"]) < 0.01 and top["share"] > 0.4
+
+
+def test_the_orchestrator_stores_the_posterior_and_it_matches_the_served_accuracy(tmp_path):
+    from computepulse_ai.jobs import served_accuracy
+    logging.getLogger("computepulse_ai").setLevel(logging.ERROR)
+    models = [{"name": n, "provider": "simulated", "input_price": p, "output_price": 2 * p, "typical_latency_s": 1.0,
+               "options": {"accuracy": a, "latency_s": 0.0, "seed": i}}
+              for i, (n, a, p) in enumerate([("a", 0.9, 2.0), ("b", 0.8, 0.5), ("c", 0.7, 0.3)])]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"cache": {"enabled": False}, "storage": {"folder": "data"}, "models": models}))
+
+    async def main():
+        out = []
+        async with AIOrchestrator(path, seed=0) as orch:
+            for _ in range(200):
+                r = await orch.process(Request("请返回主要云厂商的GPU租赁价格(JSON)", data_type="gpu"))
+                assert r.merged is not None and r.confidence == r.merged.confidence and 0.0 <= r.confidence <= 1.0
+                assert set(r.posterior) == {x.model for x in r.responses if x.success}
+                out.append((r.confidence, served_accuracy(r.data, "gpu", orch.rules) >= 0.999))
+        return np.array(out)
+
+    rows = asyncio.run(main())
+    confidence, right = rows[:, 0], rows[:, 1]
+    assert abs(confidence.mean() - right.mean()) < 0.03, (confidence.mean(), right.mean())
+    assert right[confidence >= 0.95].mean() > right[confidence < 0.95].mean()   # higher confidence, more often right
