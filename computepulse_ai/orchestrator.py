@@ -170,15 +170,13 @@ class RequestPlan:
     bar: float                       # the request's quality bar
     cost_limit: float                # hard limit, USD
     error_price: float               # USD an error costs (inf: the bar alone decides)
-    decide: np.ndarray | None = None  # (models,) reliabilities the stop-or-call decision uses (a posterior draw; None: the means)
+    decide: np.ndarray | None = None  # (models,) what a call of each model may bring: a posterior draw (None: the means)
 
     def __post_init__(self):
         self.called = np.zeros((1, len(self.names)), bool)
         self.called[0, :self.n_first] = True
         self.weights = log_odds(self.reliability[None], self.n_classes)
         if self.decide is None: self.decide = self.reliability
-        self.decide_weights = log_odds(self.decide[None], self.n_classes)
-        self.classes = np.full((1, len(self.names)), -1)
         self.answered = np.zeros((1, len(self.names)), bool)
 
     def observe(self, labels: Mapping[str, int]) -> Posterior:
@@ -186,15 +184,12 @@ class RequestPlan:
         classes = np.array([[labels.get(n, -1) for n in self.names]])
         answered = np.array([[n in labels for n in self.names]])
         discount = None if self.pair_discount is None else self.pair_discount[None]
-        self.classes, self.answered = classes, answered
+        self.answered = answered
         return answer_posterior(classes, answered, self.weights, self.n_classes, discount)
 
     def next_model(self, posterior: Posterior) -> str | None:
-        "The model to call next, or None to stop; marks it called. Decides on `decide` (the posterior of the answers under it)."
+        "The model to call next, or None to stop; marks it called. A candidate's call is valued at its drawn reliability (`decide`)."
         if self.called.all(): return None   # no candidate left: `next_call` can only say stop (skips ~40 numpy calls)
-        if self.decide is not self.reliability:
-            discount = None if self.pair_discount is None else self.pair_discount[None]
-            posterior = answer_posterior(self.classes, self.answered, self.decide_weights, self.n_classes, discount)
         fill, short = open_questions(posterior, self.preset.target, self.preset.value_of_information, self.bar)
         if not (fill[0] or short[0]): return None   # enough answers and the bar met: the rule stops, whatever the gains
         p, f = self.decide[None], self.failure_rate[None]

@@ -556,15 +556,14 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         weights = log_odds(policy_reliability, n_classes)                # the merge's votes: posterior means
         discount_of_policy = pair_discount if weights_for is None else None
         sampled = config.sampled_decisions and weights_for is None and not oracle and kind in ROUTER_STRATEGIES
-        decide = decision_reliability(evidence, policy_rng) if sampled else policy_reliability   # stop-or-call: a draw
-        decide_weights = log_odds(decide, n_classes) if sampled else weights
+        decide = decision_reliability(evidence, policy_rng) if sampled else policy_reliability   # what a call may bring: a draw
         called = chosen.copy()
         answered = called & ~world.failed
         spent = _rowsum(np.where(called, costs, 0.0))
         latency = _rowmax(np.where(called, world.latency, 0.0))
         rounds = np.ones(n_runs)
         open_ = candidates & ~called
-        post = answer_posterior(world.labels, answered, decide_weights, n_classes, discount_of_policy)
+        post = answer_posterior(world.labels, answered, weights, n_classes, discount_of_policy)
         live = np.flatnonzero(open_.any(-1))   # the runs that may still call: a run that stopped stays stopped
         for _ in range(n_models):
             fill, short = open_questions(post, target, voi, policy_bar)   # neither: the run stops, no gains needed
@@ -582,13 +581,12 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
             answered[r, m] = ~world.failed[r, m]
             spent[r] += costs[m]; latency[r] += world.latency[r, m]; rounds[r] += 1
             at = lambda x: _per_run(x, r, n_runs)
-            post.put(r, answer_posterior(world.labels[r], answered[r], decide_weights[r], at(n_classes), at(discount_of_policy)))
+            post.put(r, answer_posterior(world.labels[r], answered[r], weights[r], at(n_classes), at(discount_of_policy)))
             live = r[open_[r].any(-1)]
         winner, _ = weighted_vote(world.labels, merge_weights(weights), answered)   # the winning label: the merger's vote
         # ---- learn, as the orchestrator's feedback does: the estimator's own signal from what was observed ----
-        learned_post = post if (weights_for is None and not oracle and not sampled) else answer_posterior(
+        learned_post = post if (weights_for is None and not oracle) else answer_posterior(
             world.labels, answered, log_odds(evidence.reliability, evidence.n_classes), evidence.n_classes, evidence.pair_discount)
-        served_post = learned_post if sampled else post   # the served answer's posterior, on the merge's votes (not a draw)
         known = policy_rng.random(n_runs) < config.truth_feedback if config.truth_feedback > 0 else None
         if draws is not None and getattr(world, "known", None) is not None: known = world.known   # logged corrections
         seen = called if draws is None else called & getattr(world, "logged", True)   # replay: an unlogged call teaches nothing
@@ -604,7 +602,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         pair_step(pair_column, world.labels, answered, discount)
         for field_rows, field_column in zip(pair_rows, pair_column): field_rows[pair_index] = field_column.reshape(n_runs, -1)
         out["correct"][step] = (post.answers > 0) & (winner == 0)
-        out["confidence"][step] = served_confidence(served_post, world.labels, answered, winner)
+        out["confidence"][step] = served_confidence(post, world.labels, answered, winner)   # on the merge's votes
         out["cost"][step] = _rowsum(np.where(called, world.cost, 0.0))
         out["latency"][step] = latency
         out["n_models"][step] = _count(called)
