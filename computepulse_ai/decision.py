@@ -48,9 +48,10 @@ def log_odds(reliability, n_classes):
 def decision_reliability(evidence: Evidence,                  # the learned evidence (posterior counts)
                          rng: np.random.Generator | None,     # None: the posterior means (no sampling)
                          ) -> np.ndarray:
-    "Reliabilities the stop-or-call decision uses: one posterior draw per model (Thompson sampling), or the means."
+    "What a call may bring: per model the larger of one posterior draw and the mean (optimistic Thompson sampling), or the means."
     if rng is None: return evidence.reliability
-    return rng.beta(evidence.successes + evidence.prior_successes, evidence.failures + evidence.prior_failures)
+    draw = rng.beta(evidence.successes + evidence.prior_successes, evidence.failures + evidence.prior_failures)
+    return np.maximum(draw, evidence.reliability)
 
 # %% ../nbs/10c_decision.ipynb #48b97842
 @dataclass

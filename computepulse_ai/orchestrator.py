@@ -256,6 +256,7 @@ class AIOrchestrator:
         self.engine = LearningEngine([m.name for m in cfg.models], estimator=estimator_from_config(cfg))
         self.classifier = TaskClassifier(low_confidence=cfg["classifier.low_confidence"])
         self.router = AdaptiveRouter(cfg.models, self.engine, router_config_from(cfg), rng=np.random.default_rng(seed))
+        self._decision_rng = np.random.default_rng(None if seed is None else [seed, 2])   # the decision core's draws
         self.executor = ParallelExecutor(timeout_s=cfg["execution.timeout_s"], deadline_s=cfg["execution.deadline_s"])
         requests = self.storage.log("requests.jsonl", RequestRecord)   # on the same group-commit writer as the history
         self.tracker = PerformanceTracker(self.storage.history, requests, cfg["tracking.anomaly_window"],
@@ -606,7 +607,7 @@ class AIOrchestrator:
         costs = np.array([self.router.registry[m].cost_usd(*tokens) if m in self.router.registry else 0.0 for m in names])
         preset = STRATEGY_PRESETS[decision.strategy]
         price = cfg["routing.error_price_usd"]
-        draw = decision_reliability(evidence, self.router.rng if cfg["routing.sampled_decisions"] else None)
+        draw = decision_reliability(evidence, self._decision_rng if cfg["routing.sampled_decisions"] else None)
         return RequestPlan(names, len([m for m in decision.models if self.engine.has_model(m)]),
                            evidence.reliability[rows], evidence.failure_rate[rows], float(evidence.n_classes),
                            evidence.pair_discount[np.ix_(rows, rows)] if evidence.pair_discount is not None else None,

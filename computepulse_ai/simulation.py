@@ -464,6 +464,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     n_models = len(scenario.models)
     world_rng = np.random.default_rng([seed, 0])
     policy_rng = np.random.default_rng([seed, 1])
+    decision_rng = np.random.default_rng([seed, 2])                    # the decisions' draws: routing's stream stays as it was
     engine = LearningEngine(scenario.names, estimator=config.estimator, batch_shape=(n_runs,), clock=lambda: 0.0,
                             prior_q=config.prior_q)
     state, estimator = engine.state, engine.estimator
@@ -556,7 +557,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         weights = log_odds(policy_reliability, n_classes)                # the merge's votes: posterior means
         discount_of_policy = pair_discount if weights_for is None else None
         sampled = config.sampled_decisions and weights_for is None and not oracle and kind in ROUTER_STRATEGIES
-        decide = decision_reliability(evidence, policy_rng) if sampled else policy_reliability   # what a call may bring: a draw
+        decide = decision_reliability(evidence, decision_rng) if sampled else policy_reliability   # what a call may bring: a draw
         called = chosen.copy()
         answered = called & ~world.failed
         spent = _rowsum(np.where(called, costs, 0.0))

@@ -42,7 +42,7 @@ def test_a_posterior_draw_is_the_mean_without_rng_and_spreads_with_uncertainty()
     ev = evidence_of(est, state)
     np.testing.assert_allclose(decision_reliability(ev, None), ev.reliability)
     draw = decision_reliability(ev, np.random.default_rng(0))
-    assert abs(draw[:, 0].mean() - ev.reliability[0, 0]) < 0.01 and abs(draw[:, 1].mean() - ev.reliability[0, 1]) < 0.02
+    assert (draw >= ev.reliability - 1e-12).all() and abs(draw[:, 0].mean() - ev.reliability[0, 0]) < 0.03   # optimistic: never below the mean
     assert draw[:, 1].std() > 3 * draw[:, 0].std()      # the uncertain model's draws spread: it may be worth asking
 
 
@@ -67,7 +67,6 @@ def test_the_demo_world_learns_the_true_ranking():
 
 
 def test_example_3s_two_model_world_learns_the_stronger_model_at_the_default_error_price(tmp_path):
-    logging.getLogger("computepulse_ai").setLevel(logging.ERROR)
     models = [{"name": "qwen", "provider": "simulated", "input_price": 1.6, "output_price": 3.2, "typical_latency_s": 8.0,
                "options": {"accuracy": 0.8, "latency_s": 0.0, "seed": 0}},
               {"name": "doubao", "provider": "simulated", "input_price": 0.8, "output_price": 1.6, "typical_latency_s": 6.0,
@@ -88,9 +87,10 @@ def test_example_3s_two_model_world_learns_the_stronger_model_at_the_default_err
 
     (early, early_counts), (late, late_counts) = asyncio.run(main())
     assert early["qwen"] > early["doubao"], early                  # the ranking after 30 requests (was 0.34 < 0.48)
-    assert min(early_counts.values()) >= 10, early_counts          # both keep being cross-checked (was 6)
-    assert abs(late["qwen"] - 0.8) < 0.05 and abs(late["doubao"] - 0.7) < 0.05, late   # and reach the truth
-    assert min(late_counts.values()) >= 60, late_counts
+    assert abs(early["qwen"] - 0.8) < 0.1 and abs(early["doubao"] - 0.7) < 0.1, early   # near the truth (was 0.34, 0.48)
+    assert min(early_counts.values()) >= 20, early_counts          # both keep being cross-checked (was 6 and 9)
+    assert late["qwen"] > late["doubao"], late                     # and the ranking holds
+    assert min(late_counts.values()) >= 100, late_counts
 
 
 # ---- merged.confidence is a probability: the posterior that the served answer is right, and calibrated ------------
@@ -106,7 +106,6 @@ def test_the_simulated_confidence_is_calibrated():
 
 def test_the_orchestrator_stores_the_posterior_and_it_matches_the_served_accuracy(tmp_path):
     from computepulse_ai.jobs import served_accuracy
-    logging.getLogger("computepulse_ai").setLevel(logging.ERROR)
     models = [{"name": n, "provider": "simulated", "input_price": p, "output_price": 2 * p, "typical_latency_s": 1.0,
                "options": {"accuracy": a, "latency_s": 0.0, "seed": i}}
               for i, (n, a, p) in enumerate([("a", 0.9, 2.0), ("b", 0.8, 0.5), ("c", 0.7, 0.3)])]
