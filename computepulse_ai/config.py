@@ -109,7 +109,7 @@ def _tolerances(v):
     return mapping_of(mapping_of(number(0, 1)), choice("gpu", "token", "grid_load"))(v)
 
 # %% ../nbs/10a_config.ipynb #4af05688
-DEFAULT_STRATEGIES = {"simple_query": "SINGLE_FAST", "complex_reasoning": "ADAPTIVE", "data_validation": "TRIPLE_CONSENSUS",
+DEFAULT_STRATEGIES = {"simple_query": "SINGLE_FAST", "complex_reasoning": "ADAPTIVE", "data_validation": "DUAL_VALIDATION",
                       "price_extraction": "ADAPTIVE", "historical_analysis": "ADAPTIVE"}
 
 DEFAULT_TASK_THRESHOLDS = {"price_extraction": 0.95, "data_validation": 0.95}
@@ -129,6 +129,7 @@ OPTIONS: list[Option] = [
     Option("routing.explore_below_samples", 10, number(0), "Epsilon-greedy: models with fewer observations than this may be explored."),
     Option("routing.input_tokens", 1500, number(0, integer=True), "Expected input tokens per call, for expected cost."),
     Option("routing.output_tokens", 1500, number(0, integer=True), "Expected output tokens per call, for expected cost."),
+    Option("routing.sampled_decisions", True, boolean, "Stop-or-call decisions value a candidate's call at one posterior draw of its reliability (Thompson sampling; the answers so far and the merge use the means), so an uncertain model keeps being asked until it is known."),
     Option("routing.error_price_usd", 0.15, number(0, optional=True),
            "Price of a wrong answer in USD: another model is called only while its expected gain in correctness times this exceeds its cost (null: the quality bar alone decides)."),
     Option("learning.estimator", "agreement", choice("agreement", "ewma", "beta"),

@@ -16,8 +16,9 @@ from .core import InvalidFieldError, RoutingStrategy
 from .learning import Estimator, Evidence, update_calls, update_state
 
 # %% auto #0
-__all__ = ['MAX_WEIGHT', 'STRATEGY_PRESETS', 'last_sum', 'last_max', 'log_odds', 'Posterior', 'answer_posterior', 'call_gain',
-           'pair_gain', 'open_questions', 'next_call', 'Preset', 'merge_weights', 'Signal', 'learning_signal', 'learn']
+__all__ = ['MAX_WEIGHT', 'STRATEGY_PRESETS', 'last_sum', 'last_max', 'log_odds', 'decision_reliability', 'Posterior',
+           'answer_posterior', 'call_gain', 'pair_gain', 'open_questions', 'next_call', 'Preset', 'merge_weights',
+           'Signal', 'learning_signal', 'learn']
 
 # %% ../nbs/10c_decision.ipynb #a01afceb
 MAX_WEIGHT = 12.0   # |log-odds| cap: a reliability of 1 − 1e-5 at most; keeps exp() finite and merge weights in [0, 1]
@@ -42,6 +43,15 @@ def log_odds(reliability, n_classes):
     p = np.clip(reliability, 1e-6, 1 - 1e-6)
     k = np.maximum(np.asarray(n_classes, dtype=float), 2.0)
     return np.clip(np.log(p / (1.0 - p)) + np.log(k - 1.0)[..., None], -MAX_WEIGHT, MAX_WEIGHT)
+
+
+def decision_reliability(evidence: Evidence,                  # the learned evidence (posterior counts)
+                         rng: np.random.Generator | None,     # None: the posterior means (no sampling)
+                         ) -> np.ndarray:
+    "What a call may bring: per model the larger of one posterior draw and the mean (optimistic Thompson sampling), or the means."
+    if rng is None: return evidence.reliability
+    draw = rng.beta(evidence.successes + evidence.prior_successes, evidence.failures + evidence.prior_failures)
+    return np.maximum(draw, evidence.reliability)
 
 # %% ../nbs/10c_decision.ipynb #48b97842
 @dataclass

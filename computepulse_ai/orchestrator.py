@@ -27,7 +27,8 @@ from .core import (ComputePulseError, InvalidFieldError, MergedResult, ModelSpec
                                   TaskType, current_request_id, get_logger)
 from .execution import AllModelsFailedError, ExecutionResult, ParallelExecutor, request_deadline
 from .feedback import Correction, FeedbackLoop, Verdict, answer_accuracy
-from .decision import STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, log_odds, merge_weights, next_call, open_questions
+from .decision import (STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, decision_reliability, log_odds,
+                       merge_weights, next_call, open_questions)
 from .learning import AgreementEstimator, BetaEstimator, EwmaEstimator, LearningEngine
 from .merging import MergeSpec, merge_answers, merge_scalars, truth_discovery
 from .routing import AdaptiveRouter, NoRoutableModelError, RouterConfig, RoutingDecision
@@ -62,6 +63,8 @@ class ProcessResult:
     error: str | None = None                           # why no answer could be produced
     queue_s: float = 0.0                               # seconds the request waited for admission
     shed: bool = False                                 # refused on arrival (queue full or too slow): nothing called or learned
+    confidence: float | None = None                    # posterior probability that the served answer is right (None: no answer)
+    posterior: dict[str, float] = field(default_factory=dict)  # answering model -> posterior that its answer class is right
 
     @property
     def success(self) -> bool:
@@ -167,11 +170,14 @@ class RequestPlan:
     bar: float                       # the request's quality bar
     cost_limit: float                # hard limit, USD
     error_price: float               # USD an error costs (inf: the bar alone decides)
+    decide: np.ndarray | None = None  # (models,) what a call of each model may bring: a posterior draw (None: the means)
 
     def __post_init__(self):
         self.called = np.zeros((1, len(self.names)), bool)
         self.called[0, :self.n_first] = True
         self.weights = log_odds(self.reliability[None], self.n_classes)
+        if self.decide is None: self.decide = self.reliability
+        self.answered = np.zeros((1, len(self.names)), bool)
 
     def observe(self, labels: Mapping[str, int]) -> Posterior:
         "The posterior after the answers so far (`labels`: answering model -> answer class)."
@@ -182,11 +188,11 @@ class RequestPlan:
         return answer_posterior(classes, answered, self.weights, self.n_classes, discount)
 
     def next_model(self, posterior: Posterior) -> str | None:
-        "The model to call next, or None to stop; marks it called."
+        "The model to call next, or None to stop; marks it called. A candidate's call is valued at its drawn reliability (`decide`)."
         if self.called.all(): return None   # no candidate left: `next_call` can only say stop (skips ~40 numpy calls)
         fill, short = open_questions(posterior, self.preset.target, self.preset.value_of_information, self.bar)
         if not (fill[0] or short[0]): return None   # enough answers and the bar met: the rule stops, whatever the gains
-        p, f = self.reliability[None], self.failure_rate[None]
+        p, f = self.decide[None], self.failure_rate[None]
         gain = call_gain(posterior, p, f, self.n_classes)
         spent = np.array([float(self.costs[self.called[0]].sum())])
         pick = int(next_call(gain, self.costs, ~self.called, spent, posterior, self.cost_limit, self.preset.target,
@@ -250,6 +256,7 @@ class AIOrchestrator:
         self.engine = LearningEngine([m.name for m in cfg.models], estimator=estimator_from_config(cfg))
         self.classifier = TaskClassifier(low_confidence=cfg["classifier.low_confidence"])
         self.router = AdaptiveRouter(cfg.models, self.engine, router_config_from(cfg), rng=np.random.default_rng(seed))
+        self._decision_rng = np.random.default_rng(None if seed is None else [seed, 2])   # the decision core's draws
         self.executor = ParallelExecutor(timeout_s=cfg["execution.timeout_s"], deadline_s=cfg["execution.deadline_s"])
         requests = self.storage.log("requests.jsonl", RequestRecord)   # on the same group-commit writer as the history
         self.tracker = PerformanceTracker(self.storage.history, requests, cfg["tracking.anomaly_window"],
@@ -561,9 +568,11 @@ class AIOrchestrator:
         weights = plan.merge_weights()
         p_right = float(posterior.p_right[0])
         accepted, accepted_share, learn = None, None, False
+        result.posterior = plan.model_posteriors(posterior)
         try:
             merged = self._merge(answers, weights, data_type, spec, cfg, p_right)
             merged.request_id, merged.incomplete = request.id, bool(failures)
+            merged.confidence = result.confidence = p_right   # the posterior that the served (winning) class is right
             result.merged, accepted, learn = merged, merged.data, True   # cross-checked or not is the feedback loop's call
         except Exception as e:
             result.degraded.append("merge")
@@ -591,7 +600,7 @@ class AIOrchestrator:
         # every response gets its performance record, whatever happened above (P1); scores move only on a sound result
         result.verdicts = self.feedback.after_validation(request.id, task, responses, answers, accepted, spec,
                                                          accepted_share, learn=learn,
-                                                         posterior=plan.model_posteriors(posterior), labels=labels)
+                                                         posterior=result.posterior, labels=labels)
         self._maybe_save(cfg)
 
     def _plan(self, request: Request, decision: RoutingDecision, cfg: Config) -> "RequestPlan":
@@ -603,12 +612,13 @@ class AIOrchestrator:
         costs = np.array([self.router.registry[m].cost_usd(*tokens) if m in self.router.registry else 0.0 for m in names])
         preset = STRATEGY_PRESETS[decision.strategy]
         price = cfg["routing.error_price_usd"]
+        draw = decision_reliability(evidence, self._decision_rng if cfg["routing.sampled_decisions"] else None)
         return RequestPlan(names, len([m for m in decision.models if self.engine.has_model(m)]),
                            evidence.reliability[rows], evidence.failure_rate[rows], float(evidence.n_classes),
                            evidence.pair_discount[np.ix_(rows, rows)] if evidence.pair_discount is not None else None,
                            costs, preset, request.quality_threshold if request.quality_threshold is not None else 1.0,
                            math.inf if request.cost_limit is None else request.cost_limit,
-                           math.inf if price is None else float(price))
+                           math.inf if price is None else float(price), draw[rows])
 
     def _answer_classes(self, successes: list[Response], answer_of, spec: MergeSpec | None, cfg: Config) -> dict[str, int]:
         "Answer class per answering model: answers that agree (each covers `feedback.correct_share` of the other) share one."

@@ -219,7 +219,7 @@ def default_strategies() -> dict[TaskType, RoutingStrategy]:
     "The default strategy per task type."
     return {TaskType.SIMPLE_QUERY: RoutingStrategy.SINGLE_FAST,
             TaskType.COMPLEX_REASONING: RoutingStrategy.ADAPTIVE,
-            TaskType.DATA_VALIDATION: RoutingStrategy.TRIPLE_CONSENSUS,
+            TaskType.DATA_VALIDATION: RoutingStrategy.DUAL_VALIDATION,
             TaskType.PRICE_EXTRACTION: RoutingStrategy.ADAPTIVE,
             TaskType.HISTORICAL_ANALYSIS: RoutingStrategy.ADAPTIVE}
 

@@ -27,15 +27,15 @@ from .learning import (TASK_INDEX, TASK_TYPES, AgreementEstimator, BetaEstimator
 from .merging import cluster_numbers, majority_vote, truth_discovery_labels, weighted_vote
 from . import routing as _routing
 from .routing import RouterConfig, default_strategies, explore, select
-from .decision import (STRATEGY_PRESETS, Signal, answer_posterior, call_gain, learn, learning_signal, log_odds,
-                                       merge_weights, next_call, open_questions)
+from .decision import (STRATEGY_PRESETS, Signal, answer_posterior, call_gain, decision_reliability, learn,
+                                       learning_signal, log_odds, merge_weights, next_call, open_questions)
 
 # %% auto #0
 __all__ = ['DRIFT_KINDS', 'COMPUTEPULSE_MIX', 'PRESETS', 'ROUTER_STRATEGIES', 'BASELINES', 'POLICIES', 'CLI_POLICIES', 'SimModel',
            'Drift', 'Timeline', 'Scenario', 'computepulse_models', 'preset', 'WorldDraw', 'draw_world',
-           'strategy_arguments', 'SimConfig', 'SimulationResult', 'StepSignal', 'world_classes', 'StepLog', 'simulate',
-           'recovery_requests', 'drift_changes', 'frontier', 'compare', 'gather_in_order', 'answer_values',
-           'value_labels', 'label_is_right', 'evaluate', 'grid', 'sweep']
+           'strategy_arguments', 'SimConfig', 'SimulationResult', 'StepSignal', 'world_classes', 'StepLog',
+           'served_confidence', 'simulate', 'recovery_requests', 'calibration', 'drift_changes', 'frontier', 'compare',
+           'gather_in_order', 'answer_values', 'value_labels', 'label_is_right', 'evaluate', 'grid', 'sweep']
 
 # %% ../nbs/14_simulation.ipynb #b3374329
 @dataclass
@@ -254,6 +254,7 @@ class SimConfig:
     task_thresholds: Mapping[str, float] | None = None  # bar per task type (others: quality_threshold), as routing.task_thresholds
     error_price: float = 0.15             # USD an error costs: a call is made only while it pays (inf: the bar alone decides); the shipped routing.error_price_usd
     prior_q: float = 0.2                  # chance that two wrong answers coincide (K = 1 + 1/q), as learning.prior_q
+    sampled_decisions: bool = True        # stop-or-call on one posterior draw of the reliabilities (Thompson), as routing.sampled_decisions
 
     @classmethod
     def from_router(cls, config: RouterConfig, estimator=None, **overrides) -> "SimConfig":
@@ -277,7 +278,8 @@ class SimConfig:
         settings = dict(estimator=estimator, exploration=config["routing.exploration"], epsilon=config["routing.epsilon"],
                         explore_below_samples=config["routing.explore_below_samples"],
                         quality_threshold=config["quality_threshold"], task_thresholds=dict(config["routing.task_thresholds"]),
-                        strategies=dict(config["routing.strategies"]), error_price=math.inf if price is None else price)
+                        strategies=dict(config["routing.strategies"]), error_price=math.inf if price is None else price,
+                        sampled_decisions=config["routing.sampled_decisions"])
         return cls(**{**settings, **overrides})
 
     def bars(self, scenario: "Scenario") -> np.ndarray:
@@ -353,6 +355,7 @@ class SimulationResult:
     final_state: np.ndarray       # (fields, runs, models, task types) learned state at the end
     models: list[str]             # model names
     signals: list | None = None   # with record=True: per step (task, decision.Signal) fed to the estimator
+    confidence: np.ndarray | None = None  # (runs, steps) posterior that the served answer is right (0: no answer)
 
     @property
     def n_runs(self) -> int: return self.correct.shape[0]
@@ -429,6 +432,12 @@ class StepLog:
     weights: np.ndarray | None = None  # (runs, models) the merger's vote of each model (`merge_weights`)
 
 
+def served_confidence(posterior, labels: np.ndarray, answered: np.ndarray, winner: np.ndarray) -> np.ndarray:
+    "(runs,) posterior that the served class (`winner`, the merger's label) is right; 0 where nothing was answered."
+    mine = answered & (labels == winner[:, None])
+    return np.where(mine, posterior.post, 0.0).max(-1)
+
+
 def _per_run(x, rows: np.ndarray, n_runs: int):
     "`x[rows]` for a per-run array (leading axis of length `n_runs`); scalars, None and per-model arrays as they are."
     if isinstance(x, np.ndarray) and x.ndim and x.shape[0] == n_runs: return x[rows]
@@ -495,6 +504,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     n_models = len(scenario.models)
     world_rng = np.random.default_rng([seed, 0])
     policy_rng = np.random.default_rng([seed, 1])
+    decision_rng = np.random.default_rng([seed, 2])                    # the decisions' draws: routing's stream stays as it was
     engine = LearningEngine(scenario.names, estimator=config.estimator, batch_shape=(n_runs,), clock=lambda: 0.0,
                             prior_q=config.prior_q)
     state, estimator = engine.state, engine.estimator
@@ -514,7 +524,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     per_task = {TASK_INDEX[TaskType(t)]: RoutingStrategy(s) for t, s in
                 (config.strategies or {t.value: s.value for t, s in default_strategies().items()}).items()}
     if tasks is None: tasks = world_rng.choice(len(TASK_TYPES), size=(n_runs, n_requests), p=scenario.task_probabilities())
-    out = {k: np.zeros((n_requests, n_runs)) for k in ("correct", "cost", "latency", "n_models", "rounds", "tracking_error", "chose_best")}
+    out = {k: np.zeros((n_requests, n_runs)) for k in ("correct", "cost", "latency", "n_models", "rounds", "tracking_error", "chose_best", "confidence")}
     signals = [] if record else None
     discount = getattr(estimator, "discount", 1.0)
 
@@ -602,8 +612,10 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         policy_reliability = reliability if weights_for is None else weights_for
         policy_failure = failure if weights_for is None else np.zeros_like(weights_for)
         policy_bar = bar if weights_for is None else np.full(n_runs, 0.5)
-        weights = log_odds(policy_reliability, n_classes)
+        weights = log_odds(policy_reliability, n_classes)                # the merge's votes: posterior means
         discount_of_policy = pair_discount if weights_for is None else None
+        sampled = config.sampled_decisions and weights_for is None and not oracle and kind in ROUTER_STRATEGIES
+        decide = decision_reliability(evidence, decision_rng) if sampled else policy_reliability   # what a call may bring: a draw
         called = chosen.copy()
         answered = called & ~world.failed
         spent = _rowsum(np.where(called, costs, 0.0))
@@ -618,9 +630,9 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
             if live.size == 0: break
             here = post.rows(live)
             at = lambda x: _per_run(x, live, n_runs)
-            gain = call_gain(here, at(policy_reliability), at(policy_failure), at(n_classes))
+            gain = call_gain(here, at(decide), at(policy_failure), at(n_classes))
             nxt = next_call(gain, costs, open_[live], spent[live], here, at(limit), at(target), at(voi), at(policy_bar),
-                            at(config.error_price), at(policy_reliability), at(policy_failure), at(n_classes))
+                            at(config.error_price), at(decide), at(policy_failure), at(n_classes))
             go = nxt >= 0
             r, m = live[go], nxt[go]
             if r.size == 0: break
@@ -673,6 +685,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
         correct = (post.answers > 0) & (winner == 0)
         out["tracking_error"][step:stop] = by_step(tracking)
         out["correct"][step:stop] = by_step(correct)
+        out["confidence"][step:stop] = by_step(served_confidence(post, world.labels, answered, winner))   # on the merge's votes
         out["cost"][step:stop] = by_step(_rowsum(np.where(called, world.cost, 0.0)))
         out["latency"][step:stop] = by_step(latency)
         out["n_models"][step:stop] = by_step(_count(called))
@@ -695,7 +708,8 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
     out = {k: np.ascontiguousarray(v.T) for k, v in out.items()}   # (runs, steps)
     return SimulationResult(scenario.name, policy, oracle, params, tasks, out["correct"].astype(bool), out["cost"],
                             out["latency"], out["n_models"].astype(int), out["rounds"].astype(int),
-                            out["tracking_error"], out["chose_best"].astype(bool), state, scenario.names, signals)
+                            out["tracking_error"], out["chose_best"].astype(bool), state, scenario.names, signals,
+                            out["confidence"])
 
 # %% ../nbs/14_simulation.ipynb #a2482476
 def recovery_requests(result: SimulationResult,    # the policy
@@ -721,6 +735,20 @@ def recovery_requests(result: SimulationResult,    # the policy
     rolling = np.convolve(sums, np.ones(window), "valid") / np.convolve(ns, np.ones(window), "valid")
     ok = np.nonzero(rolling <= baseline + tolerance)[0]
     return float(ok[0]) if len(ok) else math.nan
+
+
+def calibration(result: SimulationResult,   # a simulation (its `confidence` and `correct`)
+                bins: int = 10,             # equal-width confidence bins
+                ) -> tuple[float, pd.DataFrame]:
+    "(expected calibration error, reliability table): per confidence bin the mean confidence, the served accuracy, the share of requests."
+    confidence, correct = result.confidence.ravel(), result.correct.ravel().astype(float)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    n = np.bincount(which, minlength=bins)
+    mean_conf = np.bincount(which, confidence, bins) / np.maximum(n, 1)
+    accuracy = np.bincount(which, correct, bins) / np.maximum(n, 1)
+    share = n / max(len(confidence), 1)
+    table = pd.DataFrame({"bin": np.arange(bins) / bins, "confidence": mean_conf, "accuracy": accuracy, "share": share})[n > 0]
+    return float((share * np.abs(mean_conf - accuracy)).sum()), table.reset_index(drop=True)
 
 
 def drift_changes(scenario: Scenario, n_requests: int) -> list[tuple[int, str]]:

@@ -87,7 +87,7 @@ def test_p38_a_changed_threshold_applies_to_the_next_request_without_restart(tmp
 
 
 def test_p39_p40_p41_a_registered_adapter_is_routable_at_once_starts_neutral_and_learns(tmp_path):
-    cfg = config(names=("a", "b"))
+    cfg = config(names=("a", "b"), routing={"strategies": {"data_validation": "TRIPLE_CONSENSUS"}})
     async def go():
         async with AIOrchestrator(cfg, adapters=adapters_for(cfg), folder=tmp_path, seed=0) as orch:
             spec = ModelSpec("newbie", "simulated", typical_latency_s=0)
@@ -176,7 +176,7 @@ def test_storage_failure_keeps_running_and_writes_later(tmp_path):
 
 
 def test_user_correction_lowers_scores_and_invalidates_the_cache(tmp_path):
-    cfg = config(cache={"enabled": True})
+    cfg = config(cache={"enabled": True}, routing={"strategies": {"data_validation": "TRIPLE_CONSENSUS"}})   # the same models each time
     async def go():
         async with AIOrchestrator(cfg, adapters=adapters_for(cfg, 1.0), folder=tmp_path, seed=0) as orch:
             req = Request("验证GPU价格", data_type="gpu", task_type="data_validation")

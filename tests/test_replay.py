@@ -239,7 +239,8 @@ def test_imputation_takes_a_missing_answer_from_a_shadow_row_that_answered_alike
 def test_multiple_imputation_recovers_a_target_policy_that_learns():
     # logged under ADAPTIVE with ε-exploration and 25 % shadow rows; the target ADAPTIVE at bar 0.95 calls models
     # the log often lacks, and learns from them: DR on the partial replay misses its cost (it learns only what the
-    # log holds), the replay on the imputed log learns as online. The 5 % / ≥ 0.9 targets are checked by
+    # log holds; before the decision core's sampled decisions DR missed it by > 10 %, now by ~1.4 %), the replay on the
+    # imputed log learns as online. The 5 % / ≥ 0.9 targets are checked by
     # benchmarks/perf_replay.py over 50 seeds × 1,000 requests; on 24 × 600 here the imputations are noisier.
     n, runs = 600, 24
     logging = SimConfig(epsilon=0.1, explore_below_samples=float("inf"))
@@ -250,7 +251,7 @@ def test_multiple_imputation_recovers_a_target_policy_that_learns():
     est = multiple_imputation(log, "ADAPTIVE", target, seed=0, imputations=3)
     acc = np.array([e.value for e in est["accuracy"]]); cost = np.array([e.value for e in est["cost"]])
     cost_error, dr_error = abs(cost.mean() / truth.cost.mean() - 1), abs(dr.mean() / truth.cost.mean() - 1)
-    assert dr_error > 0.1 and cost_error < dr_error / 2 and cost_error <= 0.08
+    assert cost_error <= 0.08 and cost_error <= max(dr_error, 0.02), (cost_error, dr_error)   # never worse than DR (beyond noise)
     assert abs(acc.mean() - truth.correct.mean()) <= 0.01
     for metric, true in (("accuracy", truth.correct.mean(1)), ("cost", truth.cost.mean(1))):
         low = np.array([e.low for e in est[metric]]); high = np.array([e.high for e in est[metric]])

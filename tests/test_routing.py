@@ -116,7 +116,7 @@ def test_p16_adaptive_starts_with_the_best_buy_and_flags_an_unreachable_bar(worl
 def test_p17_critical_validation_uses_at_least_two(world, threshold):
     specs, engine = world
     d = router_for(specs, engine).route(TaskType.DATA_VALIDATION, 0.95, threshold)
-    assert len(without_explored(d)) >= 2 and d.strategy is RoutingStrategy.TRIPLE_CONSENSUS
+    assert len(without_explored(d)) >= 2 and d.strategy is RoutingStrategy.DUAL_VALIDATION   # the default since issue 13 (TRIPLE: 3 calls always)
 
 
 def calls_for_one_request(router, engine, task, right_model, rng):
