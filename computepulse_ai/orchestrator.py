@@ -63,6 +63,7 @@ class ProcessResult:
     error: str | None = None                           # why no answer could be produced
     queue_s: float = 0.0                               # seconds the request waited for admission
     shed: bool = False                                 # refused on arrival (queue full or too slow): nothing called or learned
+    normalised: dict[str, Any] = field(default_factory=dict, repr=False)   # per model, its answer as the merger saw it
     confidence: float | None = None                    # posterior probability that the served answer is right (None: no answer)
     posterior: dict[str, float] = field(default_factory=dict)  # answering model -> posterior that its answer class is right
 
@@ -516,7 +517,7 @@ class AIOrchestrator:
     async def _execute_merge_learn(self, request: Request, decision: RoutingDecision, result: ProcessResult, cfg: Config):
         task, data_type = request.task_type, request.data_type
         spec = merge_spec_from_config(cfg, data_type, self.rules) if data_type else None
-        normalised: dict[str, Any] = {}
+        normalised = result.normalised   # each answer normalised once: merge, learning and the request log share it
 
         def answer_of(response: Response):
             if response.model not in normalised:
@@ -678,7 +679,8 @@ class AIOrchestrator:
         if request.task_type is not None:
             validation = result.validation
             decision = result.decision if not result.cache_hit else None
-            calls = [call_entry(r, self._logged_answer(r, request.data_type)) for r in result.responses] if decision else None
+            calls = [call_entry(r, result.normalised[r.model] if r.success and r.model in result.normalised
+                                else self._logged_answer(r, request.data_type)) for r in result.responses] if decision else None
             self.tracker.record_request(RequestRecord(
                 request.id, request.task_type, strategy=result.decision.strategy if result.decision and not result.cache_hit else None,
                 models=result.models, total_time_s=result.total_time_s, total_cost_usd=result.cost_usd, cache_hit=result.cache_hit,
