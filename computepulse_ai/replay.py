@@ -218,6 +218,8 @@ def off_policy(r: np.ndarray,          # (steps,) the target's outcome (used whe
     "IPS, self-normalised IPS and doubly robust estimates of the mean of `r`, each (value, low, high)."
     n = len(r)
     a = audit & exact & (p > 0)
+    if not a.any():   # no row revealed by an answer-independent coin (no shadow or audit hour): nothing to weight
+        return {m: (math.nan, -math.inf, math.inf) for m in ("ips", "snips", "dr")}
     w = np.where(a, 1.0 / np.where(p > 0, p, 1.0), 0.0)
     rr = np.where(exact, r, 0.0)
     out = {}
@@ -611,7 +613,7 @@ def run_replay(args: argparse.Namespace) -> int:
         return 2
     table = run_grid(log, jobs, args.seed, args.method, args.scheduler, args.address, progress=not args.json, block=args.block)
     if args.json:
-        clean = lambda v: None if isinstance(v, float) and math.isnan(v) else v
+        clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v   # standard JSON: no NaN/Infinity
         print(json.dumps({"history": str(history), "requests": log.n_steps, "models": log.models,
                           "reference": log.reference, "full_information_share": float(log.full.mean()),
                           "policies": {name: {k: clean(v) for k, v in row.items()} for name, row in table.iterrows()}}))
@@ -619,6 +621,10 @@ def run_replay(args: argparse.Namespace) -> int:
         print(f"{log.n_steps} requests, {log.full.mean():.0%} full-information; accuracy against {log.reference}")
         with pd.option_context("display.width", 160, "display.max_columns", 20):
             print(table[COLUMNS].round(5).to_string())
+        unknown = [str(name) for name, row in table.iterrows() if not math.isfinite(row["accuracy"])]
+        if unknown:
+            print(f"cannot estimate {', '.join(unknown)} from this log: their calls are not all logged and no request was "
+                  "full-information by design (shadow mode or audit hours); run some hours in shadow mode first (NaN above)")
     if args.out:
         write_outputs(Path(args.out), table)
         if not args.json: print(f"wrote {args.out}")

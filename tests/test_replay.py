@@ -318,3 +318,14 @@ def test_the_command_replays_in_blocks_and_rejects_a_bad_block(tmp_path):
     assert all(row["exact_share"] == 1.0 and row["method"] == "exact" for row in outputs)
     with contextlib.redirect_stderr(io.StringIO()) as err: assert cli_main(args + ["--block", "0"]) == 2
     assert "block" in err.getvalue()
+
+
+@pytest.mark.parametrize("method", ["ips", "snips", "dr"])
+def test_without_shadow_rows_the_weighted_estimates_say_they_cannot_tell(method):
+    # a log with no row revealed by an answer-independent coin: every row the target cannot replay exactly used to
+    # count as 0 (always-all "called 0.85 models per request" on the demo's log); now the estimate is unknown
+    log, _ = log_from_simulation("computepulse", "SINGLE_FAST", n_requests=80, n_runs=2, seed=1, config=SimConfig(exploration="none"))
+    assert not log.audit.any()
+    est = estimate(log, replay(log, "TRIPLE_CONSENSUS", SimConfig(exploration="none"), seed=1), method)
+    for metric in ("accuracy", "cost", "models_per_request"):
+        assert all(np.isnan(e.value) and e.low == -np.inf and e.high == np.inf and e.exact_share < 1 for e in est[metric])
