@@ -443,7 +443,7 @@ class Benchmark:
 
     def to_json(self) -> dict[str, Any]:
         "The `simulate --json` payload."
-        clean = lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+        clean = lambda v: None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v   # standard JSON
         columns = [c for c in ("accuracy", "cost", "latency_p50", "models_per_request", "regret", "frontier_gap",
                                "excess_cost_share", "accuracy_share_of_all", "cost_share_of_all", "recovery_requests")
                    if c in self.summary]
