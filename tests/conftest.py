@@ -11,3 +11,26 @@ def _fresh_repeat_filter():
     repeats.reset()
     yield
     repeats.reset()
+
+
+@pytest.fixture
+def file_io_spy(monkeypatch):
+    """Records (kind, thread id) of every `os.open`/`os.write`/`os.fsync` on a path containing `spy.match`, while
+    `spy.watching` is set: which thread does a component's file I/O."""
+    import os
+    import threading
+    from pathlib import Path
+    from types import SimpleNamespace
+    spy = SimpleNamespace(calls=[], watching=threading.Event(), match="")
+
+    def wrap(kind, real):
+        def wrapper(target, *args, **kwargs):
+            if spy.watching.is_set():
+                try: name = target if isinstance(target, (str, Path)) else os.readlink(f"/proc/self/fd/{target}")
+                except OSError: name = ""
+                if spy.match in str(name): spy.calls.append((kind, threading.get_ident()))
+            return real(target, *args, **kwargs)
+        return wrapper
+
+    for kind in ("open", "write", "fsync"): monkeypatch.setattr(os, kind, wrap(kind, getattr(os, kind)))
+    return spy

@@ -326,7 +326,7 @@ def test_fetch_checks_new_values_against_the_previous_file(tmp_path, server, key
     assert json.loads((out / FILES["gpu"]).read_text())[0]["price"] == 8.5
 
 
-def test_shadow_fetches_write_their_diffs_on_the_storage_thread_not_the_event_loop(tmp_path, monkeypatch):
+def test_shadow_fetches_write_their_diffs_on_the_storage_thread_not_the_event_loop(tmp_path, file_io_spy):
     "The shadow log's lines are written and fsynced by the storage writer, and each is on disk when fetch returns."
     import threading
     from computepulse_ai.adapters import SimulatedAdapter
@@ -334,20 +334,8 @@ def test_shadow_fetches_write_their_diffs_on_the_storage_thread_not_the_event_lo
     from computepulse_ai.config import Config
     from computepulse_ai.storage import parse_history
     folder = tmp_path / "data"
-    calls: list[tuple[str, int]] = []
-    watching = threading.Event()
-    real_open, real_write, real_fsync = os.open, os.write, os.fsync
-
-    def spy(kind, real):
-        def wrapper(target, *args, **kwargs):
-            try: name = target if isinstance(target, (str, Path)) else os.readlink(f"/proc/self/fd/{target}")
-            except OSError: name = ""
-            if watching.is_set() and "shadow_diffs" in str(name): calls.append((kind, threading.get_ident()))
-            return real(target, *args, **kwargs)
-        return wrapper
-
-    for name, real in (("open", real_open), ("write", real_write), ("fsync", real_fsync)):
-        monkeypatch.setattr(os, name, spy(name, real))
+    file_io_spy.match = "shadow_diffs"
+    calls, watching = file_io_spy.calls, file_io_spy.watching
     cfg = Config.from_dict({"storage": {"durability": "each"}, "cache": {"enabled": False},
                             "models": [{"name": n, "provider": "simulated", "typical_latency_s": 0} for n in "abc"]})
     adapters = {s.name: SimulatedAdapter(s, accuracy=0.9, latency_s=0, seed=i) for i, s in enumerate(cfg.models)}

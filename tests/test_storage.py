@@ -501,7 +501,7 @@ def test_a_snapshot_is_never_replayed_twice(tmp_path):
     assert again == first
 
 
-def test_process_does_no_file_io_on_the_event_loop_thread(tmp_path, monkeypatch):
+def test_process_does_no_file_io_on_the_event_loop_thread(tmp_path, file_io_spy):
     """Every open/write/fsync of the storage folder made while requests run happens on the storage thread, and each
     request's records are on disk when process() returns (default durability: each)."""
     import asyncio
@@ -512,24 +512,8 @@ def test_process_does_no_file_io_on_the_event_loop_thread(tmp_path, monkeypatch)
     from computepulse_ai.orchestrator import AIOrchestrator
     from computepulse_ai.tracking import RequestRecord
     folder = tmp_path / "data"
-    calls: list[tuple[str, int]] = []
-    watching = threading.Event()
-    real_open, real_write, real_fsync = os.open, os.write, os.fsync
-
-    def ours(target) -> bool:
-        try: name = target if isinstance(target, (str, Path)) else os.readlink(f"/proc/self/fd/{target}")
-        except OSError: return False
-        return str(folder) in str(name)
-
-    def spy(kind, real):
-        def wrapper(target, *args, **kwargs):
-            if watching.is_set() and ours(target): calls.append((kind, threading.get_ident()))
-            return real(target, *args, **kwargs)
-        return wrapper
-
-    monkeypatch.setattr(os, "open", spy("open", real_open))
-    monkeypatch.setattr(os, "write", spy("write", real_write))
-    monkeypatch.setattr(os, "fsync", spy("fsync", real_fsync))
+    file_io_spy.match = str(folder)
+    calls, watching = file_io_spy.calls, file_io_spy.watching
     cfg = Config.from_dict({"storage": {"durability": "each"}, "cache": {"enabled": False},
                             "models": [{"name": n, "provider": "simulated", "typical_latency_s": 0} for n in "abc"]})
     adapters = {s.name: SimulatedAdapter(s, accuracy=0.9, latency_s=0, seed=i) for i, s in enumerate(cfg.models)}
