@@ -83,26 +83,32 @@ def answer_posterior(labels: np.ndarray,     # (runs, models) int answer class (
                      pair_discount: np.ndarray | None = None,  # (runs, models, models) or None
                      ) -> Posterior:
     "Posterior of the merged answer under the one-coin model with log-odds votes."
-    same = (answered[:, :, None] & answered[:, None, :] & (labels[:, :, None] == labels[:, None, :])).astype(float)
-    score = last_sum(same * weights[:, None, :])       # elementwise over a few models: faster than a batched matmul
+    runs, m = answered.shape
+    classes = np.where(answered, labels, np.nan)         # a model that did not answer agrees with nobody (NaN != NaN)
+    same = np.empty((runs, m, m))
+    np.equal(classes[:, :, None], classes[:, None, :], out=same)   # straight into floats: no bool temporaries
+    score = same[..., 0] * weights[:, None, 0]          # Σ_j same_ij w_j column by column: faster than a batched matmul
+    for j in range(1, m): score = score + same[..., j] * weights[:, None, j]
     if pair_discount is not None:      # Σ over agreeing pairs inside each class, counted once
         # same_ij · same_ik = same_ij · same_jk (one class), so Σ_jk same_ij same_ik d_jk = Σ_j same_ij q_j with
         # q_j = Σ_k same_jk d_jk: (runs, models, models) work instead of (runs, models, models, models), same sums
         inner = last_sum(same * pair_discount)                          # (runs, j): q_j
         score = score - 0.5 * last_sum(same * inner[:, None, :])
     size = last_sum(same)
-    named = last_sum(answered / np.maximum(size, 1.0))
+    per_class = np.maximum(size, 1.0)
+    named = last_sum(answered / per_class)
     n_unseen = np.maximum(np.asarray(n_classes, dtype=float) - named, 0.0)
     masked = np.where(answered, score, -np.inf)
     top = np.maximum(last_max(masked), 0.0)
     mass = np.where(answered, np.exp(score - top[:, None]), 0.0)
     unseen_mass = np.exp(-top)
-    total = last_sum(mass / np.maximum(size, 1.0)) + n_unseen * unseen_mass
+    total = last_sum(mass / per_class) + n_unseen * unseen_mass
     post = mass / total[:, None]
-    winner = np.argmax(masked + 1e-9 * weights, axis=-1)
+    best = np.argmax(masked + 1e-9 * weights, axis=-1)
     answers = last_sum(answered)
-    winner = np.where(answers > 0, winner, -1)
-    p_right = np.where(answers > 0, np.take_along_axis(post, np.maximum(winner, 0)[:, None], -1)[:, 0], 0.0)
+    some = answers > 0
+    winner = np.where(some, best, -1)
+    p_right = np.where(some, post[np.arange(runs), best], 0.0)
     return Posterior(post, size, same, winner, p_right, unseen_mass / total, n_unseen, answers)
 
 # %% ../nbs/10c_decision.ipynb #54020d93
