@@ -375,12 +375,12 @@ class SimulationResult:
             "tracking_error": self.tracking_error.ravel(), "chose_best": self.chose_best.ravel()})
 
     def summary(self) -> dict[str, float]:
-        "Means over runs and steps."
-        return {"accuracy": float(self.correct.mean()), "cost": float(self.cost.mean()),
-                "latency_mean": float(self.latency.mean()), "latency_p50": float(np.median(self.latency)),
-                "latency_p95": float(np.quantile(self.latency, 0.95)), "models_per_request": float(self.n_models.mean()),
-                "rounds": float(self.rounds.mean()), "tracking_error": float(self.tracking_error.mean()),
-                "chose_best": float(self.chose_best.mean())}
+        "Means over runs and steps (of the kept ones only, for `simulate(..., keep=...)`)."
+        figures = {"accuracy": ("correct", np.mean), "cost": ("cost", np.mean), "latency_mean": ("latency", np.mean),
+                   "latency_p50": ("latency", np.median), "latency_p95": ("latency", lambda x: np.quantile(x, 0.95)),
+                   "models_per_request": ("n_models", np.mean), "rounds": ("rounds", np.mean),
+                   "tracking_error": ("tracking_error", np.mean), "chose_best": ("chose_best", np.mean)}
+        return {key: float(f(getattr(self, name))) for key, (name, f) in figures.items() if getattr(self, name) is not None}
 
 # %% ../nbs/14_simulation.ipynb #3de31899
 def _resolve_policy(policy: str) -> tuple[str, bool]:

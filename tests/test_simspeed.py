@@ -102,3 +102,18 @@ def test_the_fingerprint_sees_a_one_bit_change():
 if __name__ == "__main__" and "--write" in sys.argv:
     FILE.write_text(json.dumps({_key(c): fingerprint(c) for c in CASES}, indent=1, sort_keys=True) + "\n")
     print(f"wrote {len(CASES)} fingerprints to {FILE}")
+
+
+def test_keep_holds_only_the_named_results_and_they_are_the_full_runs():
+    "A long run keeps what it needs: the kept arrays equal a full run's bit for bit, the others are not held."
+    from computepulse_ai.core import InvalidFieldError
+    from computepulse_ai.simulation import STEP_FIELDS
+    full = simulate("computepulse_drift", "per_task", 90, 12, seed=3, config=SimConfig.from_config())
+    lean = simulate("computepulse_drift", "per_task", 90, 12, seed=3, config=SimConfig.from_config(), keep=("n_models", "cost"))
+    np.testing.assert_array_equal(lean.n_models, full.n_models)
+    np.testing.assert_array_equal(lean.cost, full.cost)
+    np.testing.assert_array_equal(lean.final_state, full.final_state)   # the same run, only less of it held
+    assert all(getattr(lean, k) is None for k in STEP_FIELDS if k not in ("n_models", "cost"))
+    assert lean.summary() == {k: v for k, v in full.summary().items() if k in ("cost", "models_per_request")}
+    assert full.n_models.dtype == np.int64 and full.correct.dtype == bool and full.n_models.flags.c_contiguous
+    with pytest.raises(InvalidFieldError): simulate("computepulse", "ADAPTIVE", 5, 2, keep=("accuracy",))
