@@ -24,11 +24,11 @@ from .simulation import (CLI_POLICIES, PRESETS, Scenario, SimConfig, SimulationR
                          simulate)
 
 # %% auto #0
-__all__ = ['State', 'SWEEP_STRATEGIES', 'DEFAULT_BARS', 'DEFAULT_POLICY', 'COST_SHARES', 'KnownTask', 'OutcomeTree', 'Policy',
-           'evaluate', 'solve', 'call_all', 'known_tasks', 'exact_frontier', 'upper_hull', 'curve_accuracy',
-           'curve_cost', 'always_all', 'play_exact', 'bar_sweep', 'area_under', 'Benchmark', 'run_benchmark',
-           'configure_simulate_parser', 'UsageError', 'simulate_settings', 'run_simulate', 'format_benchmark',
-           'policy_styles', 'plot_frontier', 'write_outputs', 'main']
+__all__ = ['State', 'SWEEP_STRATEGIES', 'DEFAULT_BARS', 'DEFAULT_PRICES', 'DEFAULT_POLICY', 'COST_SHARES', 'KnownTask',
+           'OutcomeTree', 'Policy', 'evaluate', 'solve', 'call_all', 'known_tasks', 'exact_frontier', 'upper_hull',
+           'curve_accuracy', 'curve_cost', 'always_all', 'play_exact', 'bar_sweep', 'area_under', 'Benchmark',
+           'run_benchmark', 'configure_simulate_parser', 'UsageError', 'simulate_settings', 'run_simulate',
+           'format_benchmark', 'policy_styles', 'plot_frontier', 'write_outputs', 'main']
 
 # %% ../nbs/14a_frontier.ipynb #31449970
 @dataclass(frozen=True)
@@ -363,27 +363,33 @@ def play_exact(scenario: Scenario | str,   # a Scenario or a preset name
 # %% ../nbs/14a_frontier.ipynb #b49ec2b8
 SWEEP_STRATEGIES = ("SINGLE_FAST", "DUAL_VALIDATION", "TRIPLE_CONSENSUS", "ADAPTIVE", "per_task", "oracle")   # oracle: ADAPTIVE on the true accuracies
 DEFAULT_BARS = (0.5, 0.8, 0.9, 0.95, 0.99)
+DEFAULT_PRICES = (0.01, 0.03, 0.06, 0.1, 0.3)   # USD per wrong answer (the shipped routing.error_price_usd is 0.15)
 DEFAULT_POLICY = "per_task"   # what the shipped configuration runs: routing.strategies with routing.task_thresholds
 
 
 def bar_sweep(scenario: Scenario | str,                       # a Scenario or a preset name
               strategies: Sequence[str] = SWEEP_STRATEGIES,   # router strategies to sweep
-              bars: Sequence[float] = DEFAULT_BARS,           # bars, applied to every task type
+              bars: Sequence[float] = DEFAULT_BARS,           # bars, applied to every task type (at the configured price)
               n_requests: int = 1000,                         # requests per run
               n_runs: int = 50,                               # runs per point
               seed: int = 0,                                  # common random numbers across points
               config: SimConfig | None = None,                # everything else (estimator, exploration, strategies)
+              prices: Sequence[float] = (),                   # prices of an error, USD (at the configured bars)
               ) -> pd.DataFrame:
-    "One row per strategy × bar: accuracy and cost with every task type's bar set to that bar."
+    "One row per strategy × setting: accuracy and cost with every task type's bar set to each bar, then with each price of an error."
     from dataclasses import replace
     scenario = preset(scenario, n_requests) if isinstance(scenario, str) else scenario
     config = config or SimConfig.from_config()
+    settings = [("bar", float(b), replace(config, quality_threshold=b, task_thresholds={})) for b in bars]
+    settings += [("error_price", float(p), replace(config, error_price=p)) for p in prices]
     rows = []
     for strategy in strategies:
-        for bar in bars:
-            result = simulate(scenario, strategy, n_requests, n_runs, seed, replace(config, quality_threshold=bar, task_thresholds={}))
-            rows.append({"policy": strategy, "bar": float(bar), "accuracy": float(result.correct.mean()),
-                         "cost": float(result.cost.mean()), "models_per_request": float(result.n_models.mean())})
+        for knob, value, cfg in settings:
+            result = simulate(scenario, strategy, n_requests, n_runs, seed, cfg)
+            rows.append({"policy": strategy, "knob": knob, "bar": value if knob == "bar" else math.nan,
+                         "error_price": value if knob == "error_price" else float(config.error_price),
+                         "accuracy": float(result.correct.mean()), "cost": float(result.cost.mean()),
+                         "models_per_request": float(result.n_models.mean())})
     return pd.DataFrame(rows)
 
 
@@ -412,15 +418,17 @@ class Benchmark:
     default_policy: str = DEFAULT_POLICY  # the policy `kept_at_half_cost` is about
     settings: dict[str, Any] = field(default_factory=dict)  # what was run (for the report)
 
-    def policy_points(self, policy: str) -> pd.DataFrame:
-        "The (cost, accuracy) points of a policy: its bar sweep and its row in the summary."
+    def policy_points(self, policy: str, knobs: Sequence[str] = ("bar", "error_price")) -> pd.DataFrame:
+        "The (cost, accuracy) points of a policy: its sweep (along `knobs`) and its row in the summary."
         own = self.summary.loc[[policy], ["cost", "accuracy"]].reset_index(drop=True)
-        swept = self.sweep.loc[self.sweep["policy"] == policy, ["cost", "accuracy"]]
+        mine = self.sweep["policy"] == policy
+        if "knob" in self.sweep: mine &= self.sweep["knob"].isin(list(knobs))
+        swept = self.sweep.loc[mine, ["cost", "accuracy"]]
         return pd.concat([swept, own], ignore_index=True) if len(swept) else own
 
-    def accuracy_at(self, policy: str, cost_share: float) -> float:
+    def accuracy_at(self, policy: str, cost_share: float, knobs: Sequence[str] = ("bar", "error_price")) -> float:
         "Accuracy of a policy's curve (upper hull of its points) at a share of always-all's cost (NaN: never that cheap)."
-        points = self.policy_points(policy)
+        points = self.policy_points(policy, knobs)
         return float(curve_accuracy(points["cost"], points["accuracy"], cost_share * self.all_cost))
 
     @property
@@ -459,11 +467,12 @@ class Benchmark:
                 "default_policy": self.default_policy,
                 "default_at_cost_share": {f"{s:g}": clean(float(at.loc[s, self.default_policy])) for s in at.index},
                 "kept_at_half_cost": clean(self.kept_at_half_cost),
+                "kept_at_half_cost_bar_sweep_only": clean(self.accuracy_at(self.default_policy, 0.5, ("bar",)) / self.all_accuracy),
                 "kept_at_half_cost_by_strategy": {name: clean(self.accuracy_at(name, 0.5) / self.all_accuracy)
                                                   for name in SWEEP_STRATEGIES if name in self.summary.index},
                 "at_cost_share_by_strategy": {name: {f"{s:g}": clean(self.accuracy_at(name, s)) for s in COST_SHARES}
                                               for name in SWEEP_STRATEGIES if name in self.summary.index},
-                "sweep": self.sweep.to_dict(orient="records")}
+                "sweep": [{k: clean(v) for k, v in row.items()} for row in self.sweep.to_dict(orient="records")]}
 
     def frontier_aiq(self) -> dict[str, float]:
         "AIQ and APGR of the exact frontier (the ceiling of every policy's)."
@@ -484,8 +493,9 @@ def run_benchmark(scenario: Scenario | str,                # a Scenario or a pre
                   policies: Sequence[str] = CLI_POLICIES,   # what to compare (always_all and cheapest are added)
                   configs: Mapping[str, SimConfig] | None = None,  # extra named variants, e.g. {"ADAPTIVE+thompson": ...}
                   bars: Sequence[float] = DEFAULT_BARS,     # bar sweep of each router strategy ([]: none)
-                  sweep_runs: int = 40,                     # runs per bar-sweep point
+                  sweep_runs: int = 40,                     # runs per sweep point
                   progress: bool = False,                   # tqdm progress bar
+                  prices: Sequence[float] = DEFAULT_PRICES, # price-of-an-error sweep of each router strategy ([]: none)
                   ) -> Benchmark:
     "Compare, sweep the bars, solve the exact frontier; per policy the frontier gap, excess cost, AIQ and APGR."
     scenario = preset(scenario, n_requests) if isinstance(scenario, str) else scenario
@@ -493,8 +503,8 @@ def run_benchmark(scenario: Scenario | str,                # a Scenario or a pre
     names = list(dict.fromkeys([*policies, "always_all", "cheapest"]))
     summary, results = compare(scenario, names, n_requests, n_runs, seed, config, configs, progress)
     strategies = [s for s in SWEEP_STRATEGIES if s in names]
-    sweep = bar_sweep(scenario, strategies, bars, n_requests, sweep_runs, seed, config) if len(bars) else \
-        pd.DataFrame(columns=["policy", "bar", "accuracy", "cost", "models_per_request"])
+    sweep = bar_sweep(scenario, strategies, bars, n_requests, sweep_runs, seed, config, prices) if len(bars) or len(prices) else \
+        pd.DataFrame(columns=["policy", "knob", "bar", "error_price", "accuracy", "cost", "models_per_request"])
     front = exact_frontier(scenario, n_requests)
     bench = Benchmark(scenario.name, summary, sweep, front, results)
     all_cost, all_accuracy, low = bench.all_cost, bench.all_accuracy, bench._low()
@@ -509,7 +519,7 @@ def run_benchmark(scenario: Scenario | str,                # a Scenario or a pre
     summary["aiq"] = pd.Series(areas)
     summary["apgr"] = (summary["aiq"] - low[1]) / (all_accuracy - low[1])
     bench.settings = {"requests": n_requests, "seeds": n_runs, "seed": seed, "sweep_seeds": sweep_runs,
-                      "bars": [float(b) for b in bars],
+                      "bars": [float(b) for b in bars], "error_prices": [float(p) for p in prices],
                       "quality_threshold": {t.value: float(b) for t, b in zip(TASK_TYPES, config.bars(scenario))}}
     return bench
 
@@ -526,7 +536,9 @@ def configure_simulate_parser(parser: argparse.ArgumentParser) -> None:
                         help="one bar in [0, 1] for every task type, overriding the configuration's per-task bars")
     parser.add_argument("--bars", default=",".join(f"{b:g}" for b in DEFAULT_BARS),
                         help="comma-separated bars of each strategy's bar sweep (AIQ, kept_at_half_cost); empty: no sweep")
-    parser.add_argument("--sweep-seeds", type=int, default=30, help="runs per bar-sweep point")
+    parser.add_argument("--prices", default=",".join(f"{p:g}" for p in DEFAULT_PRICES),
+                        help="comma-separated prices of an error (USD) of each strategy's price sweep, at the configured bars; empty: none")
+    parser.add_argument("--sweep-seeds", type=int, default=30, help="runs per sweep point")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--out", default=None, help="directory for CSV results and PNG plots")
 
@@ -535,8 +547,8 @@ class UsageError(ValueError):
     "A `simulate` argument that cannot be run: the message names it, the value and what was expected."
 
 
-def simulate_settings(args: argparse.Namespace) -> tuple[SimConfig, list[float], str]:
-    "(system settings, sweep bars, where the settings came from) for the parsed arguments; UsageError if one is bad."
+def simulate_settings(args: argparse.Namespace) -> tuple[SimConfig, list[float], str, list[float]]:
+    "(system settings, sweep bars, where the settings came from, sweep prices) for the parsed arguments; UsageError if one is bad."
     from computepulse_ai.config import Config, ConfigError
     for name in ("requests", "seeds", "sweep_seeds"):
         value = getattr(args, name)
@@ -546,12 +558,15 @@ def simulate_settings(args: argparse.Namespace) -> tuple[SimConfig, list[float],
     try: bars = [float(b) for b in args.bars.split(",") if b.strip()]
     except ValueError: raise UsageError(f"--bars must be comma-separated numbers in [0, 1], got {args.bars!r}") from None
     if any(not 0 <= b <= 1 for b in bars): raise UsageError(f"--bars must be in [0, 1], got {args.bars!r}")
+    try: prices = [float(p) for p in getattr(args, "prices", "").split(",") if p.strip()]
+    except ValueError: raise UsageError(f"--prices must be comma-separated numbers >= 0, got {args.prices!r}") from None
+    if any(not p >= 0 for p in prices): raise UsageError(f"--prices must be >= 0, got {args.prices!r}")
     try: config = Config.load(args.config) if args.config else Config.from_dict({})
     except ConfigError as e: raise UsageError(str(e)) from None
     settings = SimConfig.from_config(config)
     if args.quality_threshold is not None:
         settings = SimConfig.from_config(config, quality_threshold=args.quality_threshold, task_thresholds={})
-    return settings, bars, args.config or "the shipped defaults"
+    return settings, bars, args.config or "the shipped defaults", prices
 
 
 def _variants(settings: SimConfig) -> dict[str, SimConfig]:
@@ -562,7 +577,7 @@ def _variants(settings: SimConfig) -> dict[str, SimConfig]:
 
 def run_simulate(args: argparse.Namespace) -> int:
     "Run the benchmark; print a table or one JSON object; optionally write CSV + PNG. Exit 2 on a bad argument."
-    try: settings, bars, source = simulate_settings(args)
+    try: settings, bars, source, prices = simulate_settings(args)
     except UsageError as e:
         print(f"simulate: {e}", file=sys.stderr)
         return 2
@@ -572,7 +587,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             print(f"simulate: --out {args.out}: cannot create the directory ({e.strerror})", file=sys.stderr)
             return 2
     bench = run_benchmark(args.scenario, args.requests, args.seeds, args.seed, settings, CLI_POLICIES, _variants(settings),
-                          bars, args.sweep_seeds, progress=not args.json)
+                          bars, args.sweep_seeds, progress=not args.json, prices=prices)
     bench.settings["config"] = source
     if args.json: print(json.dumps(bench.to_json()))
     else: print(format_benchmark(bench))

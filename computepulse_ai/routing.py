@@ -44,7 +44,8 @@ def expand(values, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def candidate_order(scores, costs, latencies, eligible, qualified,
-                    cheapest_first: bool = False):  # SINGLE_FAST order inside the qualified group
+                    cheapest_first: bool = False,  # SINGLE_FAST order inside the qualified group
+                    failure_rate=0.0):             # (..., models) learned chance a call fails (multi-model order)
     "Indices of models in the order a strategy should take them, along the last axis."
     shape = eligible.shape
     scores, costs, latencies = expand(scores, shape), expand(costs, shape), expand(latencies, shape)
@@ -52,8 +53,9 @@ def candidate_order(scores, costs, latencies, eligible, qualified,
     if cheapest_first:
         keys = (np.where(qualified, -scores, latencies), np.where(qualified, latencies, costs),
                 np.where(qualified, costs, -scores))
-    else:
-        keys = (latencies, costs, -scores)
+    else:   # a cross-check: the best expected correctness per dollar inside each group
+        value = (1.0 - expand(failure_rate, shape)) * scores / np.maximum(costs, 1e-12)
+        keys = (latencies, -value)
     return np.lexsort((*keys, group), axis=-1)
 
 
@@ -124,7 +126,7 @@ def select(scores,                  # (..., models) learned (or sampled) scores 
         order = value_order(scores, costs, latencies, eligible, failure_rate)
         count = np.ones(np.shape(n_eligible), int)
     else:
-        order = candidate_order(scores, costs, latencies, eligible, qualified, cheapest_first)
+        order = candidate_order(scores, costs, latencies, eligible, qualified, cheapest_first, failure_rate)
         count = np.minimum(size, n_qualified)
     count = np.minimum(np.maximum(count, min_size), n_eligible)
     rank = np.argsort(order, axis=-1)  # position of each model in the candidate order
@@ -185,8 +187,11 @@ def _select_one(scores, costs, latencies, enabled, threshold, cost_limit, size, 
         if cheapest_first:
             key = lambda i: (group[i], c[i] if qualified[i] else -s[i], lat[i] if qualified[i] else c[i],
                              -s[i] if qualified[i] else lat[i])
-        else:
-            key = lambda i: (group[i], -s[i], c[i], lat[i])
+        else:   # a cross-check: expected correctness per dollar inside each group (as `candidate_order`)
+            f = _listed(failure_rate, m, float)
+            value = [(1.0 - f[i]) * s[i] / max(c[i], 1e-12) for i in range(m)]
+            if any(math.isnan(v) for v in value): return None
+            key = lambda i: (group[i], -value[i], lat[i])
         if any(math.isnan(x) for x in s): return None
         order = sorted(range(m), key=key)
         count = min(size, n_qualified)
