@@ -149,19 +149,22 @@ def _pair_after(posterior: Posterior, p_j, p_k, f_j, f_k, single_j, single_k, n_
     pi = np.where(rep, posterior.post, 0.0)                            # (runs, m) named classes (one slot each)
     u, n_u = posterior.unseen, posterior.n_unseen
     mass = np.concatenate([pi, u[:, None], np.where(n_u >= 2, u, 0.0)[:, None]], axis=1)[:, None, :]   # (runs, 1, slots)
-    y = np.arange(m + 2)
-    total = np.zeros(p_j.shape)
-    # the likelihood of each slot given j's (k's) answer, and mass × j's likelihood: computed once per answer, not per pair
-    lks = [np.where(y == zk, p_k[..., None], off_k[..., None]) for zk in range(m + 2)]
+    names = np.arange(m + 2)[:, None] == np.arange(m + 2)           # (answer, slot): the slot each answer names
+    # the likelihood of each slot given k's answer, for every answer at once: (answer of k, runs, pairs, slots)
+    lk = np.where(names[:, None, None, :], p_k[..., None], off_k[..., None])
+    counted = np.concatenate([rep, np.ones((runs, 2), bool)], axis=1).T  # (answer, runs): a named class counts once, new ones always
+    n_new, n_two_new = n_u, n_u * np.maximum(n_u - 1.0, 0.0)
+    terms = []   # one (runs, pairs) term per answer pair, in the order they are summed
     for zj in range(m + 1):             # j names a named class (< m) or a new one (m, with multiplicity)
-        mass_lj = mass * np.where(y == zj, p_j[..., None], off_j[..., None])
-        for zk in range(m + 2):         # k: a named class, the same new class as j (m), or another new one (m + 1)
-            if zj < m and zk == m + 1: continue
-            if zj == m and zk == m + 1: mult = n_u * np.maximum(n_u - 1.0, 0.0)
-            elif zj == m or zk == m: mult = n_u
-            else: mult = np.ones(runs)
-            valid = (rep[:, zj] if zj < m else True) & (rep[:, zk] if zk < m else True)
-            total += np.where(valid, mult, 0.0)[:, None] * last_max(mass_lj * lks[zk])
+        # k: a named class, the same new class as j (m), or (only after a new one) another new one (m + 1)
+        zk = m + 2 if zj == m else m + 1
+        mass_lj = mass * np.where(names[zj], p_j[..., None], off_j[..., None])
+        best = (mass_lj[None] * lk[:zk]).max(-1)                      # (answer of k, runs, pairs): the best slot
+        if zj < m: mult = np.concatenate([np.ones((m, runs)), n_new[None]])
+        else: mult = np.concatenate([np.broadcast_to(n_new, (m + 1, runs)), n_two_new[None]])
+        weight = np.where(counted[zj] & counted[:zk], mult, 0.0) if zj < m else np.where(counted[:zk], mult, 0.0)
+        terms.append(weight[..., None] * best)
+    total = np.add.accumulate(np.concatenate(terms), axis=0)[-1]       # summed one term after the other, as a loop would
     p_right = posterior.p_right[:, None]
     return (1 - f_j) * (1 - f_k) * total + f_j * (1 - f_k) * single_k + (1 - f_j) * f_k * single_j + f_j * f_k * p_right
 
