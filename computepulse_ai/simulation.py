@@ -579,7 +579,7 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
                 sel = select(route_scores, costs, latencies, present, threshold, limit,
                              failure_rate=failure, n_classes=float(np.mean(n_classes)), **strategy_arguments(name))
                 if config.exploration == "epsilon" and config.epsilon > 0 and not oracle:
-                    ex, added = explore(sel.chosen, sel.eligible, column[1], costs, sel.expected_cost, limit,
+                    ex, added = explore(sel.chosen, sel.explorable, column[1], costs, sel.expected_cost, limit,
                                         config.epsilon, config.explore_below_samples, policy_rng)
                     explored = np.where(these, ex, explored)
                     propensity = np.where(these[:, None], added, propensity)
