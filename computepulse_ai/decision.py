@@ -83,26 +83,32 @@ def answer_posterior(labels: np.ndarray,     # (runs, models) int answer class (
                      pair_discount: np.ndarray | None = None,  # (runs, models, models) or None
                      ) -> Posterior:
     "Posterior of the merged answer under the one-coin model with log-odds votes."
-    same = (answered[:, :, None] & answered[:, None, :] & (labels[:, :, None] == labels[:, None, :])).astype(float)
-    score = last_sum(same * weights[:, None, :])       # elementwise over a few models: faster than a batched matmul
+    runs, m = answered.shape
+    classes = np.where(answered, labels, np.nan)         # a model that did not answer agrees with nobody (NaN != NaN)
+    same = np.empty((runs, m, m))
+    np.equal(classes[:, :, None], classes[:, None, :], out=same)   # straight into floats: no bool temporaries
+    score = same[..., 0] * weights[:, None, 0]          # Σ_j same_ij w_j column by column: faster than a batched matmul
+    for j in range(1, m): score = score + same[..., j] * weights[:, None, j]
     if pair_discount is not None:      # Σ over agreeing pairs inside each class, counted once
         # same_ij · same_ik = same_ij · same_jk (one class), so Σ_jk same_ij same_ik d_jk = Σ_j same_ij q_j with
         # q_j = Σ_k same_jk d_jk: (runs, models, models) work instead of (runs, models, models, models), same sums
         inner = last_sum(same * pair_discount)                          # (runs, j): q_j
         score = score - 0.5 * last_sum(same * inner[:, None, :])
     size = last_sum(same)
-    named = last_sum(answered / np.maximum(size, 1.0))
+    per_class = np.maximum(size, 1.0)
+    named = last_sum(answered / per_class)
     n_unseen = np.maximum(np.asarray(n_classes, dtype=float) - named, 0.0)
     masked = np.where(answered, score, -np.inf)
     top = np.maximum(last_max(masked), 0.0)
     mass = np.where(answered, np.exp(score - top[:, None]), 0.0)
     unseen_mass = np.exp(-top)
-    total = last_sum(mass / np.maximum(size, 1.0)) + n_unseen * unseen_mass
+    total = last_sum(mass / per_class) + n_unseen * unseen_mass
     post = mass / total[:, None]
-    winner = np.argmax(masked + 1e-9 * weights, axis=-1)
+    best = np.argmax(masked + 1e-9 * weights, axis=-1)
     answers = last_sum(answered)
-    winner = np.where(answers > 0, winner, -1)
-    p_right = np.where(answers > 0, np.take_along_axis(post, np.maximum(winner, 0)[:, None], -1)[:, 0], 0.0)
+    some = answers > 0
+    winner = np.where(some, best, -1)
+    p_right = np.where(some, post[np.arange(runs), best], 0.0)
     return Posterior(post, size, same, winner, p_right, unseen_mass / total, n_unseen, answers)
 
 # %% ../nbs/10c_decision.ipynb #54020d93
@@ -143,19 +149,22 @@ def _pair_after(posterior: Posterior, p_j, p_k, f_j, f_k, single_j, single_k, n_
     pi = np.where(rep, posterior.post, 0.0)                            # (runs, m) named classes (one slot each)
     u, n_u = posterior.unseen, posterior.n_unseen
     mass = np.concatenate([pi, u[:, None], np.where(n_u >= 2, u, 0.0)[:, None]], axis=1)[:, None, :]   # (runs, 1, slots)
-    y = np.arange(m + 2)
-    total = np.zeros(p_j.shape)
-    # the likelihood of each slot given j's (k's) answer, and mass × j's likelihood: computed once per answer, not per pair
-    lks = [np.where(y == zk, p_k[..., None], off_k[..., None]) for zk in range(m + 2)]
+    names = np.arange(m + 2)[:, None] == np.arange(m + 2)           # (answer, slot): the slot each answer names
+    # the likelihood of each slot given k's answer, for every answer at once: (answer of k, runs, pairs, slots)
+    lk = np.where(names[:, None, None, :], p_k[..., None], off_k[..., None])
+    counted = np.concatenate([rep, np.ones((runs, 2), bool)], axis=1).T  # (answer, runs): a named class counts once, new ones always
+    n_new, n_two_new = n_u, n_u * np.maximum(n_u - 1.0, 0.0)
+    terms = []   # one (runs, pairs) term per answer pair, in the order they are summed
     for zj in range(m + 1):             # j names a named class (< m) or a new one (m, with multiplicity)
-        mass_lj = mass * np.where(y == zj, p_j[..., None], off_j[..., None])
-        for zk in range(m + 2):         # k: a named class, the same new class as j (m), or another new one (m + 1)
-            if zj < m and zk == m + 1: continue
-            if zj == m and zk == m + 1: mult = n_u * np.maximum(n_u - 1.0, 0.0)
-            elif zj == m or zk == m: mult = n_u
-            else: mult = np.ones(runs)
-            valid = (rep[:, zj] if zj < m else True) & (rep[:, zk] if zk < m else True)
-            total += np.where(valid, mult, 0.0)[:, None] * last_max(mass_lj * lks[zk])
+        # k: a named class, the same new class as j (m), or (only after a new one) another new one (m + 1)
+        zk = m + 2 if zj == m else m + 1
+        mass_lj = mass * np.where(names[zj], p_j[..., None], off_j[..., None])
+        best = (mass_lj[None] * lk[:zk]).max(-1)                      # (answer of k, runs, pairs): the best slot
+        if zj < m: mult = np.concatenate([np.ones((m, runs)), n_new[None]])
+        else: mult = np.concatenate([np.broadcast_to(n_new, (m + 1, runs)), n_two_new[None]])
+        weight = np.where(counted[zj] & counted[:zk], mult, 0.0) if zj < m else np.where(counted[:zk], mult, 0.0)
+        terms.append(weight[..., None] * best)
+    total = np.add.accumulate(np.concatenate(terms), axis=0)[-1]       # summed one term after the other, as a loop would
     p_right = posterior.p_right[:, None]
     return (1 - f_j) * (1 - f_k) * total + f_j * (1 - f_k) * single_k + (1 - f_j) * f_k * single_j + f_j * f_k * p_right
 
