@@ -26,11 +26,11 @@ from .config import Config, ConfigManager, configure_logging
 from .core import (ComputePulseError, InvalidFieldError, MergedResult, ModelSpec, Request, Response, RoutingStrategy,
                                   TaskType, current_request_id, get_logger)
 from .execution import AllModelsFailedError, ExecutionResult, ParallelExecutor, request_deadline
-from .feedback import Correction, FeedbackLoop, Verdict, answer_accuracy
+from .feedback import Correction, FeedbackLoop, Verdict, answer_accuracy, answer_agreement
 from .decision import (STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, decision_reliability, log_odds,
                        merge_weights, next_call, open_questions)
 from .learning import AgreementEstimator, BetaEstimator, EwmaEstimator, LearningEngine
-from .merging import MergeSpec, merge_answers, merge_scalars, truth_discovery
+from .merging import MergeSpec, merge_answers, merge_scalars, shared_answer_tables, truth_discovery
 from .routing import AdaptiveRouter, NoRoutableModelError, RouterConfig, RoutingDecision
 from .storage import (Durability, HistoryLog, RetentionPolicy, StorageManager, atomic_write_bytes,
                                      read_state_file)
@@ -133,10 +133,11 @@ class AnswerGroups:
         self._added += 1
         for group in self.groups:
             ref = group[0][1]
+            forward, backward = answer_agreement(answer, ref, self.spec)   # both ways in one pass over the records
             self.comparisons += 1
-            if answer_accuracy(answer, ref, self.spec)[0] < self.share: continue
+            if forward < self.share: continue
             self.comparisons += 1
-            if answer_accuracy(ref, answer, self.spec)[0] >= self.share:
+            if backward >= self.share:
                 group.append((model, answer))
                 return
         self.groups.append([(model, answer)])
@@ -485,7 +486,8 @@ class AIOrchestrator:
             if cfg["cache.enabled"] and (hit := self.cache.get(key)) is not None:
                 self._from_cache(result, hit)
                 return result
-            await self._execute_merge_learn(request, decision, result, cfg)
+            with shared_answer_tables():   # each answer keyed once, shared by grouping, merging and feedback
+                await self._execute_merge_learn(request, decision, result, cfg)
             if result.success and cfg["cache.enabled"] and not result.merged.needs_review:
                 # what a hit serves, not the responses and verdicts: 256 full results would hold ~30 MB (issue 11's RSS)
                 self.cache.put(key, ProcessResult(request, data=result.data, merged=result.merged, validation=result.validation),
