@@ -38,8 +38,9 @@ from .tracking import PerformanceTracker, RequestRecord, answer_digest, answer_v
 from .validation import ValidationResult, ValidationRules, merge_spec, normalise_answers, validate
 
 # %% auto #0
-__all__ = ['log', 'ProcessResult', 'estimator_from_config', 'router_config_from', 'rules_from_config', 'merge_spec_from_config',
-           'AnswerGroups', 'agreement_groups', 'RequestPlan', 'classifier_from_state', 'AIOrchestrator']
+__all__ = ['log', 'YIELD_RECORDS', 'ProcessResult', 'estimator_from_config', 'router_config_from', 'rules_from_config',
+           'merge_spec_from_config', 'AnswerGroups', 'agreement_groups', 'RequestPlan', 'classifier_from_state',
+           'AIOrchestrator']
 
 # %% ../nbs/11_orchestrator.ipynb #b32a24a1
 log = get_logger("computepulse_ai.orchestrator")
@@ -238,6 +239,14 @@ def classifier_from_state(state: Any,              # the parsed classifier_state
     return restored
 
 # %% ../nbs/11_orchestrator.ipynb #91877d1e
+YIELD_RECORDS = 50   # answers holding more records than this make a stage long enough to yield the loop after it
+
+
+def _heavy(answers: Mapping[str, Any]) -> bool:
+    "Whether a request's answers are big enough for its stages to yield the event loop between them (loop lag)."
+    return sum(len(a) for a in answers.values() if isinstance(a, (list, tuple))) > YIELD_RECORDS
+
+
 class AIOrchestrator:
     "Runs requests through the whole pipeline and keeps what it learns."
 
@@ -567,7 +576,8 @@ class AIOrchestrator:
             self._maybe_save(cfg)
             return
         answers = {r.model: answer_of(r) for r in successes}
-        await asyncio.sleep(0)   # between CPU-heavy stages other requests' timers and reads run (loop lag)
+        heavy = _heavy(answers)
+        if heavy: await asyncio.sleep(0)   # between CPU-heavy stages other requests' timers and reads run (loop lag)
         weights = plan.merge_weights()
         p_right = float(posterior.p_right[0])
         accepted, accepted_share, learn = None, None, False
@@ -582,7 +592,7 @@ class AIOrchestrator:
             result.error = f"merging failed: {type(e).__name__}: {e}"
             log.error(result.error)
         if data_type and result.merged is not None:
-            await asyncio.sleep(0)
+            if heavy: await asyncio.sleep(0)
             try:
                 result.validation = validation = validate(result.merged, data_type, self.rules)
                 accepted = validation.accepted if data_type != "grid_load" else (validation.accepted[0] if validation.accepted else None)
@@ -599,7 +609,7 @@ class AIOrchestrator:
                 log.error(result.error)
                 accepted, learn = None, False
         result.data = accepted if result.error is None else None
-        await asyncio.sleep(0)
+        if heavy: await asyncio.sleep(0)
         # every response gets its performance record, whatever happened above (P1); scores move only on a sound result
         result.verdicts = self.feedback.after_validation(request.id, task, responses, answers, accepted, spec,
                                                          accepted_share, learn=learn,
@@ -676,7 +686,7 @@ class AIOrchestrator:
     async def _record_request(self, result: ProcessResult) -> None:
         "Append the request record (with the score entries it changed: the WAL), then wait for the group commit."
         request = result.request
-        await asyncio.sleep(0)   # encoding the record is the last CPU-heavy stage of a request
+        if _heavy(result.normalised): await asyncio.sleep(0)   # encoding a big record is the last CPU-heavy stage
         if self.storage.degraded and "storage" not in result.degraded: result.degraded.append("storage")
         if request.task_type is not None:
             validation = result.validation
@@ -695,7 +705,8 @@ class AIOrchestrator:
                 calls=calls, merged_digest=answer_digest(result.data) if decision and result.success else None,
                 merged_values=answer_values(result.data) if decision and result.success else None,
                 shed=result.shed, queue_s=result.queue_s))
-        if not await asyncio.wrap_future(self.storage.commit()) and "storage" not in result.degraded:
+        ack = self.storage.commit()   # "batch" durability: already settled; awaiting it would cost a loop round trip
+        if not (ack.result() if ack.done() else await asyncio.wrap_future(ack)) and "storage" not in result.degraded:
             result.degraded.append("storage")   # the records wait in memory until the disk works again
 
     def _logged_answer(self, response: Response, data_type: str | None):
