@@ -24,7 +24,7 @@ from .core import MergedResult, Provenance, get_logger
 # %% auto #0
 __all__ = ['log', 'MIN_WEIGHT', 'DEFAULT_KEY_FIELDS', 'DEFAULT_TOLERANCES', 'weighted_vote', 'majority_vote', 'cluster_numbers',
            'weighted_mean', 'weighted_median', 'is_missing', 'as_number', 'category_of', 'default_normalise',
-           'field_key', 'MergeSpec', 'canonical_normalisers', 'default_merge_spec', 'KeyedAnswer',
+           'field_key', 'MergeSpec', 'canonical_normalisers', 'default_merge_spec', 'KeyedAnswer', 'same_record',
            'shared_answer_tables', 'keyed_answer', 'merge_records', 'merge_scalars', 'merge_answers',
            'reliability_to_weight', 'truth_discovery_labels', 'truth_discovery']
 
@@ -257,6 +257,14 @@ class KeyedAnswer:
         return self._signatures
 
 
+def same_record(a: Any, b: Any) -> bool:
+    "Whether two records hold the same fields in the same order, each value plain and of the same type and equal: one can stand for the other."
+    if a.__class__ is not dict or b.__class__ is not dict or len(a) != len(b): return False
+    for (k, v), (j, w) in zip(a.items(), b.items()):
+        if k != j or v.__class__ is not w.__class__ or v.__class__ not in _PLAIN or v != w: return False
+    return True
+
+
 _TABLES: contextvars.ContextVar[dict[int, KeyedAnswer] | None] = contextvars.ContextVar("answer_tables", default=None)
 
 
@@ -450,6 +458,7 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
     pending = []   # disputed fields, voted in one batch below: (record, record index, key, field, members, labels)
     key_fields = tuple(spec.key_fields)
     shown: dict[tuple[str, Any], Any] = {}
+    backings: dict[tuple[str, ...], tuple[dict[str, float], list]] = {}
 
     def shown_of(name: str, value: Any) -> Any:
         found = _shown(spec, name, value)
@@ -462,9 +471,12 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
             notes.append(f"dropped {k!r}: reported by {reporters} only (support rule: at least "
                          f"{spec.min_supporters} model(s), share >= {spec.min_support_share:g})")
             continue
-        absent = {m: conf[m] for m in order if m not in group}
-        provenance.append(_provenance(k, {m: conf[m] for m in reporters},
-                                      [{"value": None, "supporters": absent}] if absent else [], share))
+        backing = backings.get(tuple(reporters))   # one supporters dict (and absent list) per set of reporters, shared
+        if backing is None:
+            absent = {m: conf[m] for m in order if m not in group}
+            backing = backings[tuple(reporters)] = ({m: conf[m] for m in reporters},
+                                                    [{"value": None, "supporters": absent}] if absent else [])
+        provenance.append(_provenance(k, backing[0], backing[1], share))
         if k in extra:                                           # a model reported this entity more than once
             out, lowest = _settle_duplicates(k, group, extra[k], reporters, conf, weight_of, spec, agreement,
                                              track_agreement, provenance)
@@ -476,6 +488,7 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
             continue
         records = [group[m] for m in reporters]
         top = records[0]
+        disputed = len(pending)
         out = {}
         for name in key_fields:
             value = top.get(name)
@@ -519,6 +532,7 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
                     for m, _ in members: agreement[m][0] += 1; agreement[m][1] += 1
                 continue
             pending.append((out, len(record_conf), k, name, members, labels))
+        if len(pending) == disputed and same_record(out, top): out = top   # as the most trusted reporter gave it: no copy
         merged.append(out)
         all_wrong = 1.0
         for m in reporters: all_wrong *= 1.0 - conf[m]

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import math
+import sys
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from .feedback import Correction, FeedbackLoop, Verdict, answer_accuracy, answer
 from .decision import (STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, decision_reliability, log_odds,
                        merge_weights, next_call, open_questions)
 from .learning import AgreementEstimator, BetaEstimator, EwmaEstimator, LearningEngine
-from .merging import MergeSpec, merge_answers, merge_scalars, shared_answer_tables, truth_discovery
+from .merging import MergeSpec, merge_answers, merge_scalars, same_record, shared_answer_tables, truth_discovery
 from .routing import AdaptiveRouter, NoRoutableModelError, RouterConfig, RoutingDecision
 from .storage import (Durability, HistoryLog, RetentionPolicy, StorageManager, atomic_write_bytes,
                                      read_state_file)
@@ -239,6 +240,21 @@ def classifier_from_state(state: Any,              # the parsed classifier_state
     return restored
 
 # %% ../nbs/11_orchestrator.ipynb #91877d1e
+def _intern_texts(data: Any) -> None:
+    "Each short text value of the answer's records replaced by its interned copy (in place, an equal value): held results share it."
+    for record in data if data.__class__ is list else (data,):
+        if record.__class__ is dict:
+            for name, value in record.items():
+                if value.__class__ is str and len(value) <= 64: record[name] = sys.intern(value)
+
+
+def _reuse_unchanged(normalised: Any, raw: Any) -> Any:
+    "The normalised answer, each record normalisation left as it was being the model's own object (not a second copy)."
+    if normalised.__class__ is list and raw.__class__ is list and len(normalised) == len(raw):
+        return [given if same_record(made, given) else made for made, given in zip(normalised, raw)]
+    return raw if same_record(normalised, raw) else normalised
+
+
 YIELD_RECORDS = 50   # answers holding more records than this make a stage long enough to yield the loop after it
 
 
@@ -534,7 +550,10 @@ class AIOrchestrator:
             if response.model not in normalised:
                 data = response.data if response.data is not None else (response.text.strip() or None)
                 if data_type and data is not None:
-                    try: data = normalise_answers({response.model: data}, data_type, self.rules)[0][response.model]
+                    _intern_texts(data)   # names and units every answer repeats: one string object each, across requests
+                    try:
+                        made = normalise_answers({response.model: data}, data_type, self.rules)[0][response.model]
+                        data = _reuse_unchanged(made, data)
                     except Exception as e: log.warning("normalising %s failed: %s", response.model, e)
                 normalised[response.model] = data
             return normalised[response.model]

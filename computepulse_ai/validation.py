@@ -17,7 +17,7 @@ from typing import Any
 
 from .canonical import PROVIDER_ALIASES, Canonicaliser, GpuName
 from .core import InvalidFieldError, MergedResult, Provenance, get_logger
-from .merging import MergeSpec, default_merge_spec, field_key
+from .merging import MergeSpec, default_merge_spec, field_key, same_record
 
 
 # %% auto #0
@@ -739,7 +739,7 @@ def _checked(record: Mapping[str, Any], data_type: str, rules: ValidationRules) 
     return normalised, errors
 
 # %% ../nbs/08_validation.ipynb #7f575e6f
-@dataclass
+@dataclass(slots=True)   # no per-outcome __dict__: a held result keeps one outcome per record
 class RecordOutcome:
     "What validation decided about one input record."
     index: int                                   # position in the input
@@ -818,6 +818,7 @@ def _supporters_of(record: Mapping[str, Any] | None, data_type: str, key_fn, pro
     key = key_fn(record) or ""
     found = provenance.get(key)
     if not found: return {}
+    if key not in field_provenance: return found.supporters   # no field disputed: the key's supporters, shared
     supporters = dict(found.supporters)
     for disputed in field_provenance.get(key, ()):       # models outvoted on a field did not supply the accepted values
         for alternative in disputed.alternatives:
@@ -863,6 +864,7 @@ def validate(data: Any,                               # list of records, one rec
         else:
             try:
                 normalised, errors = _checked(original, data_type, rules)
+                if same_record(normalised.record, original): normalised.record = original   # nothing changed: no copy
                 outcome.record, outcome.notes, outcome.warnings = normalised.record, normalised.notes, normalised.warnings
                 outcome.errors += errors
                 outcome.supporters = _supporters_of(outcome.record, data_type, key_fn, by_key, by_record, outcome.errors)
@@ -916,6 +918,7 @@ def _check_jump(outcome: RecordOutcome, before: Mapping[str, Mapping[str, float]
         if backers >= 2:
             outcome.notes.append(f"{text}; {backers} models agree on the new value")
         elif rules.jump_action == "keep_previous":
+            if rec is outcome.original: outcome.record = rec = dict(rec)   # shared with the input: changed on a copy
             rec[name] = was
             outcome.notes.append(f"{text} with {backers} model(s) behind it; kept the previous value (a move beyond "
                                  f"×{rules.max_change_factor:g} in an hour needs two models' agreement)")
