@@ -606,12 +606,12 @@ def simulate(scenario: Scenario | str,         # a Scenario or a preset name
                 sel = select(route_scores[rows], costs, latencies, present, threshold, limit,
                              failure_rate=failure[rows], n_classes=mean_classes, **strategy_arguments(name))
                 if epsilon:
-                    if these is None: ex, added = explore(sel.chosen, sel.eligible, column[1], costs, sel.expected_cost, limit,
+                    if these is None: ex, added = explore(sel.chosen, sel.explorable, column[1], costs, sel.expected_cost, limit,
                                                           config.epsilon, config.explore_below_samples, policy_rng)
                     else:
                         picked, eligible = np.zeros((n_runs, n_models), bool), np.zeros((n_runs, n_models), bool)
                         spent_sel = np.zeros(n_runs)
-                        picked[rows], eligible[rows], spent_sel[rows] = sel.chosen, sel.eligible, sel.expected_cost
+                        picked[rows], eligible[rows], spent_sel[rows] = sel.chosen, sel.explorable, sel.expected_cost
                         ex, added = explore(picked, eligible, column[1], costs, spent_sel, limit,
                                             config.epsilon, config.explore_below_samples, policy_rng)
                         ex, added = ex[rows], added[rows]
