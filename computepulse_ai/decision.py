@@ -40,9 +40,9 @@ def last_max(x: np.ndarray) -> np.ndarray:
 
 def log_odds(reliability, n_classes):
     "Vote weights log(p (K − 1) / (1 − p)), capped at ±MAX_WEIGHT; `n_classes` broadcasts over the leading axes."
-    p = np.clip(reliability, 1e-6, 1 - 1e-6)
+    p = np.minimum(np.maximum(reliability, 1e-6), 1 - 1e-6)   # = np.clip, without its Python wrapper (~3 µs a call)
     k = np.maximum(np.asarray(n_classes, dtype=float), 2.0)
-    return np.clip(np.log(p / (1.0 - p)) + np.log(k - 1.0)[..., None], -MAX_WEIGHT, MAX_WEIGHT)
+    return np.minimum(np.maximum(np.log(p / (1.0 - p)) + np.log(k - 1.0)[..., None], -MAX_WEIGHT), MAX_WEIGHT)
 
 
 def decision_reliability(evidence: Evidence,                  # the learned evidence (posterior counts)
