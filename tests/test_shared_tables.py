@@ -110,6 +110,7 @@ def test_same_record_is_strict_about_types_and_order():
     assert not same_record({"ok": 1}, {"ok": True})
     assert not same_record(base, {"price": 2.0, "provider": "AWS"})       # field order is part of the JSON
     assert not same_record({"x": float("nan")}, {"x": float("nan")})
+    assert not same_record({"x": 0.0}, {"x": -0.0}) and same_record({"x": 0.0, "n": 0}, {"x": 0.0, "n": 0})
     assert not same_record({"tier": {"a": 1}}, {"tier": {"a": 1}})        # nested values: never shared
 
 
@@ -158,3 +159,19 @@ def test_a_held_result_keeps_one_copy_of_each_unchanged_record(tmp_path):
     assert unchanged and all(id(r) in given for r in unchanged)      # served records are the models' own objects
     assert all(id(r) in served or id(r) in given for r in result.merged.data)
     assert result.data == validate(result.merged.data, "gpu", ValidationRules()).accepted   # and the same values
+
+
+@pytest.mark.parametrize("data_type", ["gpu", "token", "grid_load"])
+def test_normalised_answer_is_normalise_answers_without_the_copies(data_type):
+    import json
+    from computepulse_ai.validation import normalised_answer
+    rules = ValidationRules()
+    for seed in range(25):
+        emitted = messy_answer(data_type, random.Random(seed))[1].emitted
+        raw = [e.record for e in emitted] if data_type != "grid_load" else emitted[0].record
+        if seed % 6 == 0 and data_type != "grid_load": raw = raw + ["not a record", None]
+        made = normalised_answer(raw, data_type, rules)
+        plain = normalise_answers({"m": raw}, data_type, rules)[0]["m"]
+        assert json.dumps(made, ensure_ascii=False) == json.dumps(plain, ensure_ascii=False), seed   # types included
+        for given, record in zip(raw if isinstance(raw, list) else [raw], made if isinstance(made, list) else [made]):
+            if isinstance(given, dict): assert (record is given) == same_record(record, given)   # own object when unchanged
