@@ -18,7 +18,7 @@ from .learning import Estimator, Evidence, update_calls, update_state
 # %% auto #0
 __all__ = ['MAX_WEIGHT', 'STRATEGY_PRESETS', 'last_sum', 'last_max', 'log_odds', 'decision_reliability', 'Posterior',
            'answer_posterior', 'call_gain', 'pair_gain', 'open_questions', 'next_call', 'Preset', 'merge_weights',
-           'Signal', 'learning_signal', 'learn']
+           'Signal', 'learning_signal', 'learn', 'rejudge']
 
 # %% ../nbs/10c_decision.ipynb #a01afceb
 MAX_WEIGHT = 12.0   # |log-odds| cap: a reliability of 1 − 1e-5 at most; keeps exp() finite and merge weights in [0, 1]
@@ -83,26 +83,32 @@ def answer_posterior(labels: np.ndarray,     # (runs, models) int answer class (
                      pair_discount: np.ndarray | None = None,  # (runs, models, models) or None
                      ) -> Posterior:
     "Posterior of the merged answer under the one-coin model with log-odds votes."
-    same = (answered[:, :, None] & answered[:, None, :] & (labels[:, :, None] == labels[:, None, :])).astype(float)
-    score = last_sum(same * weights[:, None, :])       # elementwise over a few models: faster than a batched matmul
+    runs, m = answered.shape
+    classes = np.where(answered, labels, np.nan)         # a model that did not answer agrees with nobody (NaN != NaN)
+    same = np.empty((runs, m, m))
+    np.equal(classes[:, :, None], classes[:, None, :], out=same)   # straight into floats: no bool temporaries
+    score = same[..., 0] * weights[:, None, 0]          # Σ_j same_ij w_j column by column: faster than a batched matmul
+    for j in range(1, m): score = score + same[..., j] * weights[:, None, j]
     if pair_discount is not None:      # Σ over agreeing pairs inside each class, counted once
         # same_ij · same_ik = same_ij · same_jk (one class), so Σ_jk same_ij same_ik d_jk = Σ_j same_ij q_j with
         # q_j = Σ_k same_jk d_jk: (runs, models, models) work instead of (runs, models, models, models), same sums
         inner = last_sum(same * pair_discount)                          # (runs, j): q_j
         score = score - 0.5 * last_sum(same * inner[:, None, :])
     size = last_sum(same)
-    named = last_sum(answered / np.maximum(size, 1.0))
+    per_class = np.maximum(size, 1.0)
+    named = last_sum(answered / per_class)
     n_unseen = np.maximum(np.asarray(n_classes, dtype=float) - named, 0.0)
     masked = np.where(answered, score, -np.inf)
     top = np.maximum(last_max(masked), 0.0)
     mass = np.where(answered, np.exp(score - top[:, None]), 0.0)
     unseen_mass = np.exp(-top)
-    total = last_sum(mass / np.maximum(size, 1.0)) + n_unseen * unseen_mass
+    total = last_sum(mass / per_class) + n_unseen * unseen_mass
     post = mass / total[:, None]
-    winner = np.argmax(masked + 1e-9 * weights, axis=-1)
+    best = np.argmax(masked + 1e-9 * weights, axis=-1)
     answers = last_sum(answered)
-    winner = np.where(answers > 0, winner, -1)
-    p_right = np.where(answers > 0, np.take_along_axis(post, np.maximum(winner, 0)[:, None], -1)[:, 0], 0.0)
+    some = answers > 0
+    winner = np.where(some, best, -1)
+    p_right = np.where(some, post[np.arange(runs), best], 0.0)
     return Posterior(post, size, same, winner, p_right, unseen_mass / total, n_unseen, answers)
 
 # %% ../nbs/10c_decision.ipynb #54020d93
@@ -143,19 +149,22 @@ def _pair_after(posterior: Posterior, p_j, p_k, f_j, f_k, single_j, single_k, n_
     pi = np.where(rep, posterior.post, 0.0)                            # (runs, m) named classes (one slot each)
     u, n_u = posterior.unseen, posterior.n_unseen
     mass = np.concatenate([pi, u[:, None], np.where(n_u >= 2, u, 0.0)[:, None]], axis=1)[:, None, :]   # (runs, 1, slots)
-    y = np.arange(m + 2)
-    total = np.zeros(p_j.shape)
-    # the likelihood of each slot given j's (k's) answer, and mass × j's likelihood: computed once per answer, not per pair
-    lks = [np.where(y == zk, p_k[..., None], off_k[..., None]) for zk in range(m + 2)]
+    names = np.arange(m + 2)[:, None] == np.arange(m + 2)           # (answer, slot): the slot each answer names
+    # the likelihood of each slot given k's answer, for every answer at once: (answer of k, runs, pairs, slots)
+    lk = np.where(names[:, None, None, :], p_k[..., None], off_k[..., None])
+    counted = np.concatenate([rep, np.ones((runs, 2), bool)], axis=1).T  # (answer, runs): a named class counts once, new ones always
+    n_new, n_two_new = n_u, n_u * np.maximum(n_u - 1.0, 0.0)
+    terms = []   # one (runs, pairs) term per answer pair, in the order they are summed
     for zj in range(m + 1):             # j names a named class (< m) or a new one (m, with multiplicity)
-        mass_lj = mass * np.where(y == zj, p_j[..., None], off_j[..., None])
-        for zk in range(m + 2):         # k: a named class, the same new class as j (m), or another new one (m + 1)
-            if zj < m and zk == m + 1: continue
-            if zj == m and zk == m + 1: mult = n_u * np.maximum(n_u - 1.0, 0.0)
-            elif zj == m or zk == m: mult = n_u
-            else: mult = np.ones(runs)
-            valid = (rep[:, zj] if zj < m else True) & (rep[:, zk] if zk < m else True)
-            total += np.where(valid, mult, 0.0)[:, None] * last_max(mass_lj * lks[zk])
+        # k: a named class, the same new class as j (m), or (only after a new one) another new one (m + 1)
+        zk = m + 2 if zj == m else m + 1
+        mass_lj = mass * np.where(names[zj], p_j[..., None], off_j[..., None])
+        best = (mass_lj[None] * lk[:zk]).max(-1)                      # (answer of k, runs, pairs): the best slot
+        if zj < m: mult = np.concatenate([np.ones((m, runs)), n_new[None]])
+        else: mult = np.concatenate([np.broadcast_to(n_new, (m + 1, runs)), n_two_new[None]])
+        weight = np.where(counted[zj] & counted[:zk], mult, 0.0) if zj < m else np.where(counted[:zk], mult, 0.0)
+        terms.append(weight[..., None] * best)
+    total = np.add.accumulate(np.concatenate(terms), axis=0)[-1]       # summed one term after the other, as a loop would
     p_right = posterior.p_right[:, None]
     return (1 - f_j) * (1 - f_k) * total + f_j * (1 - f_k) * single_k + (1 - f_j) * f_k * single_j + f_j * f_k * p_right
 
@@ -262,13 +271,16 @@ def merge_weights(weights: np.ndarray) -> np.ndarray:
 # %% ../nbs/10c_decision.ipynb #a34746b8
 @dataclass
 class Signal:
-    "Observations of one round of requests; arrays (runs, models)."
+    "Observations of one round of requests; arrays (runs, models), `n_classes` (runs,)."
     correct: np.ndarray    # correctness in [0, 1]
     observed: np.ndarray   # bool: the cell learns `correct`
     weight: np.ndarray     # weight of each observation (labels count more)
     labelled: np.ndarray   # 1.0 where the observation is ground truth
     called: np.ndarray     # bool: a call was made (failures the model's fault)
     failed: np.ndarray     # bool: that call failed
+    labels: np.ndarray     # answer class of each model (float; what the windowed estimator re-judges)
+    n_classes: np.ndarray  # (runs,) effective number of answer classes K of the request
+    pair_discount: np.ndarray  # (runs, models, models) log-odds discount of each pair's joint vote (zeros: none)
 
 
 def learning_signal(estimator: Estimator,          # decides which signal (agreement or the comparators' rule)
@@ -278,6 +290,8 @@ def learning_signal(estimator: Estimator,          # decides which signal (agree
                     failed: np.ndarray,            # (runs, models) bool: the call failed
                     truth: np.ndarray | None = None,  # (runs,) class of the known truth, where known
                     known: np.ndarray | None = None,  # (runs,) bool: the truth is known
+                    n_classes=6.0,                 # K of the request (scalar or (runs,)), for the window's EM
+                    pair_discount: np.ndarray | None = None,  # (runs, models, models) the evidence's pair discounts
                     ) -> Signal:
     "What the estimator learns from one request per run."
     answered = called & ~failed
@@ -298,16 +312,90 @@ def learning_signal(estimator: Estimator,          # decides which signal (agree
         observed = np.where(known[:, None], answered if agreement else called, observed)
         weight = np.where(known[:, None], getattr(estimator, "label_weight", 1.0), weight)
         labelled = np.where(known[:, None], 1.0, labelled)
-    return Signal(correct, observed, weight, labelled, called, failed)
+    k = np.broadcast_to(np.asarray(n_classes, dtype=float), (correct.shape[0],)).copy()
+    runs, m = correct.shape
+    discount = np.zeros((runs, m, m)) if pair_discount is None else np.broadcast_to(pair_discount, (runs, m, m))
+    return Signal(correct, observed, weight, labelled, called, failed, labels.astype(float), k, discount)
 
 
 def learn(estimator: Estimator,   # the estimator
           state: np.ndarray,      # (fields, runs, models) the request's task-type cells, updated in place
           signal: Signal) -> np.ndarray:
-    "Apply a `Signal` to the state (reliability counts, then call counts); returns `state`."
-    if hasattr(estimator, "call_step"):
+    "Apply a `Signal` to the state (reliability counts — re-judging the window, for a windowed estimator — then call counts); returns `state`."
+    if getattr(estimator, "window", 0):
+        rejudge(estimator, state, signal)
+        update_calls(estimator, state, signal.called, signal.failed)
+    elif hasattr(estimator, "call_step"):
         update_state(estimator, state, signal.correct, signal.observed, signal.weight, signal.labelled)
         update_calls(estimator, state, signal.called, signal.failed)
     else:
         update_state(estimator, state, signal.correct, signal.observed)
+    return state
+
+# %% ../nbs/10c_decision.ipynb #9e6053ae
+def _window_counts(estimator, codes: np.ndarray, reliability: np.ndarray, n_classes: np.ndarray,
+                   age_weight: np.ndarray,   # (W, rows, models) weight of each observation
+                   pair_discount: np.ndarray | None = None):
+    "(successes, failures) (rows, models) of windowed requests `codes` (W, rows, models): the E-step with `reliability`, labels as they are."
+    w, rows, m = codes.shape
+    unlabelled = codes >= 0
+    crossed = unlabelled & (last_sum(unlabelled) >= 2)[..., None]          # a lone unlabelled answer teaches nothing
+    labelled = codes <= -2
+    c = np.where(labelled, -2.0 - codes, 0.0)
+    votes = np.broadcast_to(log_odds(reliability, n_classes), (w, rows, m)).reshape(w * rows, m)
+    discount = None if pair_discount is None else np.broadcast_to(pair_discount, (w, rows, m, m)).reshape(w * rows, m, m)
+    post = answer_posterior(codes.reshape(w * rows, m), crossed.reshape(w * rows, m), votes, np.tile(n_classes, w), discount).post
+    post = post.reshape(w, rows, m)
+    lw = estimator.label_weight
+    age = age_weight
+    successes = (age * (np.where(crossed, post, 0.0) + lw * c)).sum(0)
+    failures = (age * (np.where(crossed, 1.0 - post, 0.0) + lw * np.where(labelled, 1.0 - c, 0.0))).sum(0)
+    return successes, failures
+
+
+def rejudge(estimator: Estimator,   # a windowed AgreementEstimator
+            state: np.ndarray,      # (fields, runs, models) the request's task-type cells, updated in place
+            signal: Signal) -> np.ndarray:
+    "Put each run's request into its window (retiring the oldest) and re-run the window's EM; returns `state`."
+    window, d = estimator.window, estimator.discount
+    a0, b0 = estimator.prior_successes, estimator.prior_failures
+    code = np.where(signal.observed, np.where(signal.labelled > 0, -2.0 - signal.correct, signal.labels), -1.0)
+    rows = np.flatnonzero((code != -1.0).any(-1))
+    if rows.size == 0: return state
+    cells = state[:, rows]                                                 # (fields, r, m), a copy
+    k = signal.n_classes[rows]
+    discount = signal.pair_discount[rows] if signal.pair_discount.any() else None
+    requests = last_max(cells[10])                                         # the row's requests so far
+    slot = (requests % window).astype(int)
+    index = np.arange(rows.size)
+    slots = cells[11:]                                                     # (W, r, m), a view of the copy
+    reliability = (cells[2] + a0) / (cells[2] + cells[3] + a0 + b0)
+    new = code[rows]
+    seen = new != -1.0                                                     # a model's evidence fades with its own observations
+    leaving = slots[slot, index]
+    retired = _window_counts(estimator, leaving[None], reliability, k, np.ones((1, rows.size, leaving.shape[-1])), discount)
+    later = (slots != -1.0).sum(0) - (leaving != -1.0) + seen              # its observations newer than the leaving request
+    fade = np.where(seen, d, 1.0)
+    cells[8] = fade * cells[8] + d ** later * retired[0]                   # the oldest request leaves the window
+    cells[9] = fade * cells[9] + d ** later * retired[1]
+    slots[slot, index] = new
+    cells[10] = (requests + 1.0)[:, None]
+    age = np.mod(slot[None, :] - np.arange(window)[:, None], window)       # (W, r): 0 for the newest slot
+    order = np.argsort(age, axis=0)                                        # slots from the newest to the oldest
+    observed_sorted = np.take_along_axis(slots != -1.0, order[..., None], 0)
+    newer_sorted = np.cumsum(observed_sorted, 0) - observed_sorted         # per model: its observations after each slot
+    newer = np.empty_like(newer_sorted)
+    np.put_along_axis(newer, order[..., None], newer_sorted, 0)
+    age_weight = d ** newer                                                # (W, r, m)
+    for _ in range(estimator.iterations):                                  # warm-started: each update iterates on
+        s, f = _window_counts(estimator, slots, reliability, k, age_weight, discount)
+        successes, failures = cells[8] + s, cells[9] + f
+        reliability = (successes + a0) / (successes + failures + a0 + b0)
+    observed = seen
+    is_label = new <= -2.0
+    c = -2.0 - new
+    cells[0], cells[1], cells[2], cells[3] = reliability, cells[1] + observed, successes, failures
+    cells[6] = np.where(is_label, d * cells[6] + c, cells[6])
+    cells[7] = np.where(is_label, d * cells[7] + 1.0 - c, cells[7])
+    state[:, rows] = cells
     return state

@@ -14,6 +14,9 @@ from typing import Any, Mapping, Sequence
 
 from .core import (InvalidFieldError, JsonModel, Response, TaskType, as_utc, check_enum, check_number,
                                   check_text, get_logger, utcnow)
+import numpy as np
+
+from .decision import Signal, learn as learn_signal
 from .learning import AgreementEstimator, LearningEngine
 from .merging import KeyedAnswer, MergeSpec, as_number, category_of, is_missing, keyed_answer
 from .storage import HistoryLog
@@ -178,6 +181,23 @@ class FeedbackLoop:
         value = accuracy if self.signal == "fraction" else float(was_correct)
         return self.engine.update(model, task_type, value, labelled=labelled) is not None
 
+    def _rejudge(self, task_type: TaskType, classes: Mapping[str, Any]) -> None:
+        "Learn one cross-checked request through the decision core's `learn`: into the cell row's window, which EM re-judges."
+        engine = self.engine
+        rows = {engine.index(m): c for m, c in classes.items()}
+        codes: dict[Any, int] = {}
+        m = len(engine.models)
+        labels = np.full((1, m), -1.0)
+        for row, c in rows.items(): labels[0, row] = codes.setdefault(c, len(codes))
+        observed = labels >= 0
+        evidence = engine.evidence(task_type)
+        nothing = np.zeros((1, m), bool)
+        discount = None if evidence.pair_discount is None else evidence.pair_discount[None]
+        signal = Signal(observed.astype(float), observed, np.ones((1, m)), np.zeros((1, m)), nothing, nothing, labels,
+                        np.array([float(evidence.n_classes)]), np.zeros((1, m, m)) if discount is None else discount)
+        learn_signal(engine.estimator, engine.cells(task_type), signal)
+        engine.touch(task_type, list(classes))
+
     def after_validation(self, request_id: str,                  # the request
                          task_type: TaskType | str,              # its task type
                          responses: Sequence[Response],          # every response (failed ones too)
@@ -194,7 +214,8 @@ class FeedbackLoop:
         answered = [r for r in responses if r.success and r.model in answers]
         cross_checked = len(answered) >= 2
         soft = posterior is not None and isinstance(self.engine.estimator, AgreementEstimator)
-        if learn and labels and cross_checked: self.engine.observe_answers(task_type, labels)
+        windowed = soft and bool(getattr(self.engine.estimator, "window", 0)) and labels is not None
+        rejudged: dict[str, Any] = {}   # model -> answer class, learned together by the window's EM below
         verdicts = []
         for response in responses:
             m = response.model
@@ -209,6 +230,10 @@ class FeedbackLoop:
                 if cross_checked and accepted is not None:
                     acc, n = answer_accuracy(answers.get(m), accepted, spec)
                     if n == 0: v = Verdict(m, None, None, 0, "nothing accepted to compare with")
+                    elif soft and windowed and m in labels and m in posterior:
+                        v = Verdict(m, acc, acc >= self.correct_share, n,
+                                    f"{acc:.0%} of {n} accepted data points; the window's EM re-judged (posterior now {posterior[m]:.2f})")
+                        if learn and self.engine.has_model(m): rejudged[m], v.learned = labels[m], True
                     elif soft and m in posterior:
                         v = Verdict(m, acc, acc >= self.correct_share, n,
                                     f"{acc:.0%} of {n} accepted data points; learned the posterior {posterior[m]:.2f}")
@@ -225,6 +250,8 @@ class FeedbackLoop:
             verdicts.append(v)
             if self.tracker is not None:
                 self.tracker.record_response(response, task_type, v.was_correct, v.accuracy)
+        if rejudged: self._rejudge(task_type, rejudged)
+        if learn and labels and cross_checked: self.engine.observe_answers(task_type, labels)   # after: EM used the counts so far
         log.info("feedback for %s: %s", task_type.value,
                  ", ".join(f"{v.model}={'?' if v.accuracy is None else f'{v.accuracy:.2f}'}" for v in verdicts))
         self._recent[request_id] = _Remembered(task_type, dict(answers), spec)

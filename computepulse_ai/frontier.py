@@ -18,17 +18,19 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .core import InvalidFieldError
+from .core import InvalidFieldError, RoutingStrategy
+from .decision import STRATEGY_PRESETS
+from .routing import default_strategies
 from .learning import TASK_INDEX, TASK_TYPES
 from .simulation import (CLI_POLICIES, PRESETS, Scenario, SimConfig, SimulationResult, compare, draw_world, preset,
                          simulate)
 
 # %% auto #0
-__all__ = ['State', 'SWEEP_STRATEGIES', 'DEFAULT_BARS', 'DEFAULT_POLICY', 'COST_SHARES', 'KnownTask', 'OutcomeTree', 'Policy',
-           'evaluate', 'solve', 'call_all', 'known_tasks', 'exact_frontier', 'upper_hull', 'curve_accuracy',
-           'curve_cost', 'always_all', 'play_exact', 'bar_sweep', 'area_under', 'Benchmark', 'run_benchmark',
-           'configure_simulate_parser', 'UsageError', 'simulate_settings', 'run_simulate', 'format_benchmark',
-           'policy_styles', 'plot_frontier', 'write_outputs', 'main']
+__all__ = ['State', 'SWEEP_STRATEGIES', 'DEFAULT_BARS', 'DEFAULT_PRICES', 'DEFAULT_POLICY', 'COST_SHARES', 'KnownTask',
+           'OutcomeTree', 'Policy', 'evaluate', 'solve', 'call_all', 'strategy_answers', 'known_tasks',
+           'exact_frontier', 'upper_hull', 'curve_accuracy', 'curve_cost', 'always_all', 'play_exact', 'bar_sweep',
+           'area_under', 'Benchmark', 'run_benchmark', 'configure_simulate_parser', 'UsageError', 'simulate_settings',
+           'run_simulate', 'format_benchmark', 'policy_styles', 'plot_frontier', 'write_outputs', 'main']
 
 # %% ../nbs/14a_frontier.ipynb #31449970
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class KnownTask:
     n_labels: int = 10                # distinct answers per request: 1 right, n_labels − 1 wrong
     error_correlation: float = 0.0    # chance a wrong answer is the request's shared wrong answer
     cost_limit: float = math.inf      # hard limit on the summed price of the models called (the router's rule)
+    min_answers: int = 0              # keep calling until this many answers (while a model is left): a strategy's target
+    max_answers: int | None = None    # stop at this many answers (SINGLE_FAST: 1); None: no cap
 
     @property
     def n_models(self) -> int:
@@ -178,12 +182,15 @@ def solve(task: KnownTask,   # the world of one task type
     def best(state: State) -> tuple[float, float, float, int | None]:
         if state in memo: return memo[state]
         stop = tree.answer(state)[0]
-        choice = (stop, stop, 0.0, None)              # value, accuracy, cost, action
+        answers = sum(len(c) for c in state[1])
         called = state[0]
         spent = tree.spent(called)
-        for model in range(task.n_models):
-            if called >> model & 1 or task.failure[model] >= 1: continue
-            if spent + task.price[model] > task.cost_limit: continue
+        callable_ = [m for m in range(task.n_models) if not called >> m & 1 and task.failure[m] < 1
+                     and spent + task.price[m] <= task.cost_limit]
+        must_call = answers < task.min_answers and bool(callable_)      # the strategy's target is not met yet
+        choice = (-math.inf if must_call else stop, stop, 0.0, None)   # value, accuracy, cost, action
+        if task.max_answers is not None and answers >= task.max_answers: callable_ = []
+        for model in callable_:
             accuracy = 0.0
             cost = (1 - task.failure[model]) * task.price[model]
             for p, nxt in tree.outcomes(state, model):
@@ -208,10 +215,18 @@ def call_all(task: KnownTask) -> Callable[[State], int | None]:
     return decide
 
 # %% ../nbs/14a_frontier.ipynb #71127d61
+def strategy_answers(strategy: RoutingStrategy | str) -> tuple[int, int | None]:
+    "(min_answers, max_answers) a strategy's preset in the decision core imposes: its target, and a cap when it never calls past it."
+    preset_ = STRATEGY_PRESETS[RoutingStrategy(strategy)]
+    return preset_.target, None if preset_.value_of_information else preset_.target
+
+
 def known_tasks(scenario: Scenario,     # the simulator's world
                 n_requests: int = 1,    # steps of its timeline to cover (drift presets)
+                strategies: Mapping[str, str] | None = None,  # task type -> strategy: its answer counts bind (None: free)
                 ) -> list[tuple[float, KnownTask]]:
     "[(share of requests, KnownTask)] for every distinct world of the scenario's timeline."
+    bounds = [strategy_answers(strategies.get(t.value, "ADAPTIVE")) if strategies is not None else (0, None) for t in TASK_TYPES]
     timeline = scenario.timeline(n_requests)
     mix = scenario.task_probabilities()
     price = tuple(m.expected_cost() for m in scenario.models)
@@ -221,10 +236,10 @@ def known_tasks(scenario: Scenario,     # the simulator's world
         fails = np.where(~timeline.present[step] | timeline.outage[step], 1.0, failure)
         for column, share in enumerate(mix):
             if share <= 0: continue
-            key = (tuple(timeline.accuracy[step, :, column].round(12)), tuple(fails))
+            key = (tuple(timeline.accuracy[step, :, column].round(12)), tuple(fails), bounds[column])
             counts[key] = counts.get(key, 0.0) + share / n_requests
     return [(weight, KnownTask(accuracy, fails, price, scenario.n_labels, scenario.error_correlation,
-                               scenario.cost_limit)) for (accuracy, fails), weight in counts.items()]
+                               scenario.cost_limit, *answers)) for (accuracy, fails, answers), weight in counts.items()]
 
 # %% ../nbs/14a_frontier.ipynb #5a8a1fdb
 def _mixture(tasks: Sequence[tuple[float, KnownTask]], mu: float) -> tuple[float, float]:
@@ -239,10 +254,11 @@ def _mixture(tasks: Sequence[tuple[float, KnownTask]], mu: float) -> tuple[float
 
 def exact_frontier(world: Scenario | str | Sequence[tuple[float, KnownTask]],  # a scenario, preset name or known_tasks()
                    n_requests: int = 1000,   # timeline length (drift presets)
+                   strategies: Mapping[str, str] | None = None,  # task type -> strategy whose answer counts bind (None: free)
                    ) -> pd.DataFrame:
     "Vertices of the exact accuracy-vs-cost frontier (columns mu, cost, accuracy), by cost."
     if isinstance(world, str): world = preset(world, n_requests)
-    tasks = known_tasks(world, n_requests) if isinstance(world, Scenario) else list(world)
+    tasks = known_tasks(world, n_requests, strategies) if isinstance(world, Scenario) else list(world)
     prices = [p for _, t in tasks for p in t.price if p > 0]
     top_mu = 1e6 / min(prices) if prices else 1.0
     low = (top_mu, *_mixture(tasks, top_mu))
@@ -363,27 +379,33 @@ def play_exact(scenario: Scenario | str,   # a Scenario or a preset name
 # %% ../nbs/14a_frontier.ipynb #b49ec2b8
 SWEEP_STRATEGIES = ("SINGLE_FAST", "DUAL_VALIDATION", "TRIPLE_CONSENSUS", "ADAPTIVE", "per_task", "oracle")   # oracle: ADAPTIVE on the true accuracies
 DEFAULT_BARS = (0.5, 0.8, 0.9, 0.95, 0.99)
+DEFAULT_PRICES = (0.01, 0.03, 0.06, 0.1, 0.3)   # USD per wrong answer (the shipped routing.error_price_usd is 0.15)
 DEFAULT_POLICY = "per_task"   # what the shipped configuration runs: routing.strategies with routing.task_thresholds
 
 
 def bar_sweep(scenario: Scenario | str,                       # a Scenario or a preset name
               strategies: Sequence[str] = SWEEP_STRATEGIES,   # router strategies to sweep
-              bars: Sequence[float] = DEFAULT_BARS,           # bars, applied to every task type
+              bars: Sequence[float] = DEFAULT_BARS,           # bars, applied to every task type (at the configured price)
               n_requests: int = 1000,                         # requests per run
               n_runs: int = 50,                               # runs per point
               seed: int = 0,                                  # common random numbers across points
               config: SimConfig | None = None,                # everything else (estimator, exploration, strategies)
+              prices: Sequence[float] = (),                   # prices of an error, USD (at the configured bars)
               ) -> pd.DataFrame:
-    "One row per strategy × bar: accuracy and cost with every task type's bar set to that bar."
+    "One row per strategy × setting: accuracy and cost with every task type's bar set to each bar, then with each price of an error."
     from dataclasses import replace
     scenario = preset(scenario, n_requests) if isinstance(scenario, str) else scenario
     config = config or SimConfig.from_config()
+    settings = [("bar", float(b), replace(config, quality_threshold=b, task_thresholds={})) for b in bars]
+    settings += [("error_price", float(p), replace(config, error_price=p)) for p in prices]
     rows = []
     for strategy in strategies:
-        for bar in bars:
-            result = simulate(scenario, strategy, n_requests, n_runs, seed, replace(config, quality_threshold=bar, task_thresholds={}))
-            rows.append({"policy": strategy, "bar": float(bar), "accuracy": float(result.correct.mean()),
-                         "cost": float(result.cost.mean()), "models_per_request": float(result.n_models.mean())})
+        for knob, value, cfg in settings:
+            result = simulate(scenario, strategy, n_requests, n_runs, seed, cfg)
+            rows.append({"policy": strategy, "knob": knob, "bar": value if knob == "bar" else math.nan,
+                         "error_price": value if knob == "error_price" else float(config.error_price),
+                         "accuracy": float(result.correct.mean()), "cost": float(result.cost.mean()),
+                         "models_per_request": float(result.n_models.mean())})
     return pd.DataFrame(rows)
 
 
@@ -411,16 +433,19 @@ class Benchmark:
     results: dict[str, SimulationResult]  # compare's raw results
     default_policy: str = DEFAULT_POLICY  # the policy `kept_at_half_cost` is about
     settings: dict[str, Any] = field(default_factory=dict)  # what was run (for the report)
+    bound: pd.DataFrame | None = None     # exact frontier under the shipped strategies' answer counts (P15, P17)
 
-    def policy_points(self, policy: str) -> pd.DataFrame:
-        "The (cost, accuracy) points of a policy: its bar sweep and its row in the summary."
+    def policy_points(self, policy: str, knobs: Sequence[str] = ("bar", "error_price")) -> pd.DataFrame:
+        "The (cost, accuracy) points of a policy: its sweep (along `knobs`) and its row in the summary."
         own = self.summary.loc[[policy], ["cost", "accuracy"]].reset_index(drop=True)
-        swept = self.sweep.loc[self.sweep["policy"] == policy, ["cost", "accuracy"]]
+        mine = self.sweep["policy"] == policy
+        if "knob" in self.sweep: mine &= self.sweep["knob"].isin(list(knobs))
+        swept = self.sweep.loc[mine, ["cost", "accuracy"]]
         return pd.concat([swept, own], ignore_index=True) if len(swept) else own
 
-    def accuracy_at(self, policy: str, cost_share: float) -> float:
+    def accuracy_at(self, policy: str, cost_share: float, knobs: Sequence[str] = ("bar", "error_price")) -> float:
         "Accuracy of a policy's curve (upper hull of its points) at a share of always-all's cost (NaN: never that cheap)."
-        points = self.policy_points(policy)
+        points = self.policy_points(policy, knobs)
         return float(curve_accuracy(points["cost"], points["accuracy"], cost_share * self.all_cost))
 
     @property
@@ -456,14 +481,20 @@ class Benchmark:
                              "max_accuracy": float(self.frontier["accuracy"].max())},
                 "aiq": {name: {"aiq": clean(float(row["aiq"])), "apgr": clean(float(row["apgr"]))}
                         for name, row in self.summary.iterrows()} | {"exact_frontier": self.frontier_aiq()},
+                "frontier_shipped_strategies": None if self.bound is None else {
+                    "at_cost_share": {f"{s:g}": clean(float(v)) for s, v in zip(COST_SHARES, curve_accuracy(
+                        self.bound["cost"], self.bound["accuracy"], np.asarray(COST_SHARES) * self.all_cost))},
+                    "max_accuracy": float(self.bound["accuracy"].max()),
+                    "aiq": clean(area_under(self.bound["cost"], self.bound["accuracy"], self._low(), self.all_cost))},
                 "default_policy": self.default_policy,
                 "default_at_cost_share": {f"{s:g}": clean(float(at.loc[s, self.default_policy])) for s in at.index},
                 "kept_at_half_cost": clean(self.kept_at_half_cost),
+                "kept_at_half_cost_bar_sweep_only": clean(self.accuracy_at(self.default_policy, 0.5, ("bar",)) / self.all_accuracy),
                 "kept_at_half_cost_by_strategy": {name: clean(self.accuracy_at(name, 0.5) / self.all_accuracy)
                                                   for name in SWEEP_STRATEGIES if name in self.summary.index},
                 "at_cost_share_by_strategy": {name: {f"{s:g}": clean(self.accuracy_at(name, s)) for s in COST_SHARES}
                                               for name in SWEEP_STRATEGIES if name in self.summary.index},
-                "sweep": self.sweep.to_dict(orient="records")}
+                "sweep": [{k: clean(v) for k, v in row.items()} for row in self.sweep.to_dict(orient="records")]}
 
     def frontier_aiq(self) -> dict[str, float]:
         "AIQ and APGR of the exact frontier (the ceiling of every policy's)."
@@ -484,8 +515,9 @@ def run_benchmark(scenario: Scenario | str,                # a Scenario or a pre
                   policies: Sequence[str] = CLI_POLICIES,   # what to compare (always_all and cheapest are added)
                   configs: Mapping[str, SimConfig] | None = None,  # extra named variants, e.g. {"ADAPTIVE+thompson": ...}
                   bars: Sequence[float] = DEFAULT_BARS,     # bar sweep of each router strategy ([]: none)
-                  sweep_runs: int = 40,                     # runs per bar-sweep point
+                  sweep_runs: int = 40,                     # runs per sweep point
                   progress: bool = False,                   # tqdm progress bar
+                  prices: Sequence[float] = DEFAULT_PRICES, # price-of-an-error sweep of each router strategy ([]: none)
                   ) -> Benchmark:
     "Compare, sweep the bars, solve the exact frontier; per policy the frontier gap, excess cost, AIQ and APGR."
     scenario = preset(scenario, n_requests) if isinstance(scenario, str) else scenario
@@ -493,10 +525,11 @@ def run_benchmark(scenario: Scenario | str,                # a Scenario or a pre
     names = list(dict.fromkeys([*policies, "always_all", "cheapest"]))
     summary, results = compare(scenario, names, n_requests, n_runs, seed, config, configs, progress)
     strategies = [s for s in SWEEP_STRATEGIES if s in names]
-    sweep = bar_sweep(scenario, strategies, bars, n_requests, sweep_runs, seed, config) if len(bars) else \
-        pd.DataFrame(columns=["policy", "bar", "accuracy", "cost", "models_per_request"])
+    sweep = bar_sweep(scenario, strategies, bars, n_requests, sweep_runs, seed, config, prices) if len(bars) or len(prices) else \
+        pd.DataFrame(columns=["policy", "knob", "bar", "error_price", "accuracy", "cost", "models_per_request"])
     front = exact_frontier(scenario, n_requests)
-    bench = Benchmark(scenario.name, summary, sweep, front, results)
+    shipped = config.strategies or {t.value: s.value for t, s in default_strategies().items()}
+    bench = Benchmark(scenario.name, summary, sweep, front, results, bound=exact_frontier(scenario, n_requests, shipped))
     all_cost, all_accuracy, low = bench.all_cost, bench.all_accuracy, bench._low()
     front["cost_share"] = front["cost"] / all_cost
     summary["accuracy_share_of_all"] = summary["accuracy"] / all_accuracy
@@ -509,7 +542,7 @@ def run_benchmark(scenario: Scenario | str,                # a Scenario or a pre
     summary["aiq"] = pd.Series(areas)
     summary["apgr"] = (summary["aiq"] - low[1]) / (all_accuracy - low[1])
     bench.settings = {"requests": n_requests, "seeds": n_runs, "seed": seed, "sweep_seeds": sweep_runs,
-                      "bars": [float(b) for b in bars],
+                      "bars": [float(b) for b in bars], "error_prices": [float(p) for p in prices],
                       "quality_threshold": {t.value: float(b) for t, b in zip(TASK_TYPES, config.bars(scenario))}}
     return bench
 
@@ -526,7 +559,9 @@ def configure_simulate_parser(parser: argparse.ArgumentParser) -> None:
                         help="one bar in [0, 1] for every task type, overriding the configuration's per-task bars")
     parser.add_argument("--bars", default=",".join(f"{b:g}" for b in DEFAULT_BARS),
                         help="comma-separated bars of each strategy's bar sweep (AIQ, kept_at_half_cost); empty: no sweep")
-    parser.add_argument("--sweep-seeds", type=int, default=30, help="runs per bar-sweep point")
+    parser.add_argument("--prices", default=",".join(f"{p:g}" for p in DEFAULT_PRICES),
+                        help="comma-separated prices of an error (USD) of each strategy's price sweep, at the configured bars; empty: none")
+    parser.add_argument("--sweep-seeds", type=int, default=30, help="runs per sweep point")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--out", default=None, help="directory for CSV results and PNG plots")
 
@@ -535,8 +570,8 @@ class UsageError(ValueError):
     "A `simulate` argument that cannot be run: the message names it, the value and what was expected."
 
 
-def simulate_settings(args: argparse.Namespace) -> tuple[SimConfig, list[float], str]:
-    "(system settings, sweep bars, where the settings came from) for the parsed arguments; UsageError if one is bad."
+def simulate_settings(args: argparse.Namespace) -> tuple[SimConfig, list[float], str, list[float]]:
+    "(system settings, sweep bars, where the settings came from, sweep prices) for the parsed arguments; UsageError if one is bad."
     from computepulse_ai.config import Config, ConfigError
     for name in ("requests", "seeds", "sweep_seeds"):
         value = getattr(args, name)
@@ -546,12 +581,15 @@ def simulate_settings(args: argparse.Namespace) -> tuple[SimConfig, list[float],
     try: bars = [float(b) for b in args.bars.split(",") if b.strip()]
     except ValueError: raise UsageError(f"--bars must be comma-separated numbers in [0, 1], got {args.bars!r}") from None
     if any(not 0 <= b <= 1 for b in bars): raise UsageError(f"--bars must be in [0, 1], got {args.bars!r}")
+    try: prices = [float(p) for p in getattr(args, "prices", "").split(",") if p.strip()]
+    except ValueError: raise UsageError(f"--prices must be comma-separated numbers >= 0, got {args.prices!r}") from None
+    if any(not p >= 0 for p in prices): raise UsageError(f"--prices must be >= 0, got {args.prices!r}")
     try: config = Config.load(args.config) if args.config else Config.from_dict({})
     except ConfigError as e: raise UsageError(str(e)) from None
     settings = SimConfig.from_config(config)
     if args.quality_threshold is not None:
         settings = SimConfig.from_config(config, quality_threshold=args.quality_threshold, task_thresholds={})
-    return settings, bars, args.config or "the shipped defaults"
+    return settings, bars, args.config or "the shipped defaults", prices
 
 
 def _variants(settings: SimConfig) -> dict[str, SimConfig]:
@@ -562,7 +600,7 @@ def _variants(settings: SimConfig) -> dict[str, SimConfig]:
 
 def run_simulate(args: argparse.Namespace) -> int:
     "Run the benchmark; print a table or one JSON object; optionally write CSV + PNG. Exit 2 on a bad argument."
-    try: settings, bars, source = simulate_settings(args)
+    try: settings, bars, source, prices = simulate_settings(args)
     except UsageError as e:
         print(f"simulate: {e}", file=sys.stderr)
         return 2
@@ -572,7 +610,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             print(f"simulate: --out {args.out}: cannot create the directory ({e.strerror})", file=sys.stderr)
             return 2
     bench = run_benchmark(args.scenario, args.requests, args.seeds, args.seed, settings, CLI_POLICIES, _variants(settings),
-                          bars, args.sweep_seeds, progress=not args.json)
+                          bars, args.sweep_seeds, progress=not args.json, prices=prices)
     bench.settings["config"] = source
     if args.json: print(json.dumps(bench.to_json()))
     else: print(format_benchmark(bench))

@@ -169,17 +169,20 @@ class BetaEstimator:
 # %% ../nbs/04_learning.ipynb #a99cf9fa
 @dataclass
 class AgreementEstimator:
-    "Reliability from agreement (online one-coin EM) and labels as discounted Beta counts, plus a call failure rate."
+    "Reliability from agreement (batch one-coin EM over a window of recent requests) and labels as discounted Beta counts, plus a call failure rate."
     discount: float = 0.97          # weight of the previous evidence, per new observation (forgetting for drift)
     prior_successes: float = 1.0    # Beta prior alpha_0
     prior_failures: float = 1.0     # Beta prior beta_0
     label_weight: float = 3.0       # a labelled observation (correction, rejection) counts this many times
     failure_prior_rate: float = 0.05  # prior chance that a call fails
     failure_prior_calls: float = 20.0  # strength of that prior, in calls
+    window: int = 0                 # recent requests per cell row re-judged by EM on every update (0: the online one-coin step)
+    iterations: int = 2             # EM passes over the window per update (warm-started from the current estimate)
 
     name: ClassVar[str] = "agreement"
-    fields: ClassVar[tuple[str, ...]] = ("score", "sample_count", "successes", "failures", "calls", "errors",
-                                         "labelled_successes", "labelled_failures")
+    base_fields: ClassVar[tuple[str, ...]] = ("score", "sample_count", "successes", "failures", "calls", "errors",
+                                              "labelled_successes", "labelled_failures")
+    window_fields: ClassVar[tuple[str, ...]] = ("retired_successes", "retired_failures", "requests")
 
     def __post_init__(self):
         if not 0 < self.discount <= 1: raise InvalidFieldError("AgreementEstimator", "discount", self.discount, "a number in (0, 1]")
@@ -188,36 +191,55 @@ class AgreementEstimator:
         if not self.label_weight > 0: raise InvalidFieldError("AgreementEstimator", "label_weight", self.label_weight, "a number > 0")
         if not 0 < self.failure_prior_rate < 1:
             raise InvalidFieldError("AgreementEstimator", "failure_prior_rate", self.failure_prior_rate, "a number in (0, 1)")
+        if not (isinstance(self.window, (int, np.integer)) and 0 <= self.window <= 1024):
+            raise InvalidFieldError("AgreementEstimator", "window", self.window, "an integer in [0, 1024]")
+        if not (isinstance(self.iterations, (int, np.integer)) and self.iterations >= 1):
+            raise InvalidFieldError("AgreementEstimator", "iterations", self.iterations, "an integer >= 1")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        "Per-cell fields: the counts, then (with a window) the retired counts, the request counter and one slot per windowed request."
+        if not self.window: return self.base_fields
+        return self.base_fields + self.window_fields + tuple(f"slot{k}" for k in range(self.window))
 
     @property
     def prior(self) -> float:
         "Neutral score: the prior mean."
         return self.prior_successes / (self.prior_successes + self.prior_failures)
 
-    def step(self, score, sample_count, successes, failures, calls, errors, labelled_successes, labelled_failures,
-             correct, weight=1.0, labelled=0.0):
-        "One observation of correctness with `weight`; `labelled` (0/1) also counts it as ground truth. Floats or arrays."
-        successes = self.discount * successes + weight * correct
-        failures = self.discount * failures + weight * (1.0 - correct)
-        labelled_successes = labelled_successes + labelled * ((self.discount - 1.0) * labelled_successes + correct)
-        labelled_failures = labelled_failures + labelled * ((self.discount - 1.0) * labelled_failures + 1.0 - correct)
+    def step(self, *values):
+        "The fields, then one observation `correct[, weight, labelled]`; `labelled` (0/1) also counts it as ground truth. Floats or arrays."
+        n = len(self.fields)
+        score, sample_count, successes, failures, calls, errors, labelled_successes, labelled_failures = values[:8]
+        window, rest = values[8:n], values[n:]
+        correct = rest[0]
+        weight = rest[1] if len(rest) > 1 else 1.0
+        labelled = rest[2] if len(rest) > 2 else 0.0
+        d = self.discount
+        successes = d * successes + weight * correct
+        failures = d * failures + weight * (1.0 - correct)
+        labelled_successes = labelled_successes + labelled * ((d - 1.0) * labelled_successes + correct)
+        labelled_failures = labelled_failures + labelled * ((d - 1.0) * labelled_failures + 1.0 - correct)
         score = beta_mean(successes, failures, self.prior_successes, self.prior_failures)
-        return score, sample_count + 1.0, successes, failures, calls, errors, labelled_successes, labelled_failures
+        if window:   # outside the window's EM (a correction, a lone label): kept in the retired counts, which EM adds to
+            window = (d * window[0] + weight * correct, d * window[1] + weight * (1.0 - correct), *window[2:])
+        return (score, sample_count + 1.0, successes, failures, calls, errors, labelled_successes, labelled_failures, *window)
 
     def call_step(self, calls, errors, failed):
         "One call: discounted call and error counts (floats or arrays)."
         return self.discount * calls + 1.0, self.discount * errors + failed
 
     def initial(self) -> tuple[float, ...]:
-        "Field values of a cell with no history."
-        return (self.prior, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        "Field values of a cell with no history (empty window slots hold −1: nothing answered)."
+        return (self.prior, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0) + ((0.0, 0.0, 0.0) + (-1.0,) * self.window if self.window else ())
 
     def from_score(self, score: float, sample_count: float) -> tuple[float, ...]:
         "Field values whose posterior mean is `score` with the evidence of `sample_count` discounted samples."
         weight = float(sample_count) if self.discount == 1 else (1 - self.discount ** sample_count) / (1 - self.discount)
         total = weight + self.prior_successes + self.prior_failures
         successes = min(max(score * total - self.prior_successes, 0.0), weight)
-        return (score, float(sample_count), successes, weight - successes, 0.0, 0.0, 0.0, 0.0)
+        window = (successes, weight - successes, 0.0) + (-1.0,) * self.window if self.window else ()
+        return (score, float(sample_count), successes, weight - successes, 0.0, 0.0, 0.0, 0.0) + window
 
     def counts(self, state):
         "(successes, failures) evidence behind each cell, without the prior."
@@ -334,11 +356,12 @@ def update_state(estimator: Estimator,                # the update rule and its 
                  weight=None,                         # AgreementEstimator: weight of each observation (labels count more)
                  labelled=0.0):                       # AgreementEstimator: 1 where the observation is ground truth
     "Apply one observation per (observed) cell of `state`, in place; returns `state`."
-    new = estimator.step(*state, correct) if weight is None else estimator.step(*state, correct, weight, labelled)
-    if observed is None:
-        for k, values in enumerate(new): state[k] = values
-    else:
-        for k, values in enumerate(new): np.copyto(state[k], values, where=observed)
+    fields = tuple(state)   # views: a field the step returns untouched is the very same object
+    new = estimator.step(*fields, correct) if weight is None else estimator.step(*fields, correct, weight, labelled)
+    for k, values in enumerate(new):
+        if values is fields[k]: continue   # a field the step leaves as it is (the call counts): nothing to write
+        if observed is None: state[k] = values
+        else: np.copyto(state[k], values, where=observed)
     return state
 
 
@@ -516,6 +539,18 @@ class LearningEngine:
         self.pairs[:, ..., self._column(task_type), :, :] = column
         self.revision += 1
 
+    def cells(self, task_type: TaskType | str) -> np.ndarray:
+        "One task type's cells as (fields, runs, models) — one run for an unbatched engine — a view: `decision.learn` updates it in place."
+        column = self._column(task_type)
+        return self.state[..., column] if self.batch_shape else self.state[:, None, :, column]
+
+    def touch(self, task_type: TaskType | str, models: Sequence[str]) -> None:
+        "Mark cells as updated now, after something wrote `cells` (unknown models ignored)."
+        column = self._column(task_type)
+        for model in models:
+            if model in self._index: self.last_updated[..., self._index[model], column] = self.clock()
+        self.revision += 1
+
     def evidence(self, task_type: TaskType | str) -> Evidence:
         "Everything the decision core needs about every model (in `models` order) for `task_type`."
         column = self._column(task_type)
@@ -590,8 +625,10 @@ class LearningEngine:
 
 # %% ../nbs/04_learning.ipynb #4ee27765
 def entries_of(engine: LearningEngine) -> dict[tuple[str, str], dict[str, Any]]:
-    "The updated cells of an unbatched `engine` as storage entries."
+    "The updated cells of an unbatched `engine` as storage entries (a windowed estimator's slots as one `window` list)."
     fields = engine.estimator.fields
+    slots = getattr(engine.estimator, "window", 0)
+    named = len(fields) - slots
     entries: dict[tuple[str, str], dict[str, Any]] = {}
     for row, model in enumerate(engine._names):
         for column, task in enumerate(TASK_TYPES):
@@ -600,7 +637,8 @@ def entries_of(engine: LearningEngine) -> dict[tuple[str, str], dict[str, Any]]:
             values = engine.state[:, row, column].tolist()
             entry = {"score": values[0], "sample_count": int(round(values[1])), "last_updated": _iso(stamp),
                      "estimator": engine.estimator.name}
-            entry.update({name: value for name, value in zip(fields[2:], values[2:])})
+            entry.update({name: value for name, value in zip(fields[2:named], values[2:named])})
+            if slots: entry["window"] = values[named:]   # answer class per recent request of this cell row (−1: none)
             pairs = {other: [float(engine.pairs[0, column, row, j]), float(engine.pairs[1, column, row, j])]
                      for j, other in enumerate(engine._names) if engine.pairs[1, column, row, j] > 0}
             if pairs: entry["pairs"] = pairs   # agreement with each other model: [agreements, joint answers]
@@ -608,9 +646,26 @@ def entries_of(engine: LearningEngine) -> dict[tuple[str, str], dict[str, Any]]:
     return entries
 
 
+def _entry_values(estimator: Estimator, entry: Mapping[str, Any], score: float) -> tuple[float, ...] | None:
+    "The cell fields a current entry of this estimator holds (an entry without a usable window: its counts all retired); None: not one."
+    if entry.get("estimator") != estimator.name: return None
+    fields = estimator.fields
+    slots = getattr(estimator, "window", 0)
+    base = getattr(estimator, "base_fields", fields)[2:]
+    if not all(name in entry for name in base): return None
+    count = float(entry.get("sample_count", 0))
+    values = [score, count, *(float(entry[name]) for name in base)]
+    if not slots: return tuple(values)
+    window = entry.get("window")
+    extra = [name for name in fields[len(values):len(fields) - slots]]
+    if all(name in entry for name in extra) and isinstance(window, list) and len(window) == slots:
+        return tuple(values + [float(entry[name]) for name in extra] + [float(v) for v in window])
+    return tuple(values + [values[2], values[3], 0.0] + [-1.0] * slots)   # no window (or another size): all evidence retired
+
+
 def load_entries_into(engine: LearningEngine, entries: Mapping[tuple[str, str], Mapping[str, Any]]) -> int:
     "Write storage entries (current or legacy) into an unbatched `engine`; returns how many were loaded."
-    estimator, fields, loaded = engine.estimator, engine.estimator.fields, 0
+    estimator, loaded = engine.estimator, 0
     pending_pairs = []
     now = engine.clock()
     for (model, task), entry in entries.items():
@@ -619,9 +674,10 @@ def load_entries_into(engine: LearningEngine, entries: Mapping[tuple[str, str], 
             _log.warning("skipping stored score of %s for unknown task type %r", model, task); continue
         score = clip01(float(entry["score"]))
         engine.add_model(model)
-        if entry.get("estimator") == estimator.name and all(name in entry for name in fields[2:]):
-            values = (score, float(entry.get("sample_count", 0)), *(float(entry[name]) for name in fields[2:]))
-        else:
+        try: values = _entry_values(estimator, entry, score)
+        except (TypeError, ValueError):
+            _log.warning("stored fields of %s for %s are unreadable: loading its score only", model, task); values = None
+        if values is None:
             count = float(entry.get("sample_count") or 0)
             if count == 0: count = float(getattr(estimator, "full_confidence_n", 10))  # v1.0: count unknown
             values = estimator.from_score(score, count)

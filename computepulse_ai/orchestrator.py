@@ -711,7 +711,7 @@ class AIOrchestrator:
                 needs_review=bool(result.merged and result.merged.needs_review),
                 accepted=len(validation.accepted) if validation else None, rejected=len(validation.rejected) if validation else None,
                 degraded=list(result.degraded), data_type=request.data_type, epoch=self.storage.epoch,
-                scores=None if result.shed else self._changed_scores(result.models, request.task_type),
+                scores=None if result.shed else self._changed_scores(self.engine.models, request.task_type),
                 probabilities=dict(decision.probabilities) if decision else None, explored=decision.explored if decision else None,
                 calls=calls, merged_digest=answer_digest(result.data) if decision and result.success else None,
                 merged_values=answer_values(result.data) if decision and result.success else None,

@@ -44,7 +44,8 @@ def expand(values, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def candidate_order(scores, costs, latencies, eligible, qualified,
-                    cheapest_first: bool = False):  # SINGLE_FAST order inside the qualified group
+                    cheapest_first: bool = False,  # SINGLE_FAST order inside the qualified group
+                    failure_rate=0.0):             # (..., models) learned chance a call fails (multi-model order)
     "Indices of models in the order a strategy should take them, along the last axis."
     shape = eligible.shape
     scores, costs, latencies = expand(scores, shape), expand(costs, shape), expand(latencies, shape)
@@ -52,8 +53,9 @@ def candidate_order(scores, costs, latencies, eligible, qualified,
     if cheapest_first:
         keys = (np.where(qualified, -scores, latencies), np.where(qualified, latencies, costs),
                 np.where(qualified, costs, -scores))
-    else:
-        keys = (latencies, costs, -scores)
+    else:   # a cross-check: the best expected correctness per dollar inside each group
+        value = (1.0 - expand(failure_rate, shape)) * scores / np.maximum(costs, 1e-12)
+        keys = (latencies, -value)
     return np.lexsort((*keys, group), axis=-1)
 
 
@@ -76,6 +78,7 @@ class Selection:
     quality_forced: np.ndarray  # (...) bool: over the cost limit because no selection within it meets the minimum quality
     qualified: np.ndarray       # (..., models) bool: score >= bar and eligible
     eligible: np.ndarray        # (..., models) bool: enabled with a finite score
+    explorable: np.ndarray | None = None  # (..., models) bool: eligible models whose observation could change this selection
 
 
 def _meets_quality(chosen, scores, qualified, n_qualified, min_size, threshold, n_classes):
@@ -124,7 +127,7 @@ def select(scores,                  # (..., models) learned (or sampled) scores 
         order = value_order(scores, costs, latencies, eligible, failure_rate)
         count = np.ones(np.shape(n_eligible), int)
     else:
-        order = candidate_order(scores, costs, latencies, eligible, qualified, cheapest_first)
+        order = candidate_order(scores, costs, latencies, eligible, qualified, cheapest_first, failure_rate)
         count = np.minimum(size, n_qualified)
     count = np.minimum(np.maximum(count, min_size), n_eligible)
     rank = np.argsort(order, axis=-1)  # position of each model in the candidate order
@@ -143,7 +146,11 @@ def select(scores,                  # (..., models) learned (or sampled) scores 
         spent = np.where(chosen, costs_b, 0.0).sum(-1)
     if adaptive: below_bar = agreement_confidence(scores, eligible, n_classes) < threshold
     else: below_bar = (chosen > qualified).any(-1)
-    return Selection(order, chosen, chosen.sum(-1), spent, below_bar, quality_forced, qualified, eligible)
+    explorable = eligible
+    if cheapest_first:   # one qualified answer is bought from the cheapest qualified model: only a cheaper one can take its place
+        settled = (chosen & qualified).any(-1, keepdims=True)
+        explorable = eligible & (~settled | (costs_b < np.expand_dims(spent, -1)))
+    return Selection(order, chosen, chosen.sum(-1), spent, below_bar, quality_forced, qualified, eligible, explorable)
 
 
 def _agreement_one(scores: list[float], n_classes: float) -> float:
@@ -185,8 +192,11 @@ def _select_one(scores, costs, latencies, enabled, threshold, cost_limit, size, 
         if cheapest_first:
             key = lambda i: (group[i], c[i] if qualified[i] else -s[i], lat[i] if qualified[i] else c[i],
                              -s[i] if qualified[i] else lat[i])
-        else:
-            key = lambda i: (group[i], -s[i], c[i], lat[i])
+        else:   # a cross-check: expected correctness per dollar inside each group (as `candidate_order`)
+            f = _listed(failure_rate, m, float)
+            value = [(1.0 - f[i]) * s[i] / max(c[i], 1e-12) for i in range(m)]
+            if any(math.isnan(v) for v in value): return None
+            key = lambda i: (group[i], -value[i], lat[i])
         if any(math.isnan(x) for x in s): return None
         order = sorted(range(m), key=key)
         count = min(size, n_qualified)
@@ -200,8 +210,11 @@ def _select_one(scores, costs, latencies, enabled, threshold, cost_limit, size, 
     if adaptive: below_bar = _agreement_one([s[i] for i in range(m) if eligible[i]], n_classes) < threshold
     else: below_bar = any(chosen[i] and not qualified[i] for i in range(m))
     chosen_a = np.array(chosen)
+    explorable = eligible
+    if cheapest_first and any(chosen[i] and qualified[i] for i in range(m)):   # only a cheaper model can take its place
+        explorable = [eligible[i] and c[i] < spent for i in range(m)]
     return Selection(np.array(order), chosen_a, np.int64(sum(chosen)), np.float64(spent), np.bool_(below_bar),
-                     np.bool_(False), np.array(qualified), np.array(eligible))
+                     np.bool_(False), np.array(qualified), np.array(eligible), np.array(explorable))
 
 # %% ../nbs/05_routing.ipynb #6443dcd0
 def explore(chosen, eligible, sample_counts, costs, spent, cost_limit, epsilon: float, below_samples: float,
@@ -369,7 +382,7 @@ class AdaptiveRouter:
             picked = select(scores, costs, self._latencies, self._enabled, **kwargs)
             probabilities = picked.chosen.astype(float)
             if config.exploration == "epsilon" and config.epsilon > 0:   # ε-greedy over rarely-tried models that fit the limit
-                fits = picked.eligible & ~picked.chosen & (state[1] < config.explore_below_samples) & \
+                fits = picked.explorable & ~picked.chosen & (state[1] < config.explore_below_samples) & \
                     (float(picked.expected_cost) + costs <= limit)
                 explore_candidates = np.flatnonzero(fits).tolist()
                 if explore_candidates: probabilities = probabilities + np.where(fits, config.epsilon / len(explore_candidates), 0.0)

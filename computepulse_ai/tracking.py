@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -26,9 +27,9 @@ from .storage import HistoryLog, check_score_entry
 
 # %% auto #0
 __all__ = ['log', 'MAX_LOGGED_VALUES', 'SUMMARY_COLUMNS', 'record_from_response', 'RequestRecord', 'answer_digest',
-           'answer_values', 'call_entry', 'correctness', 'summarise', 'Anomaly', 'robust_z', 'proportion_z',
-           'compare_windows', 'outcome_rows', 'detect_anomalies', 'Report', 'RingBuffer', 'RunningStats',
-           'PerformanceTracker', 'plot_report', 'save_report']
+           'answer_values', 'call_entry', 'correctness', 'summarise', 'Anomaly', 'tail_z', 'robust_z', 'count_tail',
+           'proportion_z', 'compare_windows', 'outcome_rows', 'detect_anomalies', 'Report', 'RingBuffer',
+           'RunningStats', 'PerformanceTracker', 'plot_report', 'save_report']
 
 # %% ../nbs/09_tracking.ipynb #5798b8e7
 log = get_logger("computepulse_ai.tracking")
@@ -194,20 +195,42 @@ class Anomaly:
         return f"{self.model}: {self.metric} {self.recent:.3g} vs its usual {self.baseline:.3g} (z={self.z:+.1f})"
 
 
-def robust_z(recent: np.ndarray, history: np.ndarray) -> float:
-    "Robust z-score of the median of `recent` against `history` (median / scaled MAD)."
-    med = float(np.median(history))
-    mad = 1.4826 * float(np.median(np.abs(history - med)))
-    scale = max(mad / math.sqrt(max(len(recent), 1)), 1e-9, 0.05 * abs(med) / math.sqrt(max(len(recent), 1)))
-    return (float(np.median(recent)) - med) / scale
+def tail_z(p: float) -> float:
+    "The standard-normal z whose upper-tail probability is `p` (finite for every p in [0, 1])."
+    return -NormalDist().inv_cdf(min(max(p, 1e-300), 1.0 - 1e-16))
+
+
+def robust_z(recent: np.ndarray,     # recent latencies (> 0)
+             history: np.ndarray,    # the model's earlier latencies
+             floor: float = 0.05) -> float:  # smallest spread of log latency: a 5 % change is never an alarm
+    "z of the recent median log latency against the history's: their difference over its standard error."
+    log_r = np.log(np.maximum(recent, 1e-6))
+    log_h = np.log(np.maximum(history, 1e-6))
+    med = float(np.median(log_h))
+    spread = max(1.4826 * float(np.median(np.abs(log_h - med))), floor)
+    se = math.sqrt(math.pi / 2) * spread * math.sqrt(1 / len(log_r) + 1 / len(log_h))
+    return (float(np.median(log_r)) - med) / se
+
+
+def count_tail(k: int, n: int, a: float, b: float) -> float:
+    "P(K ≥ k) for K ~ BetaBinomial(n, a, b): k or more events in n calls at a rate drawn from Beta(a, b)."
+    if k <= 0: return 1.0
+    log_norm = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    total = 0.0
+    for j in range(k, n + 1):
+        log_beta = math.lgamma(j + a) + math.lgamma(n - j + b) - math.lgamma(n + a + b)
+        total += math.exp(math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) + log_beta - log_norm)
+    return min(total, 1.0)
 
 
 def proportion_z(recent: np.ndarray, history: np.ndarray) -> float:
-    "Two-proportion z-score of the mean of `recent` against `history` (0/1 or fractional outcomes)."
-    p1, p0, n1, n0 = float(np.mean(recent)), float(np.mean(history)), len(recent), len(history)
-    pooled = (p1 * n1 + p0 * n0) / (n1 + n0)
-    se = math.sqrt(max(pooled * (1 - pooled), 1e-6) * (1 / n1 + 1 / n0))
-    return (p1 - p0) / se
+    "Signed z of the recent outcomes' mean against the history's (0/1 or fractional): + higher, − lower than usual."
+    n = len(recent)
+    k = int(round(float(np.sum(recent))))
+    a = float(np.sum(history)) + 0.5                  # the history's rate, with its uncertainty (Jeffreys prior)
+    b = len(history) - float(np.sum(history)) + 0.5
+    if k >= n * a / (a + b): return tail_z(count_tail(k, n, a, b))
+    return -tail_z(count_tail(n - k, n, b, a))         # fewer than usual: the upper tail of the complement
 
 
 def compare_windows(model: str,                 # the model the outcomes belong to
@@ -224,7 +247,7 @@ def compare_windows(model: str,                 # the model the outcomes belong 
     if len(lat_h) >= min_history and len(lat_r) >= max(3, window // 4):
         z = robust_z(lat_r, lat_h)
         if z > threshold: found.append(Anomaly(model, "latency_p50", float(np.median(lat_r)), float(np.median(lat_h)), z))
-    z = proportion_z((~ok_r).astype(float), (~ok_h).astype(float))
+    z = proportion_z((~ok_r).astype(float), (~ok_h).astype(float)) if len(ok_h) >= min_history else 0.0
     if z > threshold: found.append(Anomaly(model, "error_rate", float((~ok_r).mean()), float((~ok_h).mean()), z))
     c_h, c_r = history[:, 2][~np.isnan(history[:, 2])], recent[:, 2][~np.isnan(recent[:, 2])]
     if len(c_h) >= min_history and len(c_r) >= max(3, window // 4):

@@ -128,3 +128,28 @@ def test_a_failure_that_is_not_the_models_fault_teaches_nothing_and_one_that_is_
     v, = loop.after_validation("r2", "simple_query", [theirs], {}, None)
     assert v.learned and engine.score("m", "simple_query") == 0.5          # not a wrong answer...
     assert engine.evidence("simple_query").failure_rate[0] > 0.05          # ...a failure
+
+
+def test_a_windowed_engine_rejudges_a_past_dispute_when_later_requests_move_the_scores():
+    # issue 13: with the window, each cross-checked request goes into the cell row's window and EM re-judges the whole
+    # window, so a model's score moves when later requests (without it) show the models that outvoted it were wrong
+    from computepulse_ai.learning import AgreementEstimator
+    engine = LearningEngine(["a", "b", "c"], estimator=AgreementEstimator(window=8))
+    online = LearningEngine(["a", "b", "c"], estimator=AgreementEstimator())
+    truth, bad = records([1.0, 2.0, 3.0]), wrong(records([1.0, 2.0, 3.0]), {0, 1, 2})
+    first = {"a": truth, "b": bad, "c": bad}   # b and c agree (on a wrong answer) against a
+    after = {}
+    for e in (engine, online):
+        loop = FeedbackLoop(e)
+        loop.after_validation("r0", "price_extraction", [Response(m, "x") for m in first], first, bad, SPEC,
+                              posterior={"a": 0.2, "b": 0.8, "c": 0.8}, labels={"a": 1, "b": 0, "c": 0})
+        before = e.score("a", "price_extraction")
+        for i in range(6):   # later requests without a: b and c disagree, which moves both their scores
+            answers = {"b": truth, "c": bad}
+            loop.after_validation(f"r{i + 1}", "price_extraction", [Response(m, "x") for m in answers], answers, truth, SPEC,
+                                  posterior={"b": 0.5, "c": 0.5}, labels={"b": 0, "c": 1})
+        after[e is engine] = (before, e.score("a", "price_extraction"))
+    assert after[False][0] == after[False][1]        # online: a's one dispute stays judged as it was
+    assert after[True][1] != after[True][0]          # windowed: judged again as b and c's scores moved
+    slots = engine.to_entries()[("a", "price_extraction")]["window"]
+    assert slots[0] >= 0 and slots[1:7] == [-1.0] * 6   # a's answer in the first slot, absent from the later ones

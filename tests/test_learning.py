@@ -248,7 +248,8 @@ def _learn_from_world(accuracy, n_requests, estimator, copy_from=None, copy_shar
         post = answer_posterior(labels, answered, log_odds(evidence.reliability, evidence.n_classes), evidence.n_classes,
                                 evidence.pair_discount)
         known = rng.random(runs) < labelled_share
-        signal = learning_signal(estimator, post, labels, answered, np.zeros_like(answered), np.zeros(runs, int), known)
+        signal = learning_signal(estimator, post, labels, answered, np.zeros_like(answered), np.zeros(runs, int), known,
+                                 evidence.n_classes, evidence.pair_discount)
         pair_step(pairs, labels, answered, getattr(estimator, "discount", 1.0))
         learn(estimator, state, signal)
     return evidence_of(estimator, state, pairs).reliability
@@ -310,3 +311,51 @@ def test_legacy_files_load_into_the_agreement_estimator(tmp_path):
     restored.load(ScoreStore(store.path))
     assert restored.to_entries() == engine.to_entries()
     assert restored.pairs[1, 0, restored.index("qwen"), restored.index("kimi")] == 1.0   # pair counts survive a restart
+
+
+def _bootstrap_world(estimator, n_requests, runs=400, seed=0):
+    "Three models (0.9, 0.65, 0.65), the two weak ones loaded at 0.9 (an old score file): learned reliabilities (runs, 3)."
+    from computepulse_ai.decision import answer_posterior, learn, learning_signal, log_odds
+    rng = np.random.default_rng(seed)
+    accuracy = np.array([0.9, 0.65, 0.65])
+    state = np.stack([np.full((runs, 3), v) for v in estimator.initial()])
+    for j in (1, 2): state[:, :, j] = np.array(estimator.from_score(0.9, 20))[:, None]
+    everyone, nobody = np.ones((runs, 3), bool), np.zeros((runs, 3), bool)
+    for _ in range(n_requests):
+        labels = np.where(rng.random((runs, 3)) < accuracy, 0, 1 + rng.integers(0, 9, (runs, 3)))
+        ev = evidence_of(estimator, state)
+        post = answer_posterior(labels, everyone, log_odds(ev.reliability, ev.n_classes), ev.n_classes)
+        learn(estimator, state, learning_signal(estimator, post, labels, everyone, nobody))
+    return evidence_of(estimator, state).reliability
+
+
+def test_the_window_rejudges_old_disputes_judged_by_wrong_scores():
+    # issue 13: the online step judges each dispute once, by the scores of that moment; out of a bad start (two weak
+    # models overrated) the best model loses its early disputes for good. The window's EM judges them again.
+    online = _bootstrap_world(AgreementEstimator(discount=0.98), 20)
+    windowed = _bootstrap_world(AgreementEstimator(discount=0.98, window=32), 20)
+    assert (windowed[:, 0] > windowed[:, 1]).mean() > (online[:, 0] > online[:, 1]).mean() + 0.1
+    assert windowed[:, 0].mean() > online[:, 0].mean() + 0.02
+
+
+def test_the_window_is_persisted_and_an_entry_without_one_keeps_its_counts():
+    est = AgreementEstimator(window=4)
+    engine = LearningEngine(["a", "b", "c"], estimator=est, clock=clock())
+    from computepulse_ai.decision import Signal, learn
+    cells = engine.cells("price_extraction")
+    labels = np.array([[0.0, 0.0, 1.0]])
+    everyone, nobody = np.ones((1, 3), bool), np.zeros((1, 3), bool)
+    learn(est, cells, Signal(np.ones((1, 3)), everyone, np.ones((1, 3)), np.zeros((1, 3)), nobody, nobody, labels,
+                             np.array([6.0]), np.zeros((1, 3, 3))))
+    engine.touch("price_extraction", ["a", "b", "c"])
+    entry = engine.to_entries()[("c", "price_extraction")]
+    assert entry["window"][0] == 1.0 and entry["window"][1:] == [-1.0] * 3 and entry["requests"] == 1.0
+    assert entry["score"] < 0.5 < engine.score("a", "price_extraction")     # outvoted by two agreeing models
+    again = LearningEngine(estimator=est, clock=clock())
+    again.load_entries(engine.to_entries())
+    np.testing.assert_array_equal(again.state, engine.state)
+    online_entry = {k: v for k, v in entry.items() if k not in ("window", "retired_successes", "retired_failures", "requests")}
+    old = LearningEngine(estimator=est, clock=clock())
+    old.load_entries({("c", "price_extraction"): online_entry})   # written by the online estimator: every count retired
+    row = old.state[:, 0, list(TaskType).index(TaskType.PRICE_EXTRACTION)]
+    assert row[2] == entry["successes"] and row[8] == entry["successes"] and (row[11:] == -1).all()

@@ -299,3 +299,61 @@ def test_the_cost_limit_is_hard_and_the_batch_rule_is_the_one_request_rule(state
         alone = next_call(call_gain(one, p[r:r + 1], f[r:r + 1], 6.0), costs, candidates[r:r + 1], spent[r:r + 1], one,
                           limit, 1, True, bar, price, p[r:r + 1], f[r:r + 1], 6.0)[0]
         assert alone == batch[r]
+
+
+@settings(max_examples=60, deadline=None)
+@given(worlds(min_models=2), unit)
+def test_dual_cross_checks_with_the_best_buys_not_the_two_best_scores(world, threshold):
+    # issue 13: DUAL's two first models are, inside the qualified group (else among the eligible), the two of best
+    # expected correctness per dollar — score noise between near-equal models must not buy the dearest one (on the
+    # computepulse world DUAL paid 20 % more for data validation than ADAPTIVE at the same accuracy)
+    specs, engine = world
+    d = router_for(specs, engine, exploration="none").route(TaskType.DATA_VALIDATION, 0.95, threshold)
+    state = engine.state[:, :, 2]
+    value = {s.name: (1 - engine.estimator.failure_rate(state)[i]) * state[0, i] / max(s.cost_usd(1500, 1500), 1e-12)
+             for i, s in enumerate(specs)}
+    qualified = [s.name for i, s in enumerate(specs) if state[0, i] >= threshold]
+    pool = qualified if len(qualified) >= 2 else [s.name for s in specs]
+    if len(qualified) == 1: pool = [m for m in pool if m not in qualified]
+    worst_taken = min(value[m] for m in d.models if m in pool)
+    assert all(value[m] <= worst_taken + 1e-9 for m in pool if m not in d.models)
+
+
+def test_dual_on_near_equal_scores_takes_the_cheap_pair():
+    # the computepulse data-validation world: deepseek (cheap) and qwen, not doubao (5.7x deepseek's price), even when
+    # noise puts doubao's learned score above qwen's
+    specs = [ModelSpec("qwen", "simulated", input_price=0.8, output_price=2.0),
+             ModelSpec("deepseek", "simulated", input_price=0.28, output_price=0.42),
+             ModelSpec("doubao", "simulated", input_price=1.1, output_price=3.3)]
+    engine = LearningEngine([s.name for s in specs])
+    engine.state[0, :, 2] = [0.83, 0.86, 0.85]
+    engine.state[1, :, 2] = 100
+    d = router_for(specs, engine, exploration="none").route(TaskType.DATA_VALIDATION, 1.0, 0.95)
+    assert sorted(d.models) == ["deepseek", "qwen"] and d.reserves == ["doubao"]
+
+
+def test_single_fast_explores_only_what_could_take_the_cheapest_qualified_models_place():
+    # issue 13: a SINGLE_FAST request is served by the cheapest qualified model; a dearer model's record cannot change
+    # that, so exploring it is a call that teaches nothing the router would use (and a lone answer teaches nothing, so
+    # a dearer model never reached explore_below_samples and was explored for good)
+    specs = [ModelSpec("cheap", "simulated", input_price=0.1, output_price=0.1),
+             ModelSpec("mid", "simulated", input_price=1.0, output_price=1.0),
+             ModelSpec("dear", "simulated", input_price=3.0, output_price=3.0),
+             ModelSpec("cheaper", "simulated", input_price=0.05, output_price=0.05)]
+    engine = LearningEngine([s.name for s in specs])
+    engine.state[0, :, 0] = [0.9, 0.5, 0.5, 0.5]       # only "cheap" meets the bar; the others are barely known
+    engine.state[1, :, 0] = [50, 1, 1, 1]
+    d = router_for(specs, engine, epsilon=0.5).route(TaskType.SIMPLE_QUERY, 1.0, 0.8)
+    assert without_explored(d) == ["cheap"]
+    explored = {m for m, p in d.probabilities.items() if p > 0 and m != "cheap"}
+    assert explored == {"cheaper"}
+    costs = np.array([s.cost_usd(1500, 1500) for s in specs])
+    one = select(engine.state[0, :, 0], costs, np.ones(4), np.ones(4, bool), 0.8, cheapest_first=True)
+    many = select(np.broadcast_to(engine.state[0, :, 0], (2, 4)), costs, np.ones(4), np.ones(4, bool), 0.8, cheapest_first=True)
+    assert one.explorable.tolist() == [False, False, False, True] and many.explorable.tolist() == [[False, False, False, True]] * 2
+    # nothing qualified yet: everything may be explored (the chosen model is only the best available)
+    engine.state[0, 0, 0] = 0.6
+    unsure = router_for(specs, engine, epsilon=0.5).route(TaskType.SIMPLE_QUERY, 1.0, 0.8)
+    assert sum(p > 0 for p in unsure.probabilities.values()) == 4
+    # a multi-model strategy keeps every eligible model explorable
+    assert select(engine.state[0, :, 0], costs, np.ones(4), np.ones(4, bool), 0.8, size=2, min_size=2).explorable.all()
