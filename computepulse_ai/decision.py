@@ -350,7 +350,7 @@ def learn(estimator: Estimator,   # the estimator
         update_state(estimator, state, signal.correct, signal.observed)
     return state
 
-# %% ../nbs/10c_decision.ipynb #9e6053ae
+# %% ../nbs/10c_decision.ipynb #ec4a806c
 def _window_counts(estimator, codes: np.ndarray, reliability: np.ndarray, n_classes: np.ndarray,
                    age_weight: np.ndarray,   # (W, rows, models) weight of each observation
                    pair_discount: np.ndarray | None = None):
@@ -383,10 +383,10 @@ def rejudge(estimator: Estimator,   # a windowed AgreementEstimator
     cells = state[:, rows]                                                 # (fields, r, m), a copy
     k = signal.n_classes[rows]
     discount = signal.pair_discount[rows] if signal.pair_discount.any() else None
-    requests = last_max(cells[10])                                         # the row's requests so far
+    requests = last_max(cells[12])                                         # the row's requests so far
     slot = (requests % window).astype(int)
     index = np.arange(rows.size)
-    slots = cells[11:]                                                     # (W, r, m), a view of the copy
+    slots = cells[13:]                                                     # (W, r, m), a view of the copy
     reliability = (cells[2] + a0) / (cells[2] + cells[3] + a0 + b0)
     new = code[rows]
     seen = new != -1.0                                                     # a model's evidence fades with its own observations
@@ -394,10 +394,10 @@ def rejudge(estimator: Estimator,   # a windowed AgreementEstimator
     retired = _window_counts(estimator, leaving[None], reliability, k, np.ones((1, rows.size, leaving.shape[-1])), discount)
     later = (slots != -1.0).sum(0) - (leaving != -1.0) + seen              # its observations newer than the leaving request
     fade = np.where(seen, d, 1.0)
-    cells[8] = fade * cells[8] + d ** later * retired[0]                   # the oldest request leaves the window
-    cells[9] = fade * cells[9] + d ** later * retired[1]
+    cells[10] = fade * cells[10] + d ** later * retired[0]                   # the oldest request leaves the window
+    cells[11] = fade * cells[11] + d ** later * retired[1]
     slots[slot, index] = new
-    cells[10] = (requests + 1.0)[:, None]
+    cells[12] = (requests + 1.0)[:, None]
     age = np.mod(slot[None, :] - np.arange(window)[:, None], window)       # (W, r): 0 for the newest slot
     order = np.argsort(age, axis=0)                                        # slots from the newest to the oldest
     observed_sorted = np.take_along_axis(slots != -1.0, order[..., None], 0)
@@ -407,7 +407,7 @@ def rejudge(estimator: Estimator,   # a windowed AgreementEstimator
     age_weight = d ** newer                                                # (W, r, m)
     for _ in range(estimator.iterations):                                  # warm-started: each update iterates on
         s, f = _window_counts(estimator, slots, reliability, k, age_weight, discount)
-        successes, failures = cells[8] + s, cells[9] + f
+        successes, failures = cells[10] + s, cells[11] + f
         reliability = (successes + a0) / (successes + failures + a0 + b0)
     observed = seen
     is_label = new <= -2.0

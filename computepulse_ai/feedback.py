@@ -17,7 +17,7 @@ from .core import (InvalidFieldError, JsonModel, Response, TaskType, as_utc, che
 import numpy as np
 
 from .decision import Signal, learn as learn_signal
-from .learning import AgreementEstimator, LearningEngine
+from .learning import TASK_INDEX, AgreementEstimator, LearningEngine, estimator_priors
 from .merging import KeyedAnswer, MergeSpec, as_number, category_of, is_missing, keyed_answer
 from .storage import HistoryLog
 from .tracking import PerformanceTracker
@@ -168,7 +168,9 @@ class FeedbackLoop:
                  correct_share: float = 0.9,                     # accuracy at or above which an answer is "correct"
                  signal: str = "fraction",                       # learn from "fraction" (accuracy) or "binary" (was_correct)
                  remember: int = 512,                            # recent requests kept for later corrections
-                 classifier: Any = None):                        # a TaskClassifier, taught by wrong_task_type corrections
+                 classifier: Any = None,                         # a TaskClassifier, taught by wrong_task_type corrections
+                 lone_prior: tuple[float, float] = (1.0, 10.0),  # prior (caught, lone answers) of validation catching a lone answer
+                 lone_discount: float = 0.98):                   # forgetting of those counts, per lone answer
         self.correct_share = check_number("FeedbackLoop", "correct_share", correct_share, 0, 1)
         if signal not in ("fraction", "binary"): raise InvalidFieldError("FeedbackLoop", "signal", signal, "'fraction' or 'binary'")
         if corrections is not None and corrections.record_type is not Correction:
@@ -176,10 +178,41 @@ class FeedbackLoop:
         self.engine, self.tracker, self.corrections, self.signal = engine, tracker, corrections, signal
         self.classifier, self.remember = classifier, remember
         self._recent: OrderedDict[str, _Remembered] = OrderedDict()
+        self.lone_prior, self.lone_discount = lone_prior, lone_discount
+        self._lone_counts: dict[tuple[str, TaskType], tuple[float, float]] = {}   # (model, task) -> (caught, lone answers), discounted
 
     def _learn(self, model: str, task_type: TaskType, accuracy: float, was_correct: bool, labelled: bool = False) -> bool:
         value = accuracy if self.signal == "fraction" else float(was_correct)
         return self.engine.update(model, task_type, value, labelled=labelled) is not None
+
+    def _lone(self, model: str, task_type: TaskType, share: float, learn: bool) -> Verdict:
+        "A lone answer judged by validation alone: caught (share < correct_share) is a wrong label; passing, the posterior that balances it."
+        caught = share < self.correct_share
+        key = (model, task_type)
+        seen = self._lone_counts.get(key, (0.0, 0.0))
+        counts = (self.lone_discount * seen[0] + caught, self.lone_discount * seen[1] + 1.0)
+        if learn: self._lone_counts[key] = counts
+        rate = (counts[0] + self.lone_prior[0]) / (counts[1] + self.lone_prior[1])   # how often validation catches this model alone
+        if caught:   # validation's rules prove the answer wrong: ground truth
+            v = Verdict(model, share, False, 0, f"lone answer: validation accepted {share:.0%}, a wrong answer by its rules")
+            v.learned = learn and self.engine.update(model, task_type, 0.0, weight=1.0, labelled=True) is not None
+            return v
+        if not self.engine.has_model(model): return Verdict(model, None, None, 0, "lone answer of an unknown model")
+        # passing is weak evidence of being right: P(right | passed) = p / (1 − catch rate), with a catch counted once
+        # (the lone label is weighed like the pass it balances), makes the expected update zero — a model used alone is neither talked down by the answers that are
+        # caught nor up by those that pass (how often it is caught cannot be told apart from how much validation
+        # catches: its level is learned from cross-checks and corrections)
+        cell = self.engine.state[:, self.engine.index(model), TASK_INDEX[task_type]]
+        right, wrong = (float(x) for x in self.engine.estimator.counts(cell))
+        # the counts' ratio with a prior that fades as evidence grows: the full Beta prior's pull toward 0.5 would
+        # compound over many lone answers, no prior at all makes one early catch say "never right"
+        a0, b0 = estimator_priors(self.engine.estimator)
+        fade = 1.0 / (1.0 + right + wrong)
+        p = (right + a0 * fade) / (right + wrong + (a0 + b0) * fade)
+        value = min(p / max(1.0 - rate, 1e-9), 1.0)   # capped: a score above 1 − catch rate is pulled down to it
+        v = Verdict(model, None, None, 0, f"lone answer passed validation ({share:.0%} accepted): learned P(right | passed) {value:.2f}")
+        v.learned = learn and self.engine.update(model, task_type, value) is not None
+        return v
 
     def _rejudge(self, task_type: TaskType, classes: Mapping[str, Any]) -> None:
         "Learn one cross-checked request through the decision core's `learn`: into the cell row's window, which EM re-judges."
@@ -241,10 +274,8 @@ class FeedbackLoop:
                     else:
                         v = Verdict(m, acc, acc >= self.correct_share, n, f"{acc:.0%} of {n} accepted data points")
                         v.learned = learn and self._learn(m, task_type, acc, v.was_correct)
-                elif accepted_share and m in accepted_share and accepted_share[m] < 1.0:
-                    share = accepted_share[m]   # validation's rules rejected part of a lone answer: ground truth
-                    v = Verdict(m, share, share >= self.correct_share, 0, f"lone answer: validation accepted {share:.0%}")
-                    v.learned = learn and self._learn(m, task_type, share, v.was_correct, labelled=True)
+                elif accepted_share and m in accepted_share:
+                    v = self._lone(m, task_type, accepted_share[m], learn)
                 else:
                     v = Verdict(m, None, None, 0, "lone answer passed validation: no cross-check, no update")
             verdicts.append(v)

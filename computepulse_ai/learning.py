@@ -19,16 +19,22 @@ import pandas as pd
 from .core import ComputePulseError, InvalidFieldError, TaskType, check_enum, get_logger
 
 # %% auto #0
-__all__ = ['Estimator', 'TASK_TYPES', 'TASK_INDEX', 'minimum', 'clip01', 'shrink_to_prior', 'ewma_step', 'beta_mean', 'beta_step',
-           'EwmaEstimator', 'BetaEstimator', 'AgreementEstimator', 'pair_step', 'agreement_structure', 'Evidence',
-           'estimator_priors', 'evidence_of', 'update_state', 'update_calls', 'UnknownModelError', 'LearningEngine',
-           'entries_of', 'load_entries_into']
+__all__ = ['Estimator', 'TASK_TYPES', 'TASK_INDEX', 'minimum', 'maximum', 'clip01', 'shrink_to_prior', 'ewma_step', 'beta_mean',
+           'beta_step', 'EwmaEstimator', 'BetaEstimator', 'AgreementEstimator', 'pair_step', 'agreement_structure',
+           'Evidence', 'estimator_priors', 'evidence_of', 'update_state', 'update_calls', 'UnknownModelError',
+           'LearningEngine', 'entries_of', 'load_entries_into']
 
 # %% ../nbs/04_learning.ipynb #fd8587a7
 def minimum(a, b):
     "Element-wise minimum of `a` and `b`: plain `min` for Python numbers, `np.minimum` for arrays."
     if isinstance(a, (float, int)) and isinstance(b, (float, int)): return a if a < b else b
     return np.minimum(a, b)
+
+
+def maximum(a, b):
+    "Element-wise maximum of `a` and `b`: plain `max` for Python numbers, `np.maximum` for arrays."
+    if isinstance(a, (float, int)) and isinstance(b, (float, int)): return a if a > b else b
+    return np.maximum(a, b)
 
 
 def clip01(x):
@@ -178,10 +184,15 @@ class AgreementEstimator:
     failure_prior_calls: float = 20.0  # strength of that prior, in calls
     window: int = 0                 # recent requests per cell row re-judged by EM on every update (0: the online one-coin step)
     iterations: int = 2             # EM passes over the window per update (warm-started from the current estimate)
+    change_threshold: float = math.inf  # log-likelihood ratio at which a cell's reliability is taken to have dropped (inf: never)
+    change_shift: float = 0.3       # the change the detector looks for: the reliability down (or up) by this much
+    change_keep: float = 0.2        # share of a cell's evidence kept when a change is detected (forget the old world)
+    detect_rises: bool = False      # also restart on a rise (agreement underrates the best model a little: false alarms)
 
     name: ClassVar[str] = "agreement"
     base_fields: ClassVar[tuple[str, ...]] = ("score", "sample_count", "successes", "failures", "calls", "errors",
                                               "labelled_successes", "labelled_failures")
+    detector_fields: ClassVar[tuple[str, ...]] = ("drop_evidence", "rise_evidence")   # CUSUM statistics of a change
     window_fields: ClassVar[tuple[str, ...]] = ("retired_successes", "retired_failures", "requests")
 
     def __post_init__(self):
@@ -195,12 +206,16 @@ class AgreementEstimator:
             raise InvalidFieldError("AgreementEstimator", "window", self.window, "an integer in [0, 1024]")
         if not (isinstance(self.iterations, (int, np.integer)) and self.iterations >= 1):
             raise InvalidFieldError("AgreementEstimator", "iterations", self.iterations, "an integer >= 1")
+        if not self.change_threshold > 0:
+            raise InvalidFieldError("AgreementEstimator", "change_threshold", self.change_threshold, "a number > 0 (inf: no detection)")
+        if not 0 < self.change_shift < 1: raise InvalidFieldError("AgreementEstimator", "change_shift", self.change_shift, "a number in (0, 1)")
+        if not 0 <= self.change_keep <= 1: raise InvalidFieldError("AgreementEstimator", "change_keep", self.change_keep, "a number in [0, 1]")
 
     @property
     def fields(self) -> tuple[str, ...]:
         "Per-cell fields: the counts, then (with a window) the retired counts, the request counter and one slot per windowed request."
-        if not self.window: return self.base_fields
-        return self.base_fields + self.window_fields + tuple(f"slot{k}" for k in range(self.window))
+        if not self.window: return self.base_fields + self.detector_fields
+        return self.base_fields + self.detector_fields + self.window_fields + tuple(f"slot{k}" for k in range(self.window))
 
     @property
     def prior(self) -> float:
@@ -210,12 +225,17 @@ class AgreementEstimator:
     def step(self, *values):
         "The fields, then one observation `correct[, weight, labelled]`; `labelled` (0/1) also counts it as ground truth. Floats or arrays."
         n = len(self.fields)
-        score, sample_count, successes, failures, calls, errors, labelled_successes, labelled_failures = values[:8]
-        window, rest = values[8:n], values[n:]
+        score, sample_count, successes, failures, calls, errors, labelled_successes, labelled_failures, drop, rise = values[:10]
+        window, rest = values[10:n], values[n:]
         correct = rest[0]
         weight = rest[1] if len(rest) > 1 else 1.0
         labelled = rest[2] if len(rest) > 2 else 0.0
         d = self.discount
+        changed = False
+        if self.change_threshold != math.inf: drop, rise, changed, level = self.detect(successes, failures, drop, rise, correct, weight)
+        if changed is not False:   # a change: keep `change_keep` of the evidence, at the level the detector found
+            successes, failures = self.restart(successes, failures, changed, level)
+            if window: window = (*self.restart(window[0], window[1], changed, level), *window[2:])
         successes = d * successes + weight * correct
         failures = d * failures + weight * (1.0 - correct)
         labelled_successes = labelled_successes + labelled * ((d - 1.0) * labelled_successes + correct)
@@ -223,7 +243,32 @@ class AgreementEstimator:
         score = beta_mean(successes, failures, self.prior_successes, self.prior_failures)
         if window:   # outside the window's EM (a correction, a lone label): kept in the retired counts, which EM adds to
             window = (d * window[0] + weight * correct, d * window[1] + weight * (1.0 - correct), *window[2:])
-        return (score, sample_count + 1.0, successes, failures, calls, errors, labelled_successes, labelled_failures, *window)
+        return (score, sample_count + 1.0, successes, failures, calls, errors, labelled_successes, labelled_failures,
+                drop, rise, *window)
+
+    def detect(self, successes, failures, drop, rise, correct, weight=1.0):
+        "Two-sided CUSUM of one observation against the current reliability: (drop, rise, changed (False: nowhere), new level). Floats or arrays."
+        p = beta_mean(successes, failures, self.prior_successes, self.prior_failures)
+        low = maximum(p - self.change_shift, 0.02)
+        high = minimum(p + self.change_shift, 0.98)
+        post = clip01(correct) * (1 - 2e-6) + 1e-6
+        ratio = post * (1.0 - p) / (p * (1.0 - post))     # the others' likelihood ratio "right" : "wrong", the model's prior removed
+        llr = lambda q: weight * (np.log(q * ratio + 1.0 - q) + np.log(1.0 - post) - np.log(1.0 - p))
+        drop = maximum(drop + llr(low), 0.0)
+        rise = maximum(rise + llr(high), 0.0)
+        down, up = drop > self.change_threshold, (rise > self.change_threshold) & self.detect_rises
+        changed = down | up
+        if isinstance(changed, (bool, np.bool_)):
+            if not changed: return float(drop), float(rise), False, p
+            return 0.0, 0.0, True, (low if down else high)
+        if not changed.any(): return drop, rise, False, p
+        return np.where(changed, 0.0, drop), np.where(changed, 0.0, rise), changed, np.where(down, low, high)
+
+    def restart(self, successes, failures, changed, level):
+        "Counts after a detected change: `change_keep` of their weight, at the detector's `level` (unchanged cells as they were)."
+        kept = self.change_keep * (successes + failures)
+        if changed is True: return kept * level, kept * (1.0 - level)
+        return np.where(changed, kept * level, successes), np.where(changed, kept * (1.0 - level), failures)
 
     def call_step(self, calls, errors, failed):
         "One call: discounted call and error counts (floats or arrays)."
@@ -231,7 +276,7 @@ class AgreementEstimator:
 
     def initial(self) -> tuple[float, ...]:
         "Field values of a cell with no history (empty window slots hold −1: nothing answered)."
-        return (self.prior, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0) + ((0.0, 0.0, 0.0) + (-1.0,) * self.window if self.window else ())
+        return (self.prior, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0) + ((0.0, 0.0, 0.0) + (-1.0,) * self.window if self.window else ())
 
     def from_score(self, score: float, sample_count: float) -> tuple[float, ...]:
         "Field values whose posterior mean is `score` with the evidence of `sample_count` discounted samples."
@@ -239,7 +284,7 @@ class AgreementEstimator:
         total = weight + self.prior_successes + self.prior_failures
         successes = min(max(score * total - self.prior_successes, 0.0), weight)
         window = (successes, weight - successes, 0.0) + (-1.0,) * self.window if self.window else ()
-        return (score, float(sample_count), successes, weight - successes, 0.0, 0.0, 0.0, 0.0) + window
+        return (score, float(sample_count), successes, weight - successes, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0) + window
 
     def counts(self, state):
         "(successes, failures) evidence behind each cell, without the prior."
@@ -651,16 +696,17 @@ def _entry_values(estimator: Estimator, entry: Mapping[str, Any], score: float) 
     if entry.get("estimator") != estimator.name: return None
     fields = estimator.fields
     slots = getattr(estimator, "window", 0)
-    base = getattr(estimator, "base_fields", fields)[2:]
+    base = getattr(estimator, "base_fields", fields)[2:]   # the detector's and the window's fields may be missing
     if not all(name in entry for name in base): return None
     count = float(entry.get("sample_count", 0))
     values = [score, count, *(float(entry[name]) for name in base)]
-    if not slots: return tuple(values)
     window = entry.get("window")
-    extra = [name for name in fields[len(values):len(fields) - slots]]
-    if all(name in entry for name in extra) and isinstance(window, list) and len(window) == slots:
-        return tuple(values + [float(entry[name]) for name in extra] + [float(v) for v in window])
-    return tuple(values + [values[2], values[3], 0.0] + [-1.0] * slots)   # no window (or another size): all evidence retired
+    retired = {"retired_successes": values[2], "retired_failures": values[3]}   # without a window: every count retired
+    usable = isinstance(window, list) and len(window) == slots
+    for name in fields[len(values):len(fields) - slots]:   # an older entry may lack the detector's or the window's fields
+        kept = name in entry and (usable or name in getattr(estimator, "detector_fields", ()))
+        values.append(float(entry[name]) if kept else retired.get(name, 0.0))
+    return tuple(values + ([float(v) for v in window] if usable else [-1.0] * slots))
 
 
 def load_entries_into(engine: LearningEngine, entries: Mapping[tuple[str, str], Mapping[str, Any]]) -> int:

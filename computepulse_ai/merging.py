@@ -260,9 +260,11 @@ class KeyedAnswer:
 def same_record(a: Any, b: Any) -> bool:
     "Whether two records hold the same fields in the same order, each value plain and of the same type and equal: one can stand for the other."
     if a.__class__ is not dict or b.__class__ is not dict or len(a) != len(b): return False
-    for (k, v), (j, w) in zip(a.items(), b.items()):
-        if k != j or v.__class__ is not w.__class__ or v.__class__ not in _PLAIN or v != w: return False
-    return True
+    kinds = list(map(type, a.values()))
+    if not _PLAIN.issuperset(kinds) or kinds != list(map(type, b.values())): return False
+    if list(a) != list(b) or a != b: return False      # plain values of the same types: == is exact but for signed zeros
+    return 0.0 not in a.values() or all(v != 0.0 or math.copysign(1.0, v) == math.copysign(1.0, w)
+                                        for v, w in zip(a.values(), b.values()))
 
 
 _TABLES: contextvars.ContextVar[dict[int, KeyedAnswer] | None] = contextvars.ContextVar("answer_tables", default=None)

@@ -31,12 +31,13 @@ from .feedback import Correction, FeedbackLoop, Verdict, answer_accuracy, answer
 from .decision import (STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, decision_reliability, log_odds,
                        merge_weights, next_call, open_questions)
 from .learning import AgreementEstimator, BetaEstimator, EwmaEstimator, LearningEngine
-from .merging import MergeSpec, merge_answers, merge_scalars, same_record, shared_answer_tables, truth_discovery
+from .merging import MergeSpec, merge_answers, merge_scalars, shared_answer_tables, truth_discovery
 from .routing import AdaptiveRouter, NoRoutableModelError, RouterConfig, RoutingDecision
 from .storage import (Durability, HistoryLog, RetentionPolicy, StorageManager, atomic_write_bytes,
                                      read_state_file)
 from .tracking import PerformanceTracker, RequestRecord, answer_digest, answer_values, call_entry
-from .validation import ValidationResult, ValidationRules, merge_spec, normalise_answers, validate
+from .validation import (ValidationResult, ValidationRules, merge_spec, normalise_answers, normalised_answer,
+                                        validate)
 
 # %% auto #0
 __all__ = ['log', 'YIELD_RECORDS', 'ProcessResult', 'estimator_from_config', 'router_config_from', 'rules_from_config',
@@ -246,13 +247,6 @@ def _intern_texts(data: Any) -> None:
         if record.__class__ is dict:
             for name, value in record.items():
                 if value.__class__ is str and len(value) <= 64: record[name] = sys.intern(value)
-
-
-def _reuse_unchanged(normalised: Any, raw: Any) -> Any:
-    "The normalised answer, each record normalisation left as it was being the model's own object (not a second copy)."
-    if normalised.__class__ is list and raw.__class__ is list and len(normalised) == len(raw):
-        return [given if same_record(made, given) else made for made, given in zip(normalised, raw)]
-    return raw if same_record(normalised, raw) else normalised
 
 
 YIELD_RECORDS = 50   # answers holding more records than this make a stage long enough to yield the loop after it
@@ -551,9 +545,7 @@ class AIOrchestrator:
                 data = response.data if response.data is not None else (response.text.strip() or None)
                 if data_type and data is not None:
                     _intern_texts(data)   # names and units every answer repeats: one string object each, across requests
-                    try:
-                        made = normalise_answers({response.model: data}, data_type, self.rules)[0][response.model]
-                        data = _reuse_unchanged(made, data)
+                    try: data = normalised_answer(data, data_type, self.rules)   # unchanged records: not copied
                     except Exception as e: log.warning("normalising %s failed: %s", response.model, e)
                 normalised[response.model] = data
             return normalised[response.model]

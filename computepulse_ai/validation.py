@@ -24,8 +24,8 @@ from .merging import MergeSpec, default_merge_spec, field_key, same_record
 __all__ = ['log', 'DATA_TYPES', 'DEFAULT_PROVIDER_ALIASES', 'CHINESE_PROVIDERS', 'MISSING_MARKERS', 'GPU_PRICE_BANDS',
            'TOKEN_PRICE_BANDS', 'NO_CONSUMER_GPUS', 'GPU_CONTEXT_PROVIDERS', 'PRICE_FIELDS', 'NUMBER_FIELDS',
            'ValidationRules', 'canonical_provider', 'split_gpu', 'Amount', 'parse_amount', 'Normalised',
-           'normalise_record', 'reconcile_units', 'record_key', 'merge_spec', 'normalise_answers', 'RecordOutcome',
-           'ValidationResult', 'validate']
+           'normalise_record', 'reconcile_units', 'record_key', 'merge_spec', 'normalised_answer', 'normalise_answers',
+           'RecordOutcome', 'ValidationResult', 'validate']
 
 # %% ../nbs/08_validation.ipynb #c83720b5
 log = get_logger("validation")
@@ -279,6 +279,12 @@ _PER_THOUSAND = re.compile(r"1\s*k\b|1,?000\s*tokens|千", re.I)
 
 def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> Normalised:
     "The normalised record, memoised per rules: the same record (an unchanged offer, hour after hour) is read once."
+    found = _normalise_memo(record, data_type, rules)
+    return Normalised(dict(found.record), list(found.notes), list(found.warnings), dict(found.missing))
+
+
+def _normalise_memo(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> Normalised:
+    "The memo's own entry (never to be changed: `_normalise` hands out copies), or a fresh result for unhashable records."
     try:
         memo_key = (data_type, tuple(record.items()))
         found = rules._normalised.get(memo_key)
@@ -288,7 +294,7 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
         found = _normalise_fresh(record, data_type, rules)
         if len(rules._normalised) >= 10_000: rules._normalised.clear()
         rules._normalised[memo_key] = found
-    return Normalised(dict(found.record), list(found.notes), list(found.warnings), dict(found.missing))
+    return found
 
 
 def _normalise_fresh(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> Normalised:
@@ -590,6 +596,22 @@ def merge_spec(data_type: str, rules: ValidationRules | None = None, **overrides
     if data_type in ("gpu", "token"): options["prepare"] = functools.partial(reconcile_units, data_type=data_type, rules=rules)
     options.update(overrides)
     return default_merge_spec(data_type, **options)
+
+
+def normalised_answer(answer: Any,       # one model's answer (list of records, one record or anything else)
+                      data_type: str,    # gpu, token or grid_load
+                      rules: ValidationRules | None = None,
+                      ) -> Any:
+    "`normalise_answers` of one answer without its notes; a record normalisation leaves as it was stays the model's own object."
+    rules = rules or ValidationRules()
+
+    def one(record: Mapping[str, Any]) -> dict[str, Any]:
+        made = _normalise_memo(record, data_type, rules).record
+        return record if same_record(made, record) else dict(made)
+    if answer.__class__ is dict or isinstance(answer, Mapping): return one(answer)
+    if isinstance(answer, (list, tuple)):
+        return [one(record) if record.__class__ is dict or isinstance(record, Mapping) else record for record in answer]
+    return answer
 
 
 def normalise_answers(answers: Mapping[str, Any],  # model -> its answer (list of records, one record or None)

@@ -153,3 +153,21 @@ def test_a_windowed_engine_rejudges_a_past_dispute_when_later_requests_move_the_
     assert after[True][1] != after[True][0]          # windowed: judged again as b and c's scores moved
     slots = engine.to_entries()[("a", "price_extraction")]["window"]
     assert slots[0] >= 0 and slots[1:7] == [-1.0] * 6   # a's answer in the first slot, absent from the later ones
+
+
+def test_a_model_used_alone_is_not_talked_down_by_the_lone_answers_validation_catches():
+    # issue 13: a lone answer that validation accepts in full taught nothing, a partly rejected one was learned as a
+    # wrong label, so every lone answer could only lower the score: a model of accuracy 0.8 used alone fell far below it
+    import random
+    from computepulse_ai.learning import AgreementEstimator
+    engine = LearningEngine(["a"], estimator=AgreementEstimator())
+    engine.load_entries({("a", "price_extraction"): {"score": 0.8, "sample_count": 50}})
+    loop = FeedbackLoop(engine)
+    rng = random.Random(0)
+    truth = records([1.0, 2.0, 3.0, 4.0])
+    for i in range(300):
+        right = rng.random() < 0.8
+        caught = not right and rng.random() < 0.5          # validation's rules catch half of the wrong answers
+        loop.after_validation(f"r{i}", "price_extraction", [Response("a", "x")], {"a": truth}, truth, SPEC,
+                              accepted_share={"a": 0.25 if caught else 1.0})
+    assert abs(engine.score("a", "price_extraction") - 0.8) < 0.08, engine.score("a", "price_extraction")

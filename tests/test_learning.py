@@ -358,4 +358,31 @@ def test_the_window_is_persisted_and_an_entry_without_one_keeps_its_counts():
     old = LearningEngine(estimator=est, clock=clock())
     old.load_entries({("c", "price_extraction"): online_entry})   # written by the online estimator: every count retired
     row = old.state[:, 0, list(TaskType).index(TaskType.PRICE_EXTRACTION)]
-    assert row[2] == entry["successes"] and row[8] == entry["successes"] and (row[11:] == -1).all()
+    assert row[2] == entry["successes"] and row[10] == entry["successes"] and (row[13:] == -1).all()
+
+
+def _drift_world(estimator, before=300, after=30, runs=300, seed=0):
+    "Three models answer every request; the best (0.9) breaks to 0.5 after `before` requests: learned reliabilities (runs, 3)."
+    from computepulse_ai.decision import answer_posterior, learn, learning_signal, log_odds
+    rng = np.random.default_rng(seed)
+    state = np.stack([np.full((runs, 3), v) for v in estimator.initial()])
+    everyone, nobody = np.ones((runs, 3), bool), np.zeros((runs, 3), bool)
+    for t in range(before + after):
+        accuracy = np.array([0.9 if t < before else 0.5, 0.8, 0.65])
+        labels = np.where(rng.random((runs, 3)) < accuracy, 0, 1 + rng.integers(0, 9, (runs, 3)))
+        ev = evidence_of(estimator, state)
+        post = answer_posterior(labels, everyone, log_odds(ev.reliability, ev.n_classes), ev.n_classes)
+        learn(estimator, state, learning_signal(estimator, post, labels, everyone, nobody))
+    return evidence_of(estimator, state).reliability
+
+
+def test_a_broken_model_is_noticed_within_a_few_dozen_requests():
+    # issue 13: recovery on `abrupt` took 50-78 requests because discounted counts forget slowly; the change detector
+    # restarts a cell whose recent observations are far below its record
+    slow = _drift_world(AgreementEstimator(discount=0.98), after=30)
+    fast = _drift_world(AgreementEstimator(discount=0.98, change_threshold=4.0), after=30)
+    assert (slow[:, 0] < slow[:, 1]).mean() < 0.5                      # the old record still ranks the broken model first
+    assert (fast[:, 0] < fast[:, 1]).mean() > 0.8                      # noticed: ranked below the second model
+    assert fast[:, 0].mean() < slow[:, 0].mean() - 0.15
+    steady = _drift_world(AgreementEstimator(discount=0.98, change_threshold=4.0), before=330, after=0)
+    assert (steady[:, 0] > steady[:, 1]).mean() > 0.9                  # and no false alarm costs the steady world its ranking
