@@ -529,7 +529,10 @@ def run_benchmark(scenario: Scenario | str,                # a Scenario or a pre
         pd.DataFrame(columns=["policy", "knob", "bar", "error_price", "accuracy", "cost", "models_per_request"])
     front = exact_frontier(scenario, n_requests)
     shipped = config.strategies or {t.value: s.value for t, s in default_strategies().items()}
-    bench = Benchmark(scenario.name, summary, sweep, front, results, bound=exact_frontier(scenario, n_requests, shipped))
+    binding = any(share > 0 and strategy_answers(shipped.get(t.value, "ADAPTIVE")) != strategy_answers("ADAPTIVE")
+                  for t, share in zip(TASK_TYPES, scenario.task_probabilities()))   # else: the free frontier with one call at least
+    bound = exact_frontier(scenario, n_requests, shipped) if binding else None
+    bench = Benchmark(scenario.name, summary, sweep, front, results, bound=bound)
     all_cost, all_accuracy, low = bench.all_cost, bench.all_accuracy, bench._low()
     front["cost_share"] = front["cost"] / all_cost
     summary["accuracy_share_of_all"] = summary["accuracy"] / all_accuracy
