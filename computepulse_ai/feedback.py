@@ -110,9 +110,9 @@ class Correction(JsonModel):
         self.task_type = check_enum("Correction", "task_type", self.task_type, TaskType)
         self.timestamp = as_utc("Correction", "timestamp", self.timestamp)
 
-# %% ../nbs/10_feedback.ipynb #4aee247a
+# %% ../nbs/10_feedback.ipynb #418daf2c
 def record_classes(answers: Mapping[str, Any], spec: MergeSpec) -> tuple[list[str], np.ndarray] | None:
-    "(models, classes (records, models)): per record key the value class of each model's record (a missing record is one class); None: not list answers."
+    "(models, classes (records, models)): per record key the value class of each model's record (−1: it has none); None: not list answers."
     models = [m for m, a in answers.items() if isinstance(a, (list, tuple))]
     if len(models) < 2: return None
     mine: list[dict[Any, Mapping]] = []
@@ -123,15 +123,14 @@ def record_classes(answers: Mapping[str, Any], spec: MergeSpec) -> tuple[list[st
         mine.append(by_key)
     keys = list(dict.fromkeys(k for by_key in mine for k in by_key))
     if not keys: return None
-    classes = np.zeros((len(keys), len(models)), int)
+    classes = np.full((len(keys), len(models)), -1)
     for r, k in enumerate(keys):
-        firsts: list[Mapping | None] = []
+        firsts: list[Mapping] = []
         for j, by_key in enumerate(mine):
             record = by_key.get(k)
+            if record is None: continue   # not named: no evidence either way (real output drops and mislabels records)
             for c, first in enumerate(firsts):
-                same = (record is None and first is None) or (record is not None and first is not None and
-                                                            record_agrees(record, first, spec) and record_agrees(first, record, spec))
-                if same: classes[r, j] = c; break
+                if record_agrees(record, first, spec) and record_agrees(first, record, spec): classes[r, j] = c; break
             else:
                 classes[r, j] = len(firsts); firsts.append(record)
     return models, classes
@@ -142,6 +141,7 @@ def record_posterior(classes: np.ndarray,          # (records, models) value cla
                      record_error_share: float = 0.25,  # share of a wrong answer's records that are off
                      slip: float = 0.02,           # chance that a right answer's record still differs (tolerance, noise)
                      wrong_values: float = 5.0,    # effective number of wrong values a record can take
+                     missing_right: float = 1.0,   # P(record missing | right) / P(missing | wrong); 1: a missing record is no evidence
                      ) -> np.ndarray:
     "(models,) posterior that each answer is right as a whole, from agreement record by record."
     n_records, n = classes.shape
@@ -152,9 +152,11 @@ def record_posterior(classes: np.ndarray,          # (records, models) value cla
     for r in range(n_records):
         c = classes[r]
         named = int(c.max()) + 1
+        if named < 2 and (c >= 0).sum() < 2: continue                           # one value named once: nothing to compare
         match = np.arange(named + 1)[:, None] == c[None, :]                    # (truth candidates incl. another value, models)
-        right = np.where(match, 1.0 - slip, slip / wrong_values)
-        wrong = np.where(match, 1.0 - rho, rho / wrong_values)
+        absent = (c < 0)[None, :]
+        right = np.where(absent, missing_right, np.where(match, 1.0 - slip, slip / wrong_values))
+        wrong = np.where(absent, 1.0, np.where(match, 1.0 - rho, rho / wrong_values))
         factor = np.where(z[:, None, :], right[None], wrong[None])              # (configurations, truths, models)
         log_post += np.log(np.prod(factor, axis=-1).sum(-1))
     log_post -= log_post.max()
