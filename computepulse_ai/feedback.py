@@ -18,13 +18,13 @@ import numpy as np
 
 from .decision import Signal, learn as learn_signal
 from .learning import TASK_INDEX, AgreementEstimator, LearningEngine, estimator_priors
-from .merging import MergeSpec, as_number, category_of, is_missing
+from .merging import KeyedAnswer, MergeSpec, as_number, category_of, is_missing, keyed_answer
 from .storage import HistoryLog
 from .tracking import PerformanceTracker
 
 # %% auto #0
 __all__ = ['log', 'CORRECTION_KINDS', 'OUR_FAULT', 'model_at_fault', 'values_agree', 'record_agrees', 'answer_accuracy',
-           'Verdict', 'Correction', 'record_classes', 'record_posterior', 'FeedbackLoop']
+           'answer_agreement', 'Verdict', 'Correction', 'record_classes', 'record_posterior', 'FeedbackLoop']
 
 # %% ../nbs/10_feedback.ipynb #0a15e1a6
 log = get_logger("computepulse_ai.feedback")
@@ -41,6 +41,8 @@ def model_at_fault(response: Response) -> bool:
 # %% ../nbs/10_feedback.ipynb #9f16a4bc
 def values_agree(a: Any, b: Any, tolerance: float) -> bool:
     "Numbers within a relative `tolerance`; other values equal after casefolding and whitespace collapsing."
+    if a.__class__ is float and b.__class__ is float and a - a == 0.0 and b - b == 0.0:   # two finite floats: the common case
+        return abs(a - b) <= tolerance * max(abs(a), abs(b)) or a == b
     x, y = as_number(a), as_number(b)
     if x is not None and y is not None: return abs(x - y) <= tolerance * max(abs(x), abs(y)) or x == y
     if is_missing(a) or is_missing(b): return is_missing(a) and is_missing(b)
@@ -61,13 +63,19 @@ def record_agrees(answer: Mapping[str, Any], truth: Mapping[str, Any], spec: Mer
 def answer_accuracy(answer: Any, truth: Any, spec: MergeSpec | None) -> tuple[float, int]:
     "Fraction of `truth`'s data points that `answer` got right, and how many points were judged."
     if truth is None: return 0.0, 0
-    if isinstance(truth, Mapping):                          # one record (e.g. grid_load): judge field by field
+    if truth.__class__ is dict or isinstance(truth, Mapping):   # one record (e.g. grid_load): judge field by field
         fields = [f for f in truth if not is_missing(truth[f]) and as_number(truth[f]) is not None]
         if not fields: return 0.0, 0
-        if not isinstance(answer, Mapping): return 0.0, len(fields)
+        if not (answer.__class__ is dict or isinstance(answer, Mapping)): return 0.0, len(fields)
         right = sum(record_agrees(answer, truth, spec, [f]) for f in fields)
         return right / len(fields), len(fields)
     if isinstance(truth, (list, tuple)):                    # list data: judge record by record, matched by key
+        table = keyed_answer(truth, spec)                   # inside a request's shared tables: keyed once
+        if table is not None:
+            if not table.points: return 0.0, 0
+            if not isinstance(answer, (list, tuple)): return 0.0, table.points
+            mine = keyed_answer(answer, spec)
+            if mine is not None: return _keyed_accuracy(mine, table, spec)
         points = [t for t in truth if isinstance(t, Mapping)]
         if not points: return 0.0, 0
         if not isinstance(answer, (list, tuple)): return 0.0, len(points)
@@ -80,6 +88,39 @@ def answer_accuracy(answer: Any, truth: Any, spec: MergeSpec | None) -> tuple[fl
         right = sum(1 for t in points if (k := key(t)) is not None and k in mine and record_agrees(mine[k], t, spec))
         return right / len(points), len(points)
     return (1.0 if values_agree(answer, truth, spec.default_tolerance if spec else 0.05) else 0.0), 1
+
+
+def _keyed_accuracy(mine: KeyedAnswer, truth: KeyedAnswer, spec: MergeSpec) -> tuple[float, int]:
+    "answer_accuracy of two keyed lists: records with equal signatures agree without reading their fields."
+    right = 0
+    theirs, ours = truth.signatures, mine.signatures
+    for position, k in enumerate(truth.keys):
+        if k is None: continue
+        j = mine.first.get(k)
+        if j is None: continue
+        signature = theirs[position]
+        if (signature is not None and signature == ours[j]) or record_agrees(mine.records[j], truth.records[position], spec):
+            right += 1
+    return right / truth.points, truth.points
+
+
+def answer_agreement(a: Any, b: Any, spec: MergeSpec | None) -> tuple[float, float]:
+    "`answer_accuracy` both ways, (a judged against b, b against a): one pass over the matched records when both are keyed."
+    mine, theirs = keyed_answer(a, spec), keyed_answer(b, spec)
+    if mine is None or theirs is None or not (mine.unique and theirs.unique and mine.points and theirs.points):
+        return answer_accuracy(a, b, spec)[0], answer_accuracy(b, a, spec)[0]
+    a_right = b_right = 0                  # each key once on both sides: both directions judge the same pairs
+    ours, others = mine.signatures, theirs.signatures
+    for k, i in mine.first.items():
+        j = theirs.first.get(k)
+        if j is None: continue
+        if ours[i] is not None and ours[i] == others[j]:
+            a_right += 1
+            b_right += 1
+            continue
+        a_right += record_agrees(mine.records[i], theirs.records[j], spec)
+        b_right += record_agrees(theirs.records[j], mine.records[i], spec)
+    return a_right / theirs.points, b_right / mine.points
 
 # %% ../nbs/10_feedback.ipynb #e079b3c9
 @dataclass

@@ -18,17 +18,19 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .core import InvalidFieldError
+from .core import InvalidFieldError, RoutingStrategy
+from .decision import STRATEGY_PRESETS
+from .routing import default_strategies
 from .learning import TASK_INDEX, TASK_TYPES
 from .simulation import (CLI_POLICIES, PRESETS, Scenario, SimConfig, SimulationResult, compare, draw_world, preset,
                          simulate)
 
 # %% auto #0
 __all__ = ['State', 'SWEEP_STRATEGIES', 'DEFAULT_BARS', 'DEFAULT_PRICES', 'DEFAULT_POLICY', 'COST_SHARES', 'KnownTask',
-           'OutcomeTree', 'Policy', 'evaluate', 'solve', 'call_all', 'known_tasks', 'exact_frontier', 'upper_hull',
-           'curve_accuracy', 'curve_cost', 'always_all', 'play_exact', 'bar_sweep', 'area_under', 'Benchmark',
-           'run_benchmark', 'configure_simulate_parser', 'UsageError', 'simulate_settings', 'run_simulate',
-           'format_benchmark', 'policy_styles', 'plot_frontier', 'write_outputs', 'main']
+           'OutcomeTree', 'Policy', 'evaluate', 'solve', 'call_all', 'strategy_answers', 'known_tasks',
+           'exact_frontier', 'upper_hull', 'curve_accuracy', 'curve_cost', 'always_all', 'play_exact', 'bar_sweep',
+           'area_under', 'Benchmark', 'run_benchmark', 'configure_simulate_parser', 'UsageError', 'simulate_settings',
+           'run_simulate', 'format_benchmark', 'policy_styles', 'plot_frontier', 'write_outputs', 'main']
 
 # %% ../nbs/14a_frontier.ipynb #31449970
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class KnownTask:
     n_labels: int = 10                # distinct answers per request: 1 right, n_labels − 1 wrong
     error_correlation: float = 0.0    # chance a wrong answer is the request's shared wrong answer
     cost_limit: float = math.inf      # hard limit on the summed price of the models called (the router's rule)
+    min_answers: int = 0              # keep calling until this many answers (while a model is left): a strategy's target
+    max_answers: int | None = None    # stop at this many answers (SINGLE_FAST: 1); None: no cap
 
     @property
     def n_models(self) -> int:
@@ -178,12 +182,15 @@ def solve(task: KnownTask,   # the world of one task type
     def best(state: State) -> tuple[float, float, float, int | None]:
         if state in memo: return memo[state]
         stop = tree.answer(state)[0]
-        choice = (stop, stop, 0.0, None)              # value, accuracy, cost, action
+        answers = sum(len(c) for c in state[1])
         called = state[0]
         spent = tree.spent(called)
-        for model in range(task.n_models):
-            if called >> model & 1 or task.failure[model] >= 1: continue
-            if spent + task.price[model] > task.cost_limit: continue
+        callable_ = [m for m in range(task.n_models) if not called >> m & 1 and task.failure[m] < 1
+                     and spent + task.price[m] <= task.cost_limit]
+        must_call = answers < task.min_answers and bool(callable_)      # the strategy's target is not met yet
+        choice = (-math.inf if must_call else stop, stop, 0.0, None)   # value, accuracy, cost, action
+        if task.max_answers is not None and answers >= task.max_answers: callable_ = []
+        for model in callable_:
             accuracy = 0.0
             cost = (1 - task.failure[model]) * task.price[model]
             for p, nxt in tree.outcomes(state, model):
@@ -208,10 +215,18 @@ def call_all(task: KnownTask) -> Callable[[State], int | None]:
     return decide
 
 # %% ../nbs/14a_frontier.ipynb #71127d61
+def strategy_answers(strategy: RoutingStrategy | str) -> tuple[int, int | None]:
+    "(min_answers, max_answers) a strategy's preset in the decision core imposes: its target, and a cap when it never calls past it."
+    preset_ = STRATEGY_PRESETS[RoutingStrategy(strategy)]
+    return preset_.target, None if preset_.value_of_information else preset_.target
+
+
 def known_tasks(scenario: Scenario,     # the simulator's world
                 n_requests: int = 1,    # steps of its timeline to cover (drift presets)
+                strategies: Mapping[str, str] | None = None,  # task type -> strategy: its answer counts bind (None: free)
                 ) -> list[tuple[float, KnownTask]]:
     "[(share of requests, KnownTask)] for every distinct world of the scenario's timeline."
+    bounds = [strategy_answers(strategies.get(t.value, "ADAPTIVE")) if strategies is not None else (0, None) for t in TASK_TYPES]
     timeline = scenario.timeline(n_requests)
     mix = scenario.task_probabilities()
     price = tuple(m.expected_cost() for m in scenario.models)
@@ -221,10 +236,10 @@ def known_tasks(scenario: Scenario,     # the simulator's world
         fails = np.where(~timeline.present[step] | timeline.outage[step], 1.0, failure)
         for column, share in enumerate(mix):
             if share <= 0: continue
-            key = (tuple(timeline.accuracy[step, :, column].round(12)), tuple(fails))
+            key = (tuple(timeline.accuracy[step, :, column].round(12)), tuple(fails), bounds[column])
             counts[key] = counts.get(key, 0.0) + share / n_requests
     return [(weight, KnownTask(accuracy, fails, price, scenario.n_labels, scenario.error_correlation,
-                               scenario.cost_limit)) for (accuracy, fails), weight in counts.items()]
+                               scenario.cost_limit, *answers)) for (accuracy, fails, answers), weight in counts.items()]
 
 # %% ../nbs/14a_frontier.ipynb #5a8a1fdb
 def _mixture(tasks: Sequence[tuple[float, KnownTask]], mu: float) -> tuple[float, float]:
@@ -239,10 +254,11 @@ def _mixture(tasks: Sequence[tuple[float, KnownTask]], mu: float) -> tuple[float
 
 def exact_frontier(world: Scenario | str | Sequence[tuple[float, KnownTask]],  # a scenario, preset name or known_tasks()
                    n_requests: int = 1000,   # timeline length (drift presets)
+                   strategies: Mapping[str, str] | None = None,  # task type -> strategy whose answer counts bind (None: free)
                    ) -> pd.DataFrame:
     "Vertices of the exact accuracy-vs-cost frontier (columns mu, cost, accuracy), by cost."
     if isinstance(world, str): world = preset(world, n_requests)
-    tasks = known_tasks(world, n_requests) if isinstance(world, Scenario) else list(world)
+    tasks = known_tasks(world, n_requests, strategies) if isinstance(world, Scenario) else list(world)
     prices = [p for _, t in tasks for p in t.price if p > 0]
     top_mu = 1e6 / min(prices) if prices else 1.0
     low = (top_mu, *_mixture(tasks, top_mu))
@@ -417,6 +433,7 @@ class Benchmark:
     results: dict[str, SimulationResult]  # compare's raw results
     default_policy: str = DEFAULT_POLICY  # the policy `kept_at_half_cost` is about
     settings: dict[str, Any] = field(default_factory=dict)  # what was run (for the report)
+    bound: pd.DataFrame | None = None     # exact frontier under the shipped strategies' answer counts (P15, P17)
 
     def policy_points(self, policy: str, knobs: Sequence[str] = ("bar", "error_price")) -> pd.DataFrame:
         "The (cost, accuracy) points of a policy: its sweep (along `knobs`) and its row in the summary."
@@ -464,6 +481,11 @@ class Benchmark:
                              "max_accuracy": float(self.frontier["accuracy"].max())},
                 "aiq": {name: {"aiq": clean(float(row["aiq"])), "apgr": clean(float(row["apgr"]))}
                         for name, row in self.summary.iterrows()} | {"exact_frontier": self.frontier_aiq()},
+                "frontier_shipped_strategies": None if self.bound is None else {
+                    "at_cost_share": {f"{s:g}": clean(float(v)) for s, v in zip(COST_SHARES, curve_accuracy(
+                        self.bound["cost"], self.bound["accuracy"], np.asarray(COST_SHARES) * self.all_cost))},
+                    "max_accuracy": float(self.bound["accuracy"].max()),
+                    "aiq": clean(area_under(self.bound["cost"], self.bound["accuracy"], self._low(), self.all_cost))},
                 "default_policy": self.default_policy,
                 "default_at_cost_share": {f"{s:g}": clean(float(at.loc[s, self.default_policy])) for s in at.index},
                 "kept_at_half_cost": clean(self.kept_at_half_cost),
@@ -506,7 +528,8 @@ def run_benchmark(scenario: Scenario | str,                # a Scenario or a pre
     sweep = bar_sweep(scenario, strategies, bars, n_requests, sweep_runs, seed, config, prices) if len(bars) or len(prices) else \
         pd.DataFrame(columns=["policy", "knob", "bar", "error_price", "accuracy", "cost", "models_per_request"])
     front = exact_frontier(scenario, n_requests)
-    bench = Benchmark(scenario.name, summary, sweep, front, results)
+    shipped = config.strategies or {t.value: s.value for t, s in default_strategies().items()}
+    bench = Benchmark(scenario.name, summary, sweep, front, results, bound=exact_frontier(scenario, n_requests, shipped))
     all_cost, all_accuracy, low = bench.all_cost, bench.all_accuracy, bench._low()
     front["cost_share"] = front["cost"] / all_cost
     summary["accuracy_share_of_all"] = summary["accuracy"] / all_accuracy
@@ -609,11 +632,18 @@ def format_benchmark(bench: Benchmark) -> str:
         table = bench.summary[columns].round(4).to_string()
         at = bench.at_cost_shares().round(4).to_string()
     ceiling = bench.frontier_aiq()
-    return "\n".join([head, "", table, "",
-                      f"exact frontier (optimal sequential policy on the true accuracies) vs {bench.default_policy}, "
-                      f"by share of always-all's cost:", at, "",
-                      f"exact frontier: AIQ {ceiling['aiq']:.4f}, APGR {ceiling['apgr']:.3f}; "
-                      f"kept at half cost ({bench.default_policy}): {bench.kept_at_half_cost:.2%} of always-all's accuracy"])
+    lines = [head, "", table, "",
+             f"exact frontier (optimal sequential policy on the true accuracies) vs {bench.default_policy}, "
+             f"by share of always-all's cost:", at, "",
+             f"exact frontier: AIQ {ceiling['aiq']:.4f}, APGR {ceiling['apgr']:.3f}; "
+             f"kept at half cost ({bench.default_policy}): {bench.kept_at_half_cost:.2%} of always-all's accuracy"]
+    bound = bench.to_json()["frontier_shipped_strategies"]
+    if bound is not None:
+        half = bound["at_cost_share"]["0.5"]
+        lines.append(f"exact frontier under the shipped strategies (P15, P17): AIQ {bound['aiq']:.4f}, "
+                     f"{half / bench.all_accuracy:.2%} of always-all's accuracy at half its cost" if half is not None else
+                     f"exact frontier under the shipped strategies (P15, P17): AIQ {bound['aiq']:.4f}")
+    return "\n".join(lines)
 
 # %% ../nbs/14a_frontier.ipynb #84fad5a2
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")

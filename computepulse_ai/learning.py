@@ -425,11 +425,12 @@ def update_state(estimator: Estimator,                # the update rule and its 
                  weight=None,                         # AgreementEstimator: weight of each observation (labels count more)
                  labelled=0.0):                       # AgreementEstimator: 1 where the observation is ground truth
     "Apply one observation per (observed) cell of `state`, in place; returns `state`."
-    new = estimator.step(*state, correct) if weight is None else estimator.step(*state, correct, weight, labelled)
-    if observed is None:
-        for k, values in enumerate(new): state[k] = values
-    else:
-        for k, values in enumerate(new): np.copyto(state[k], values, where=observed)
+    fields = tuple(state)   # views: a field the step returns untouched is the very same object
+    new = estimator.step(*fields, correct) if weight is None else estimator.step(*fields, correct, weight, labelled)
+    for k, values in enumerate(new):
+        if values is fields[k]: continue   # a field the step leaves as it is (the call counts): nothing to write
+        if observed is None: state[k] = values
+        else: np.copyto(state[k], values, where=observed)
     return state
 
 

@@ -7,11 +7,14 @@ Docs: https://computepulse.github.io/computepulse-ai/merging.html.md"""
 # %% ../nbs/07_merging.ipynb #4e3b8cea
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import math
+from collections.abc import Callable, Mapping, Sequence   # not typing's aliases: their isinstance costs ~1 µs
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,8 +24,9 @@ from .core import MergedResult, Provenance, get_logger
 # %% auto #0
 __all__ = ['log', 'MIN_WEIGHT', 'DEFAULT_KEY_FIELDS', 'DEFAULT_TOLERANCES', 'weighted_vote', 'majority_vote', 'cluster_numbers',
            'weighted_mean', 'weighted_median', 'is_missing', 'as_number', 'category_of', 'default_normalise',
-           'field_key', 'MergeSpec', 'canonical_normalisers', 'default_merge_spec', 'merge_records', 'merge_scalars',
-           'merge_answers', 'reliability_to_weight', 'truth_discovery_labels', 'truth_discovery']
+           'field_key', 'MergeSpec', 'canonical_normalisers', 'default_merge_spec', 'KeyedAnswer', 'same_record',
+           'shared_answer_tables', 'keyed_answer', 'merge_records', 'merge_scalars', 'merge_answers',
+           'reliability_to_weight', 'truth_discovery_labels', 'truth_discovery']
 
 # %% ../nbs/07_merging.ipynb #e30acfbf
 log = get_logger("merging")
@@ -203,6 +207,90 @@ def default_merge_spec(data_type: str,                                    # gpu,
     options.update(overrides)
     return MergeSpec(**options)
 
+# %% ../nbs/07_merging.ipynb #1e85e2b7
+_PLAIN = frozenset({str, int, float, bool, type(None)})   # values whose equality (same type) implies agreement
+
+
+class KeyedAnswer:
+    "One answer's records keyed once for a spec: the key per record, the first position per key, and per-record signatures."
+    __slots__ = ("records", "key", "key_fields", "keys", "first", "points", "unique", "_signatures")
+
+    def __init__(self, records: Sequence[Any],  # the answer: a list of records (non-records are kept, never keyed)
+                 spec: MergeSpec):              # whose `key` and `key_fields` the table is for
+        self.records, self.key, self.key_fields = records, spec.key, tuple(spec.key_fields)
+        keys: list[str | None] = []
+        first: dict[str, int] = {}
+        points = 0
+        for position, record in enumerate(records):
+            k = None
+            if record.__class__ is dict or isinstance(record, Mapping):
+                points += 1
+                k = spec.key(record)
+                if k is not None and k not in first: first[k] = position
+            keys.append(k)
+        self.keys, self.first, self.points = keys, first, points   # points: how many records are objects
+        self.unique = len(first) == sum(k is not None for k in keys)   # no key reported twice
+        self._signatures: list[tuple | None] | None = None
+
+    def fits(self, spec: MergeSpec) -> bool:
+        "Whether the table was keyed the way `spec` keys records."
+        return self.key is spec.key and self.key_fields == tuple(spec.key_fields)
+
+    @property
+    def signatures(self) -> list[tuple | None]:
+        "Per record: its non-key fields as (name, type, value, ...) when all are plain values, else None (built on first use)."
+        if self._signatures is None:
+            skip = set(self.key_fields)
+            out: list[tuple | None] = []
+            for k, record in zip(self.keys, self.records):
+                signature: list | None = None
+                if k is not None:
+                    signature = []
+                    for name, value in record.items():
+                        if name in skip: continue
+                        if value.__class__ not in _PLAIN:
+                            signature = None
+                            break
+                        signature += (name, value.__class__, value)
+                out.append(tuple(signature) if signature is not None else None)
+            self._signatures = out
+        return self._signatures
+
+
+def same_record(a: Any, b: Any) -> bool:
+    "Whether two records hold the same fields in the same order, each value plain and of the same type and equal: one can stand for the other."
+    if a.__class__ is not dict or b.__class__ is not dict or len(a) != len(b): return False
+    kinds = list(map(type, a.values()))
+    if not _PLAIN.issuperset(kinds) or kinds != list(map(type, b.values())): return False
+    if list(a) != list(b) or a != b: return False      # plain values of the same types: == is exact but for signed zeros
+    return 0.0 not in a.values() or all(v != 0.0 or math.copysign(1.0, v) == math.copysign(1.0, w)
+                                        for v, w in zip(a.values(), b.values()))
+
+
+_TABLES: contextvars.ContextVar[dict[int, KeyedAnswer] | None] = contextvars.ContextVar("answer_tables", default=None)
+
+
+@contextlib.contextmanager
+def shared_answer_tables():
+    "A scope (one request) in which `keyed_answer` builds each answer's table once and finds it again."
+    token = _TABLES.set({})
+    try: yield
+    finally: _TABLES.reset(token)
+
+
+def keyed_answer(answer: Any,                # a list of records (anything else: None)
+                 spec: MergeSpec | None,     # the spec to key it by
+                 ) -> KeyedAnswer | None:
+    "The table of `answer` inside a `shared_answer_tables()` scope (built on first use); None outside one."
+    tables = _TABLES.get()
+    if tables is None or spec is None or not (answer.__class__ is list or isinstance(answer, (list, tuple))): return None
+    found = tables.get(id(answer))
+    if found is not None and found.records is answer and found.fits(spec): return found
+    try: table = KeyedAnswer(answer, spec)
+    except Exception: return None             # a key that cannot be built: the plain path raises where it always did
+    tables[id(answer)] = table                # the table holds the answer, so its id is not reused in the scope
+    return table
+
 # %% ../nbs/07_merging.ipynb #66aefeb0
 def _weights_for(models: Sequence[str], weights: Mapping[str, float], default: float, notes: list[str]) -> dict[str, float]:
     "Each model's confidence, clipped to [0, 1]; a note for models without one."
@@ -371,6 +459,13 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
     merged, provenance, record_conf = [], [], []
     pending = []   # disputed fields, voted in one batch below: (record, record index, key, field, members, labels)
     key_fields = tuple(spec.key_fields)
+    shown: dict[tuple[str, Any], Any] = {}
+    backings: dict[tuple[str, ...], tuple[dict[str, float], list]] = {}
+
+    def shown_of(name: str, value: Any) -> Any:
+        found = _shown(spec, name, value)
+        if value.__class__ is str: shown[(name, value)] = found
+        return found
     for k, group in groups.items():
         reporters = [m for m in order if m in group] if len(group) > 1 else list(group)
         share = min(sum([weight_of[m] for m in reporters]) / total_w, 1.0) if total_w > 0 else 0.0
@@ -378,9 +473,12 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
             notes.append(f"dropped {k!r}: reported by {reporters} only (support rule: at least "
                          f"{spec.min_supporters} model(s), share >= {spec.min_support_share:g})")
             continue
-        absent = {m: conf[m] for m in order if m not in group}
-        provenance.append(_provenance(k, {m: conf[m] for m in reporters},
-                                      [{"value": None, "supporters": absent}] if absent else [], share))
+        backing = backings.get(tuple(reporters))   # one supporters dict (and absent list) per set of reporters, shared
+        if backing is None:
+            absent = {m: conf[m] for m in order if m not in group}
+            backing = backings[tuple(reporters)] = ({m: conf[m] for m in reporters},
+                                                    [{"value": None, "supporters": absent}] if absent else [])
+        provenance.append(_provenance(k, backing[0], backing[1], share))
         if k in extra:                                           # a model reported this entity more than once
             out, lowest = _settle_duplicates(k, group, extra[k], reporters, conf, weight_of, spec, agreement,
                                              track_agreement, provenance)
@@ -392,14 +490,22 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
             continue
         records = [group[m] for m in reporters]
         top = records[0]
-        out = {name: _shown(spec, name, top.get(name)) for name in key_fields}
+        disputed = len(pending)
+        out = {}
+        for name in key_fields:
+            value = top.get(name)
+            try: out[name] = shown[(name, value)]                    # each name's display form looked up once per merge
+            except (KeyError, TypeError): out[name] = shown_of(name, value)
         names = [name for name in top if name not in out]
         for record in records[1:]:
             if record.keys() != top.keys(): names.extend(f for f in record if f not in out and f not in names)
+        same = records.count(top) == len(records)                    # every reporter gave the same record (the common case)
         for name in names:
-            values = [record.get(name) for record in records]
-            first = values[0]
-            if values.count(first) == len(values):                   # unanimous (the common case)
+            if same: first = top[name]
+            else:
+                values = [record.get(name) for record in records]
+                first = values[0]
+            if same or values.count(first) == len(values):           # unanimous
                 if first is None or (first.__class__ is float and first != first) or (
                         first.__class__ is str and not first.strip()):
                     out[name] = None; continue
@@ -428,6 +534,7 @@ def _merge_records(answers: Mapping[str, Any], weights: Mapping[str, float], spe
                     for m, _ in members: agreement[m][0] += 1; agreement[m][1] += 1
                 continue
             pending.append((out, len(record_conf), k, name, members, labels))
+        if len(pending) == disputed and same_record(out, top): out = top   # as the most trusted reporter gave it: no copy
         merged.append(out)
         all_wrong = 1.0
         for m in reporters: all_wrong *= 1.0 - conf[m]

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import math
+import sys
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -26,20 +27,22 @@ from .config import Config, ConfigManager, configure_logging
 from .core import (ComputePulseError, InvalidFieldError, MergedResult, ModelSpec, Request, Response, RoutingStrategy,
                                   TaskType, current_request_id, get_logger)
 from .execution import AllModelsFailedError, ExecutionResult, ParallelExecutor, request_deadline
-from .feedback import Correction, FeedbackLoop, Verdict, answer_accuracy
+from .feedback import Correction, FeedbackLoop, Verdict, answer_accuracy, answer_agreement
 from .decision import (STRATEGY_PRESETS, Posterior, Preset, answer_posterior, call_gain, decision_reliability, log_odds,
                        merge_weights, next_call, open_questions)
 from .learning import AgreementEstimator, BetaEstimator, EwmaEstimator, LearningEngine
-from .merging import MergeSpec, merge_answers, merge_scalars, truth_discovery
+from .merging import MergeSpec, merge_answers, merge_scalars, shared_answer_tables, truth_discovery
 from .routing import AdaptiveRouter, NoRoutableModelError, RouterConfig, RoutingDecision
 from .storage import (Durability, HistoryLog, RetentionPolicy, StorageManager, atomic_write_bytes,
                                      read_state_file)
 from .tracking import PerformanceTracker, RequestRecord, answer_digest, answer_values, call_entry
-from .validation import ValidationResult, ValidationRules, merge_spec, normalise_answers, validate
+from .validation import (ValidationResult, ValidationRules, merge_spec, normalise_answers, normalised_answer,
+                                        validate)
 
 # %% auto #0
-__all__ = ['log', 'ProcessResult', 'estimator_from_config', 'router_config_from', 'rules_from_config', 'merge_spec_from_config',
-           'AnswerGroups', 'agreement_groups', 'RequestPlan', 'classifier_from_state', 'AIOrchestrator']
+__all__ = ['log', 'YIELD_RECORDS', 'ProcessResult', 'estimator_from_config', 'router_config_from', 'rules_from_config',
+           'merge_spec_from_config', 'AnswerGroups', 'agreement_groups', 'RequestPlan', 'classifier_from_state',
+           'AIOrchestrator']
 
 # %% ../nbs/11_orchestrator.ipynb #b32a24a1
 log = get_logger("computepulse_ai.orchestrator")
@@ -133,10 +136,11 @@ class AnswerGroups:
         self._added += 1
         for group in self.groups:
             ref = group[0][1]
+            forward, backward = answer_agreement(answer, ref, self.spec)   # both ways in one pass over the records
             self.comparisons += 1
-            if answer_accuracy(answer, ref, self.spec)[0] < self.share: continue
+            if forward < self.share: continue
             self.comparisons += 1
-            if answer_accuracy(ref, answer, self.spec)[0] >= self.share:
+            if backward >= self.share:
                 group.append((model, answer))
                 return
         self.groups.append([(model, answer)])
@@ -237,6 +241,22 @@ def classifier_from_state(state: Any,              # the parsed classifier_state
     return restored
 
 # %% ../nbs/11_orchestrator.ipynb #91877d1e
+def _intern_texts(data: Any) -> None:
+    "Each short text value of the answer's records replaced by its interned copy (in place, an equal value): held results share it."
+    for record in data if data.__class__ is list else (data,):
+        if record.__class__ is dict:
+            for name, value in record.items():
+                if value.__class__ is str and len(value) <= 64: record[name] = sys.intern(value)
+
+
+YIELD_RECORDS = 50   # answers holding more records than this make a stage long enough to yield the loop after it
+
+
+def _heavy(answers: Mapping[str, Any]) -> bool:
+    "Whether a request's answers are big enough for its stages to yield the event loop between them (loop lag)."
+    return sum(len(a) for a in answers.values() if isinstance(a, (list, tuple))) > YIELD_RECORDS
+
+
 class AIOrchestrator:
     "Runs requests through the whole pipeline and keeps what it learns."
 
@@ -485,7 +505,8 @@ class AIOrchestrator:
             if cfg["cache.enabled"] and (hit := self.cache.get(key)) is not None:
                 self._from_cache(result, hit)
                 return result
-            await self._execute_merge_learn(request, decision, result, cfg)
+            with shared_answer_tables():   # each answer keyed once, shared by grouping, merging and feedback
+                await self._execute_merge_learn(request, decision, result, cfg)
             if result.success and cfg["cache.enabled"] and not result.merged.needs_review:
                 # what a hit serves, not the responses and verdicts: 256 full results would hold ~30 MB (issue 11's RSS)
                 self.cache.put(key, ProcessResult(request, data=result.data, merged=result.merged, validation=result.validation),
@@ -523,7 +544,8 @@ class AIOrchestrator:
             if response.model not in normalised:
                 data = response.data if response.data is not None else (response.text.strip() or None)
                 if data_type and data is not None:
-                    try: data = normalise_answers({response.model: data}, data_type, self.rules)[0][response.model]
+                    _intern_texts(data)   # names and units every answer repeats: one string object each, across requests
+                    try: data = normalised_answer(data, data_type, self.rules)   # unchanged records: not copied
                     except Exception as e: log.warning("normalising %s failed: %s", response.model, e)
                 normalised[response.model] = data
             return normalised[response.model]
@@ -565,7 +587,8 @@ class AIOrchestrator:
             self._maybe_save(cfg)
             return
         answers = {r.model: answer_of(r) for r in successes}
-        await asyncio.sleep(0)   # between CPU-heavy stages other requests' timers and reads run (loop lag)
+        heavy = _heavy(answers)
+        if heavy: await asyncio.sleep(0)   # between CPU-heavy stages other requests' timers and reads run (loop lag)
         weights = plan.merge_weights()
         p_right = float(posterior.p_right[0])
         accepted, accepted_share, learn = None, None, False
@@ -580,7 +603,7 @@ class AIOrchestrator:
             result.error = f"merging failed: {type(e).__name__}: {e}"
             log.error(result.error)
         if data_type and result.merged is not None:
-            await asyncio.sleep(0)
+            if heavy: await asyncio.sleep(0)
             try:
                 result.validation = validation = validate(result.merged, data_type, self.rules)
                 accepted = validation.accepted if data_type != "grid_load" else (validation.accepted[0] if validation.accepted else None)
@@ -597,7 +620,7 @@ class AIOrchestrator:
                 log.error(result.error)
                 accepted, learn = None, False
         result.data = accepted if result.error is None else None
-        await asyncio.sleep(0)
+        if heavy: await asyncio.sleep(0)
         # every response gets its performance record, whatever happened above (P1); scores move only on a sound result
         result.verdicts = self.feedback.after_validation(request.id, task, responses, answers, accepted, spec,
                                                          accepted_share, learn=learn,
@@ -674,7 +697,7 @@ class AIOrchestrator:
     async def _record_request(self, result: ProcessResult) -> None:
         "Append the request record (with the score entries it changed: the WAL), then wait for the group commit."
         request = result.request
-        await asyncio.sleep(0)   # encoding the record is the last CPU-heavy stage of a request
+        if _heavy(result.normalised): await asyncio.sleep(0)   # encoding a big record is the last CPU-heavy stage
         if self.storage.degraded and "storage" not in result.degraded: result.degraded.append("storage")
         if request.task_type is not None:
             validation = result.validation
@@ -693,7 +716,8 @@ class AIOrchestrator:
                 calls=calls, merged_digest=answer_digest(result.data) if decision and result.success else None,
                 merged_values=answer_values(result.data) if decision and result.success else None,
                 shed=result.shed, queue_s=result.queue_s))
-        if not await asyncio.wrap_future(self.storage.commit()) and "storage" not in result.degraded:
+        ack = self.storage.commit()   # "batch" durability: already settled; awaiting it would cost a loop round trip
+        if not (ack.result() if ack.done() else await asyncio.wrap_future(ack)) and "storage" not in result.degraded:
             result.degraded.append("storage")   # the records wait in memory until the disk works again
 
     def _logged_answer(self, response: Response, data_type: str | None):

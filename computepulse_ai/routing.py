@@ -78,6 +78,7 @@ class Selection:
     quality_forced: np.ndarray  # (...) bool: over the cost limit because no selection within it meets the minimum quality
     qualified: np.ndarray       # (..., models) bool: score >= bar and eligible
     eligible: np.ndarray        # (..., models) bool: enabled with a finite score
+    explorable: np.ndarray | None = None  # (..., models) bool: eligible models whose observation could change this selection
 
 
 def _meets_quality(chosen, scores, qualified, n_qualified, min_size, threshold, n_classes):
@@ -129,7 +130,7 @@ def select(scores,                  # (..., models) learned (or sampled) scores 
         order = candidate_order(scores, costs, latencies, eligible, qualified, cheapest_first, failure_rate)
         count = np.minimum(size, n_qualified)
     count = np.minimum(np.maximum(count, min_size), n_eligible)
-    rank = np.argsort(order, axis=-1)  # position of each model in the candidate order
+    rank = _positions(order)  # position of each model in the candidate order
     chosen = (rank < np.expand_dims(count, -1)) & eligible
     costs_b = expand(np.asarray(costs, dtype=float), chosen.shape)
     spent = np.where(chosen, costs_b, 0.0).sum(-1)
@@ -145,7 +146,19 @@ def select(scores,                  # (..., models) learned (or sampled) scores 
         spent = np.where(chosen, costs_b, 0.0).sum(-1)
     if adaptive: below_bar = agreement_confidence(scores, eligible, n_classes) < threshold
     else: below_bar = (chosen > qualified).any(-1)
-    return Selection(order, chosen, chosen.sum(-1), spent, below_bar, quality_forced, qualified, eligible)
+    explorable = eligible
+    if cheapest_first:   # one qualified answer is bought from the cheapest qualified model: only a cheaper one can take its place
+        settled = (chosen & qualified).any(-1, keepdims=True)
+        explorable = eligible & (~settled | (costs_b < np.expand_dims(spent, -1)))
+    return Selection(order, chosen, chosen.sum(-1), spent, below_bar, quality_forced, qualified, eligible, explorable)
+
+
+def _positions(order: np.ndarray) -> np.ndarray:
+    "The inverse permutation of each row of `order` (= np.argsort(order, -1)): a scatter for many runs (~2.5× faster than sorting), argsort for a few."
+    if order.ndim != 2 or order.shape[0] < 64: return np.argsort(order, axis=-1)
+    rank = np.empty_like(order)
+    rank[np.arange(order.shape[0])[:, None], order] = np.arange(order.shape[1])
+    return rank
 
 
 def _agreement_one(scores: list[float], n_classes: float) -> float:
@@ -205,8 +218,11 @@ def _select_one(scores, costs, latencies, enabled, threshold, cost_limit, size, 
     if adaptive: below_bar = _agreement_one([s[i] for i in range(m) if eligible[i]], n_classes) < threshold
     else: below_bar = any(chosen[i] and not qualified[i] for i in range(m))
     chosen_a = np.array(chosen)
+    explorable = eligible
+    if cheapest_first and any(chosen[i] and qualified[i] for i in range(m)):   # only a cheaper model can take its place
+        explorable = [eligible[i] and c[i] < spent for i in range(m)]
     return Selection(np.array(order), chosen_a, np.int64(sum(chosen)), np.float64(spent), np.bool_(below_bar),
-                     np.bool_(False), np.array(qualified), np.array(eligible))
+                     np.bool_(False), np.array(qualified), np.array(eligible), np.array(explorable))
 
 # %% ../nbs/05_routing.ipynb #6443dcd0
 def explore(chosen, eligible, sample_counts, costs, spent, cost_limit, epsilon: float, below_samples: float,
@@ -374,7 +390,7 @@ class AdaptiveRouter:
             picked = select(scores, costs, self._latencies, self._enabled, **kwargs)
             probabilities = picked.chosen.astype(float)
             if config.exploration == "epsilon" and config.epsilon > 0:   # ε-greedy over rarely-tried models that fit the limit
-                fits = picked.eligible & ~picked.chosen & (state[1] < config.explore_below_samples) & \
+                fits = picked.explorable & ~picked.chosen & (state[1] < config.explore_below_samples) & \
                     (float(picked.expected_cost) + costs <= limit)
                 explore_candidates = np.flatnonzero(fits).tolist()
                 if explore_candidates: probabilities = probabilities + np.where(fits, config.epsilon / len(explore_candidates), 0.0)

@@ -11,20 +11,21 @@ import functools
 import math
 import re
 import statistics
+from collections.abc import Callable, Mapping, Sequence   # not typing's aliases: their isinstance costs ~1 µs
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from .canonical import PROVIDER_ALIASES, Canonicaliser, GpuName
 from .core import InvalidFieldError, MergedResult, Provenance, get_logger
-from .merging import MergeSpec, default_merge_spec, field_key
+from .merging import MergeSpec, default_merge_spec, field_key, same_record
 
 
 # %% auto #0
 __all__ = ['log', 'DATA_TYPES', 'DEFAULT_PROVIDER_ALIASES', 'CHINESE_PROVIDERS', 'MISSING_MARKERS', 'GPU_PRICE_BANDS',
            'TOKEN_PRICE_BANDS', 'NO_CONSUMER_GPUS', 'GPU_CONTEXT_PROVIDERS', 'PRICE_FIELDS', 'NUMBER_FIELDS',
            'ValidationRules', 'canonical_provider', 'split_gpu', 'Amount', 'parse_amount', 'Normalised',
-           'normalise_record', 'reconcile_units', 'record_key', 'merge_spec', 'normalise_answers', 'RecordOutcome',
-           'ValidationResult', 'validate']
+           'normalise_record', 'reconcile_units', 'record_key', 'merge_spec', 'normalised_answer', 'normalise_answers',
+           'RecordOutcome', 'ValidationResult', 'validate']
 
 # %% ../nbs/08_validation.ipynb #c83720b5
 log = get_logger("validation")
@@ -146,6 +147,9 @@ class ValidationRules:
                              for k, v in {**bands["token_price_bands"], **bands["extra_token_price_bands"]}.items()}
         self._markers = {m.casefold() for m in self.missing_markers}
         self._normalised: dict[tuple, Normalised] = {}      # memo of _normalise: (data type, record items) -> result
+        self._checked: dict[tuple, tuple[Normalised, tuple[str, ...]]] = {}   # memo of _checked: ... -> (result, errors)
+        self._keys: dict[str, Callable[[Mapping[str, Any]], str | None]] = {}  # record_key per data type
+        self._band_of: dict[tuple[str, str], tuple[tuple[float, float], str]] = {}  # gpu_band / token_band per spelling
         self._rates = {"USD": 1.0, "CNY": 1.0 / self.cny_per_usd, **{k.upper(): float(v) for k, v in self.usd_rates.items()}}
 
     @property
@@ -155,15 +159,22 @@ class ValidationRules:
 
     def gpu_band(self, gpu: Any) -> tuple[tuple[float, float], str]:
         "The plausible USD/GPU-h band of a GPU and what it is (its class, or the global range)."
+        found = self._band_of.get(("gpu", gpu)) if gpu.__class__ is str else None   # each spelling looked up once
+        if found is not None: return found
         name = self._canon.name("gpu", gpu) if isinstance(gpu, str) else None
-        if name in self._gpu_bands: return self._gpu_bands[name], f"the {name} band"
-        return self.gpu_price_range, "the accepted range"
+        found = (self._gpu_bands[name], f"the {name} band") if name in self._gpu_bands else (self.gpu_price_range, "the accepted range")
+        if gpu.__class__ is str and len(self._band_of) < 10_000: self._band_of[("gpu", gpu)] = found
+        return found
 
     def token_band(self, model: Any) -> tuple[tuple[float, float], str]:
         "The plausible USD/1M-token band of an LLM and what it is (its own, or the global range)."
+        found = self._band_of.get(("model", model)) if model.__class__ is str else None
+        if found is not None: return found
         name = self._canon.name("model", model) if isinstance(model, str) else None
-        if name in self._token_bands: return self._token_bands[name], f"the {name} band"
-        return self.token_price_range, "the accepted range"
+        found = ((self._token_bands[name], f"the {name} band") if name in self._token_bands
+                 else (self.token_price_range, "the accepted range"))
+        if model.__class__ is str and len(self._band_of) < 10_000: self._band_of[("model", model)] = found
+        return found
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "ValidationRules":
@@ -268,6 +279,12 @@ _PER_THOUSAND = re.compile(r"1\s*k\b|1,?000\s*tokens|千", re.I)
 
 def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> Normalised:
     "The normalised record, memoised per rules: the same record (an unchanged offer, hour after hour) is read once."
+    found = _normalise_memo(record, data_type, rules)
+    return Normalised(dict(found.record), list(found.notes), list(found.warnings), dict(found.missing))
+
+
+def _normalise_memo(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> Normalised:
+    "The memo's own entry (never to be changed: `_normalise` hands out copies), or a fresh result for unhashable records."
     try:
         memo_key = (data_type, tuple(record.items()))
         found = rules._normalised.get(memo_key)
@@ -277,7 +294,7 @@ def _normalise(record: Mapping[str, Any], data_type: str, rules: ValidationRules
         found = _normalise_fresh(record, data_type, rules)
         if len(rules._normalised) >= 10_000: rules._normalised.clear()
         rules._normalised[memo_key] = found
-    return Normalised(dict(found.record), list(found.notes), list(found.warnings), dict(found.missing))
+    return found
 
 
 def _normalise_fresh(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> Normalised:
@@ -516,10 +533,13 @@ def reconcile_units(answers: Mapping[str, Any],   # model -> its normalised answ
     rows = _price_rows(answers, data_type, rules)
     by_entity: dict[tuple[str, str], list[_Row]] = {}
     for row in rows: by_entity.setdefault((row.key, row.name), []).append(row)
+    uniform = {entity for entity, members in by_entity.items()   # every model gives the same finite value: nothing to undo
+               if math.isfinite(members[0].value) and all(r.value == members[0].value for r in members)}
     out = {m: list(a) if isinstance(a, (list, tuple)) else a for m, a in answers.items()}
     notes: list[str] = []
     changed: set[tuple[str, int]] = set()
     for row in rows:
+        if (row.key, row.name) in uniform: continue
         others = [r.value for r in by_entity[(row.key, row.name)] if r.model != row.model]
         if not others: continue
         reference = statistics.median(others)
@@ -564,7 +584,9 @@ def record_key(data_type: str,                       # gpu or token (grid_load h
                ) -> Callable[[Mapping[str, Any]], str | None]:
     "A key function for `merging.MergeSpec`: the record's canonical entity (provider, region, GPU / model) joined by '|'."
     rules = rules or _DEFAULT_RULES()
-    return default_merge_spec(data_type, canonicaliser=rules.canonicaliser).key
+    found = rules._keys.get(data_type)          # one key function per rules: its cache of keys outlives the request
+    if found is None: found = rules._keys[data_type] = default_merge_spec(data_type, canonicaliser=rules.canonicaliser).key
+    return found
 
 
 def merge_spec(data_type: str, rules: ValidationRules | None = None, **overrides) -> MergeSpec:
@@ -574,6 +596,22 @@ def merge_spec(data_type: str, rules: ValidationRules | None = None, **overrides
     if data_type in ("gpu", "token"): options["prepare"] = functools.partial(reconcile_units, data_type=data_type, rules=rules)
     options.update(overrides)
     return default_merge_spec(data_type, **options)
+
+
+def normalised_answer(answer: Any,       # one model's answer (list of records, one record or anything else)
+                      data_type: str,    # gpu, token or grid_load
+                      rules: ValidationRules | None = None,
+                      ) -> Any:
+    "`normalise_answers` of one answer without its notes; a record normalisation leaves as it was stays the model's own object."
+    rules = rules or ValidationRules()
+
+    def one(record: Mapping[str, Any]) -> dict[str, Any]:
+        made = _normalise_memo(record, data_type, rules).record
+        return record if same_record(made, record) else dict(made)
+    if answer.__class__ is dict or isinstance(answer, Mapping): return one(answer)
+    if isinstance(answer, (list, tuple)):
+        return [one(record) if record.__class__ is dict or isinstance(record, Mapping) else record for record in answer]
+    return answer
 
 
 def normalise_answers(answers: Mapping[str, Any],  # model -> its answer (list of records, one record or None)
@@ -700,8 +738,30 @@ def _check_grid(n: Normalised, rules: ValidationRules, errors: list[str], warnin
 
 _CHECKS = {"gpu": _check_gpu, "token": _check_token, "grid_load": _check_grid}
 
+
+def _checked(record: Mapping[str, Any], data_type: str, rules: ValidationRules) -> tuple[Normalised, list[str]]:
+    "The normalised record after its data type's checks, and their errors; memoised per rules for gpu and token, whose checks only read the record."
+    memo_key = None
+    if data_type != "grid_load":                 # the grid check fills in estimated_gw: run it afresh every time
+        try:
+            memo_key = (data_type, tuple(record.items()))
+            found = rules._checked.get(memo_key)
+        except (TypeError, AttributeError):      # unhashable values, or not a mapping: check it afresh
+            memo_key, found = None, None
+        if found is not None:
+            done, errors = found
+            return Normalised(dict(done.record), list(done.notes), list(done.warnings), dict(done.missing)), list(errors)
+    normalised = _normalise(record, data_type, rules)
+    errors: list[str] = []
+    _CHECKS[data_type](normalised, rules, errors, normalised.warnings)
+    if memo_key is not None:
+        if len(rules._checked) >= 10_000: rules._checked.clear()
+        rules._checked[memo_key] = (Normalised(dict(normalised.record), list(normalised.notes), list(normalised.warnings),
+                                               dict(normalised.missing)), tuple(errors))
+    return normalised, errors
+
 # %% ../nbs/08_validation.ipynb #7f575e6f
-@dataclass
+@dataclass(slots=True)   # no per-outcome __dict__: a held result keeps one outcome per record
 class RecordOutcome:
     "What validation decided about one input record."
     index: int                                   # position in the input
@@ -780,6 +840,7 @@ def _supporters_of(record: Mapping[str, Any] | None, data_type: str, key_fn, pro
     key = key_fn(record) or ""
     found = provenance.get(key)
     if not found: return {}
+    if key not in field_provenance: return found.supporters   # no field disputed: the key's supporters, shared
     supporters = dict(found.supporters)
     for disputed in field_provenance.get(key, ()):       # models outvoted on a field did not supply the accepted values
         for alternative in disputed.alternatives:
@@ -824,9 +885,10 @@ def validate(data: Any,                               # list of records, one rec
             outcome.errors.append(f"record is {type(original).__name__} {_short(original)}, not a JSON object")
         else:
             try:
-                normalised = _normalise(original, data_type, rules)
+                normalised, errors = _checked(original, data_type, rules)
+                if same_record(normalised.record, original): normalised.record = original   # nothing changed: no copy
                 outcome.record, outcome.notes, outcome.warnings = normalised.record, normalised.notes, normalised.warnings
-                _CHECKS[data_type](normalised, rules, outcome.errors, outcome.warnings)
+                outcome.errors += errors
                 outcome.supporters = _supporters_of(outcome.record, data_type, key_fn, by_key, by_record, outcome.errors)
                 if before and not outcome.errors: _check_jump(outcome, before, data_type, key_fn, rules)
             except Exception as error:          # a rule tripped over an input we did not foresee: reject, keep going
@@ -878,6 +940,7 @@ def _check_jump(outcome: RecordOutcome, before: Mapping[str, Mapping[str, float]
         if backers >= 2:
             outcome.notes.append(f"{text}; {backers} models agree on the new value")
         elif rules.jump_action == "keep_previous":
+            if rec is outcome.original: outcome.record = rec = dict(rec)   # shared with the input: changed on a copy
             rec[name] = was
             outcome.notes.append(f"{text} with {backers} model(s) behind it; kept the previous value (a move beyond "
                                  f"×{rules.max_change_factor:g} in an hour needs two models' agreement)")

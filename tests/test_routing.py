@@ -330,3 +330,30 @@ def test_dual_on_near_equal_scores_takes_the_cheap_pair():
     engine.state[1, :, 2] = 100
     d = router_for(specs, engine, exploration="none").route(TaskType.DATA_VALIDATION, 1.0, 0.95)
     assert sorted(d.models) == ["deepseek", "qwen"] and d.reserves == ["doubao"]
+
+
+def test_single_fast_explores_only_what_could_take_the_cheapest_qualified_models_place():
+    # issue 13: a SINGLE_FAST request is served by the cheapest qualified model; a dearer model's record cannot change
+    # that, so exploring it is a call that teaches nothing the router would use (and a lone answer teaches nothing, so
+    # a dearer model never reached explore_below_samples and was explored for good)
+    specs = [ModelSpec("cheap", "simulated", input_price=0.1, output_price=0.1),
+             ModelSpec("mid", "simulated", input_price=1.0, output_price=1.0),
+             ModelSpec("dear", "simulated", input_price=3.0, output_price=3.0),
+             ModelSpec("cheaper", "simulated", input_price=0.05, output_price=0.05)]
+    engine = LearningEngine([s.name for s in specs])
+    engine.state[0, :, 0] = [0.9, 0.5, 0.5, 0.5]       # only "cheap" meets the bar; the others are barely known
+    engine.state[1, :, 0] = [50, 1, 1, 1]
+    d = router_for(specs, engine, epsilon=0.5).route(TaskType.SIMPLE_QUERY, 1.0, 0.8)
+    assert without_explored(d) == ["cheap"]
+    explored = {m for m, p in d.probabilities.items() if p > 0 and m != "cheap"}
+    assert explored == {"cheaper"}
+    costs = np.array([s.cost_usd(1500, 1500) for s in specs])
+    one = select(engine.state[0, :, 0], costs, np.ones(4), np.ones(4, bool), 0.8, cheapest_first=True)
+    many = select(np.broadcast_to(engine.state[0, :, 0], (2, 4)), costs, np.ones(4), np.ones(4, bool), 0.8, cheapest_first=True)
+    assert one.explorable.tolist() == [False, False, False, True] and many.explorable.tolist() == [[False, False, False, True]] * 2
+    # nothing qualified yet: everything may be explored (the chosen model is only the best available)
+    engine.state[0, 0, 0] = 0.6
+    unsure = router_for(specs, engine, epsilon=0.5).route(TaskType.SIMPLE_QUERY, 1.0, 0.8)
+    assert sum(p > 0 for p in unsure.probabilities.values()) == 4
+    # a multi-model strategy keeps every eligible model explorable
+    assert select(engine.state[0, :, 0], costs, np.ones(4), np.ones(4, bool), 0.8, size=2, min_size=2).explorable.all()

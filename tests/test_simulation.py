@@ -353,3 +353,25 @@ def test_kept_at_half_cost_reads_both_sweeps_and_reports_the_bar_sweep_alone():
     both, bars = payload["kept_at_half_cost"], payload["kept_at_half_cost_bar_sweep_only"]
     assert both is None or bars is None or both >= bars - 1e-12       # more points: the hull is never lower
     json.dumps(payload, allow_nan=False)                                # standard JSON (inf prices are null)
+
+
+def test_the_exact_frontier_under_the_shipped_strategies_binds_p15_and_p17():
+    # issue 13: the ceiling of the shipped per-task default (one answer per simple query, two or more per data
+    # validation) is lower than the free frontier; simulate --json reports it next to the free one
+    scenario = preset("computepulse")
+    shipped = {"simple_query": "SINGLE_FAST", "data_validation": "DUAL_VALIDATION"}
+    for weight, task in fr.known_tasks(scenario, strategies=shipped):
+        policy = fr.solve(task, 0.0)
+        answers = {sum(len(c) for c in state[1]) for state, move in policy.decisions.items() if move is None}
+        if task.max_answers == 1: assert answers <= {0, 1}          # 0: every model failed
+        if task.min_answers == 2:   # it stops short of two answers only when every model has been called
+            assert all(sum(len(c) for c in s[1]) >= 2 or bin(s[0]).count("1") == task.n_models
+                       for s, m in policy.decisions.items() if m is None)
+    free, bound = fr.exact_frontier(scenario), fr.exact_frontier(scenario, strategies=shipped)
+    all_cost, all_accuracy = fr.always_all(fr.known_tasks(scenario))
+    shares = np.array([0.4, 0.5, 0.55])
+    at_free = fr.curve_accuracy(free["cost"], free["accuracy"], shares * all_cost)
+    at_bound = fr.curve_accuracy(bound["cost"], bound["accuracy"], shares * all_cost)
+    assert (at_bound < at_free).all()
+    np.testing.assert_allclose(at_bound / all_accuracy, [0.9578, 0.9837, 0.9934], atol=0.001)
+    assert bound["accuracy"].max() < all_accuracy - 0.004
