@@ -24,7 +24,7 @@ from .tracking import PerformanceTracker
 
 # %% auto #0
 __all__ = ['log', 'CORRECTION_KINDS', 'OUR_FAULT', 'model_at_fault', 'values_agree', 'record_agrees', 'answer_accuracy',
-           'answer_agreement', 'Verdict', 'Correction', 'FeedbackLoop']
+           'answer_agreement', 'Verdict', 'Correction', 'record_classes', 'record_posterior', 'FeedbackLoop']
 
 # %% ../nbs/10_feedback.ipynb #0a15e1a6
 log = get_logger("computepulse_ai.feedback")
@@ -151,6 +151,59 @@ class Correction(JsonModel):
         self.task_type = check_enum("Correction", "task_type", self.task_type, TaskType)
         self.timestamp = as_utc("Correction", "timestamp", self.timestamp)
 
+# %% ../nbs/10_feedback.ipynb #418daf2c
+def record_classes(answers: Mapping[str, Any], spec: MergeSpec) -> tuple[list[str], np.ndarray] | None:
+    "(models, classes (records, models)): per record key the value class of each model's record (−1: it has none); None: not list answers."
+    models = [m for m, a in answers.items() if isinstance(a, (list, tuple))]
+    if len(models) < 2: return None
+    mine: list[dict[Any, Mapping]] = []
+    for m in models:
+        by_key: dict[Any, Mapping] = {}
+        for record in answers[m]:
+            if isinstance(record, Mapping) and (k := spec.key(record)) is not None: by_key.setdefault(k, record)
+        mine.append(by_key)
+    keys = list(dict.fromkeys(k for by_key in mine for k in by_key))
+    if not keys: return None
+    classes = np.full((len(keys), len(models)), -1)
+    for r, k in enumerate(keys):
+        firsts: list[Mapping] = []
+        for j, by_key in enumerate(mine):
+            record = by_key.get(k)
+            if record is None: continue   # not named: no evidence either way (real output drops and mislabels records)
+            for c, first in enumerate(firsts):
+                if record_agrees(record, first, spec) and record_agrees(first, record, spec): classes[r, j] = c; break
+            else:
+                classes[r, j] = len(firsts); firsts.append(record)
+    return models, classes
+
+
+def record_posterior(classes: np.ndarray,          # (records, models) value class of each model's record
+                     reliability: np.ndarray,      # (models,) prior chance that each answer is right as a whole
+                     record_error_share: float = 0.25,  # share of a wrong answer's records that are off
+                     slip: float = 0.02,           # chance that a right answer's record still differs (tolerance, noise)
+                     wrong_values: float = 5.0,    # effective number of wrong values a record can take
+                     missing_right: float = 1.0,   # P(record missing | right) / P(missing | wrong); 1: a missing record is no evidence
+                     ) -> np.ndarray:
+    "(models,) posterior that each answer is right as a whole, from agreement record by record."
+    n_records, n = classes.shape
+    z = ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(bool)        # (configurations, models)
+    p = np.clip(reliability, 1e-6, 1 - 1e-6)
+    log_post = np.where(z, np.log(p), np.log(1 - p)).sum(1)
+    rho = record_error_share
+    for r in range(n_records):
+        c = classes[r]
+        named = int(c.max()) + 1
+        if named < 2 and (c >= 0).sum() < 2: continue                           # one value named once: nothing to compare
+        match = np.arange(named + 1)[:, None] == c[None, :]                    # (truth candidates incl. another value, models)
+        absent = (c < 0)[None, :]
+        right = np.where(absent, missing_right, np.where(match, 1.0 - slip, slip / wrong_values))
+        wrong = np.where(absent, 1.0, np.where(match, 1.0 - rho, rho / wrong_values))
+        factor = np.where(z[:, None, :], right[None], wrong[None])              # (configurations, truths, models)
+        log_post += np.log(np.prod(factor, axis=-1).sum(-1))
+    log_post -= log_post.max()
+    weight = np.exp(log_post)
+    return (weight[:, None] * z).sum(0) / weight.sum()
+
 # %% ../nbs/10_feedback.ipynb #c8d1faf9
 @dataclass
 class _Remembered:
@@ -170,7 +223,9 @@ class FeedbackLoop:
                  remember: int = 512,                            # recent requests kept for later corrections
                  classifier: Any = None,                         # a TaskClassifier, taught by wrong_task_type corrections
                  lone_prior: tuple[float, float] = (1.0, 10.0),  # prior (caught, lone answers) of validation catching a lone answer
-                 lone_discount: float = 0.98):                   # forgetting of those counts, per lone answer
+                 lone_discount: float = 0.98,                    # forgetting of those counts, per lone answer
+                 by_record: bool = True,                         # list answers: learn the record-by-record posterior
+                 record_error_share: float = 0.25):              # share of a wrong list answer's records that are off
         self.correct_share = check_number("FeedbackLoop", "correct_share", correct_share, 0, 1)
         if signal not in ("fraction", "binary"): raise InvalidFieldError("FeedbackLoop", "signal", signal, "'fraction' or 'binary'")
         if corrections is not None and corrections.record_type is not Correction:
@@ -179,11 +234,22 @@ class FeedbackLoop:
         self.classifier, self.remember = classifier, remember
         self._recent: OrderedDict[str, _Remembered] = OrderedDict()
         self.lone_prior, self.lone_discount = lone_prior, lone_discount
+        self.by_record, self.record_error_share = by_record, check_number("FeedbackLoop", "record_error_share", record_error_share, 0.01, 1)
         self._lone_counts: dict[tuple[str, TaskType], tuple[float, float]] = {}   # (model, task) -> (caught, lone answers), discounted
 
     def _learn(self, model: str, task_type: TaskType, accuracy: float, was_correct: bool, labelled: bool = False) -> bool:
         value = accuracy if self.signal == "fraction" else float(was_correct)
         return self.engine.update(model, task_type, value, labelled=labelled) is not None
+
+    def _by_record(self, task_type: TaskType, answers: Mapping[str, Any], spec: MergeSpec,
+                   posterior: Mapping[str, float]) -> Mapping[str, float]:
+        "The posterior each list answer is right, judged record by record (`record_posterior`); others keep the decision core's."
+        found = record_classes({m: a for m, a in answers.items() if m in posterior and self.engine.has_model(m)}, spec)
+        if found is None or len(found[0]) > 10: return posterior
+        models, classes = found
+        reliability = self.engine.evidence(task_type).reliability[[self.engine.index(m) for m in models]]
+        judged = record_posterior(classes, reliability, self.record_error_share)
+        return {**posterior, **{m: float(v) for m, v in zip(models, judged)}}
 
     def _lone(self, model: str, task_type: TaskType, share: float, learn: bool) -> Verdict:
         "A lone answer judged by validation alone: caught (share < correct_share) is a wrong label; passing, the posterior that balances it."
@@ -248,6 +314,8 @@ class FeedbackLoop:
         cross_checked = len(answered) >= 2
         soft = posterior is not None and isinstance(self.engine.estimator, AgreementEstimator)
         windowed = soft and bool(getattr(self.engine.estimator, "window", 0)) and labels is not None
+        if soft and learn and cross_checked and not windowed and spec is not None and self.by_record:
+            posterior = self._by_record(task_type, answers, spec, posterior)
         rejudged: dict[str, Any] = {}   # model -> answer class, learned together by the window's EM below
         verdicts = []
         for response in responses:

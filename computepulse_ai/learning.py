@@ -21,8 +21,8 @@ from .core import ComputePulseError, InvalidFieldError, TaskType, check_enum, ge
 # %% auto #0
 __all__ = ['Estimator', 'TASK_TYPES', 'TASK_INDEX', 'minimum', 'maximum', 'clip01', 'shrink_to_prior', 'ewma_step', 'beta_mean',
            'beta_step', 'EwmaEstimator', 'BetaEstimator', 'AgreementEstimator', 'pair_step', 'agreement_structure',
-           'Evidence', 'estimator_priors', 'evidence_of', 'update_state', 'update_calls', 'UnknownModelError',
-           'LearningEngine', 'entries_of', 'load_entries_into']
+           'pair_anchor', 'Evidence', 'estimator_priors', 'evidence_of', 'update_state', 'update_calls',
+           'UnknownModelError', 'LearningEngine', 'entries_of', 'load_entries_into']
 
 # %% ../nbs/04_learning.ipynb #fd8587a7
 def minimum(a, b):
@@ -320,7 +320,7 @@ def pair_step(pairs: np.ndarray,     # (2, ..., models, models): discounted agre
 
 
 def agreement_structure(pairs: np.ndarray,        # (2, ..., models, models) from `pair_step`
-                        anchor: np.ndarray,       # (..., models) reliabilities to judge agreement against (labels where known)
+                        anchor: np.ndarray,       # (..., models) reliabilities to judge agreement against, or (..., models, models) per pair
                         reliability: np.ndarray | None = None,  # (..., models) the voting reliabilities (default: anchor)
                         prior_q: float = 0.2,     # chance that two wrong answers coincide (K = 1 + 1/q = 6)
                         prior_pairs: float = 20.0,  # strength of the "no copying" prior, in joint answers
@@ -330,11 +330,12 @@ def agreement_structure(pairs: np.ndarray,        # (2, ..., models, models) fro
     reliability = anchor if reliability is None else reliability
     agree, both = pairs[0], pairs[1]
     k = 1.0 + 1.0 / prior_q
-    a_i, a_j = anchor[..., :, None], anchor[..., None, :]
+    if anchor.ndim == np.ndim(reliability) + 1: a_i, a_j = anchor, np.swapaxes(anchor, -1, -2)   # per pair (`pair_anchor`)
+    else: a_i, a_j = anchor[..., :, None], anchor[..., None, :]
     expected = a_i * a_j + (1.0 - a_i) * (1.0 - a_j) * prior_q        # agreement rate of an independent pair
     observed = (agree + expected * prior_pairs) / (both + prior_pairs)
     copying = np.clip((observed - expected) / np.maximum(1.0 - expected, 1e-9), 0.0, 1.0)   # share of copied answers
-    trust = np.broadcast_to(np.asarray(trust, dtype=float), anchor.shape)
+    trust = np.broadcast_to(np.asarray(trust, dtype=float), np.shape(reliability))
     copying = copying * np.minimum(trust[..., :, None], trust[..., None, :])
     r = np.clip(reliability, 1e-6, 1 - 1e-6)
     r_i, r_j = r[..., :, None], r[..., None, :]
@@ -345,6 +346,25 @@ def agreement_structure(pairs: np.ndarray,        # (2, ..., models, models) fro
     discount = discount * (1.0 - np.eye(r.shape[-1]))
     return np.full(r.shape[:-1], k), discount
 
+
+
+def pair_anchor(pairs: np.ndarray,     # (2, ..., models, models) from `pair_step`
+                prior_pairs: float = 20.0) -> np.ndarray | None:
+    "(..., models, models): model i's reliability estimated from triads of agreement rates without model j (None: fewer than 4 models)."
+    m = pairs.shape[-1]
+    if m < 4: return None
+    rate = (pairs[0] + 0.5 * prior_pairs * 0.5) / (pairs[1] + 0.5 * prior_pairs)   # agreement rates, shrunk toward 0.5
+    rate = np.clip(rate, 1e-3, 1.0)
+    out = np.full(rate.shape, np.nan)
+    for i in range(m):
+        for j in range(m):
+            if i == j: continue
+            others = [k for k in range(m) if k not in (i, j)]
+            triads = [np.sqrt(rate[..., i, k] * rate[..., i, l] / rate[..., k, l]) for a, k in enumerate(others) for l in others[a + 1:]]
+            out[..., i, j] = np.median(np.stack(triads), axis=0)
+    idx = np.arange(m)
+    out[..., idx, idx] = 0.5
+    return np.clip(out, 0.01, 0.99)
 
 # %% ../nbs/04_learning.ipynb #a7ead4bc
 @dataclass
@@ -373,7 +393,8 @@ def evidence_of(estimator: Estimator,     # the estimator that produced `state`
                 state: np.ndarray,        # (fields, ..., models) one task type's cells
                 pairs: np.ndarray | None = None,  # (2, ..., models, models) that task type's pair counts
                 prior_q: float = 0.2,     # see `agreement_structure`
-                prior_pairs: float = 20.0) -> Evidence:
+                prior_pairs: float = 20.0,
+                copier_triads: bool = True) -> Evidence:   # without labels, judge copying by agreement triads (4+ models)
     "The `Evidence` of one task type's state."
     successes, failures = estimator.counts(state)
     a0, b0 = estimator_priors(estimator)
@@ -387,7 +408,10 @@ def evidence_of(estimator: Estimator,     # the estimator that produced `state`
             trust = labels / (labels + 10.0)   # no labels: agreement cannot be told from copying, no discount
         else:
             anchor, trust = reliability, np.zeros(1)
-        if not np.any(trust):   # nothing to judge copying by: no discount (and nothing to compute)
+        triads = pair_anchor(pairs, prior_pairs) if (copier_triads and not np.any(trust)) else None
+        if triads is not None:   # no labels, but four or more models: a pair's agreement is judged by the others'
+            n_classes, discount = agreement_structure(pairs, triads, reliability, prior_q, prior_pairs, 1.0)
+        elif not np.any(trust):   # nothing to judge copying by: no discount (and nothing to compute)
             n_classes, discount = np.full(reliability.shape[:-1], 1.0 + 1.0 / prior_q), None
         else:
             n_classes, discount = agreement_structure(pairs, anchor, reliability, prior_q, prior_pairs, trust)

@@ -171,3 +171,17 @@ def test_a_model_used_alone_is_not_talked_down_by_the_lone_answers_validation_ca
         loop.after_validation(f"r{i}", "price_extraction", [Response("a", "x")], {"a": truth}, truth, SPEC,
                               accepted_share={"a": 0.25 if caught else 1.0})
     assert abs(engine.score("a", "price_extraction") - 0.8) < 0.08, engine.score("a", "price_extraction")
+
+
+def test_list_answers_that_all_differ_as_a_whole_are_judged_record_by_record():
+    # issue 13: in the demo no two of three GPU answers agreed as a whole when two were wrong (each corrupts other
+    # records), so the whole-answer posterior followed the current scores and qwen, right, was learned as wrong
+    from computepulse_ai.learning import AgreementEstimator
+    engine = LearningEngine(["qwen", "deepseek", "doubao"], estimator=AgreementEstimator())
+    loop = FeedbackLoop(engine)
+    truth = records([float(i + 1) for i in range(12)])
+    answers = {"qwen": truth, "deepseek": wrong(truth, {0, 1, 2}), "doubao": wrong(truth, {6, 7, 8, 9})}
+    loop.after_validation("r", "price_extraction", [Response(m, "x") for m in answers], answers, truth, SPEC,
+                          posterior={"qwen": 0.2, "deepseek": 0.3, "doubao": 0.5}, labels={"qwen": 2, "deepseek": 1, "doubao": 0})
+    scores = {m: engine.score(m, "price_extraction") for m in answers}
+    assert scores["qwen"] > 0.6 > 0.4 > max(scores["deepseek"], scores["doubao"]), scores

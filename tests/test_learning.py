@@ -386,3 +386,29 @@ def test_a_broken_model_is_noticed_within_a_few_dozen_requests():
     assert fast[:, 0].mean() < slow[:, 0].mean() - 0.15
     steady = _drift_world(AgreementEstimator(discount=0.98, change_threshold=4.0), before=330, after=0)
     assert (steady[:, 0] > steady[:, 1]).mean() > 0.9                  # and no false alarm costs the steady world its ranking
+
+
+def test_a_copier_is_found_without_labels_when_four_or_more_models_answer():
+    # issue 13 / benchmark 03: without labels the copier discount had no anchor (trust 0), so a pair that copies each
+    # other was learned as the two best sources and outvoted the best model. With four or more models, each pair's
+    # agreement is judged by reliabilities estimated from triads of the *other* models' agreement rates.
+    accuracy = np.array([0.8, 0.6, 0.6, 0.65, 0.55])
+    est = AgreementEstimator(discount=0.995)
+    rng = np.random.default_rng(1)
+    runs = 100
+    state = np.stack([np.full((runs, 5), v) for v in est.initial()])
+    pairs = np.zeros((2, runs, 5, 5))
+    everyone, nobody = np.ones((runs, 5), bool), np.zeros((runs, 5), bool)
+    for _ in range(800):
+        labels = np.where(rng.random((runs, 5)) < accuracy, 0, 1 + rng.integers(0, 4, (runs, 5)))
+        copies = rng.random(runs) < 0.8
+        labels[copies, 2] = labels[copies, 1]
+        ev = evidence_of(est, state, pairs)
+        post = answer_posterior(labels, everyone, log_odds(ev.reliability, ev.n_classes), ev.n_classes, ev.pair_discount)
+        learn(est, state, learning_signal(est, post, labels, everyone, nobody, None, None, ev.n_classes, ev.pair_discount))
+        pair_step(pairs, labels, everyone, est.discount)
+    ev = evidence_of(est, state, pairs)
+    assert ev.pair_discount is not None
+    d = ev.pair_discount
+    assert (d[:, 1, 2] > 1.0).mean() > 0.9 and np.median(d[:, 0, 3]) < 0.3     # the copying pair, and only it
+    assert (ev.reliability[:, 0] > ev.reliability[:, 1]).mean() > 0.9          # the best model is learned as the best
