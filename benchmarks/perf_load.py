@@ -29,11 +29,13 @@ Figures per size:
   queue_ms_p50 / _p99      time calls waited for a provider slot (Response.queue_s), all calls
   rss_growth_mb            RSS after the run, the orchestrator closed and results dropped, minus RSS after start
                            (glibc's malloc_trim first, so freed memory is returned)                     (target < 50)
+  result_deep_kb           bytes one held result keeps alive (200 answered results measured together, shared objects
+                           counted once), KB
   open_fds_after_close     file descriptors open after aclose() minus before the orchestrator existed    (target 0)
   rss_growth_mb_streamed   the same, for a run (--streamed sizes, default 5000) in which each result is reduced to the few
                            numbers above as it completes instead of being kept until the last request is done, as the
-                           hourly job and a server do. The held run keeps all results alive at once (~100 KB each for a
-                           26-record GPU answer: the responses' text and parsed records, the merged records with
+                           hourly job and a server do. The held run keeps all results alive at once (~60 KB each,
+                           result_deep_kb, for a 26-record GPU answer: the responses' text and parsed records, the merged records with
                            provenance, the validation outcomes); after they are dropped CPython's small-object allocator
                            cannot hand the arenas back to the system while a few long-lived objects (the `re` and `abc`
                            caches, SDK schema caches) sit in them, so most of that peak stays in RSS. A second burst in
@@ -109,6 +111,21 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def deep_size(obj) -> int:
+    """Bytes reachable from `obj` (each object once; classes, modules and functions not counted): 200 results together
+    / 200 is what one more held result costs, strings and records shared between results counted once."""
+    import types
+    stop = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+    seen, total, stack = set(), 0, [obj]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen or isinstance(o, stop): continue
+        seen.add(id(o))
+        total += sys.getsizeof(o)
+        stack.extend(gc.get_referents(o))
+    return total
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -152,11 +169,14 @@ async def load(n: int, urls: dict[str, str], folder: Path, seed: int, streamed: 
         try: return digest(await orch.process(Request(prompt, data_type="gpu")), deadline_s, model_ids)
         except Exception as e: return digest(e, deadline_s, model_ids)
 
+    result_kb = None
     if streamed: digests = await asyncio.gather(*(one(p) for p in prompts))
     else:        # held: the caller keeps all n results until the last one is done (asyncio.gather of process())
         outcomes = await asyncio.gather(*(orch.process(Request(p, data_type="gpu")) for p in prompts), return_exceptions=True)
         digests = [digest(o, deadline_s, model_ids) for o in outcomes]
-        del outcomes
+        answered = [o for o in outcomes if not isinstance(o, BaseException) and o.responses]
+        result_kb = round(deep_size(answered[:200]) / max(1, len(answered[:200])) / 1024, 1)   # what one held result adds
+        del outcomes, answered
     wall_s = time.perf_counter() - started
     stop.set()
     await watcher
@@ -167,7 +187,8 @@ async def load(n: int, urls: dict[str, str], folder: Path, seed: int, streamed: 
     summary.update(wall_s=round(wall_s, 1), requests_per_s=round(n / wall_s, 1), closed_ok=closed_ok,
                    loop_lag_p50_ms=round(1000 * percentile(lags, 0.5), 1), loop_lag_p99_ms=round(1000 * percentile(lags, 0.99), 1),
                    loop_lag_max_ms=round(1000 * max(lags, default=0.0), 1), loop_lag_samples=len(lags),
-                   rss_growth_mb=round(rss_mb() - rss_started, 1), open_fds_after_close=open_fds() - fds_before)
+                   rss_growth_mb=round(rss_mb() - rss_started, 1), open_fds_after_close=open_fds() - fds_before,
+                   result_deep_kb=result_kb)
     return summary
 
 
@@ -286,7 +307,7 @@ def main() -> None:
     good = [r for r in held.values() if "crashed" not in r]
     headline = {key: (sum if key in ("unexpected_errors", "self_timeouts") else max)(r[key] for r in good) if good else None
                 for key in ("unexpected_errors", "self_timeouts", "loop_lag_p99_ms", "call_deadline_overrun_ms_max",
-                            "deadline_overrun_ms_max", "rss_growth_mb", "open_fds_after_close")}
+                            "deadline_overrun_ms_max", "rss_growth_mb", "open_fds_after_close", "result_deep_kb")}
     streamed_rss = [r["rss_growth_mb"] for k, r in runs.items() if k.endswith("_streamed") and "crashed" not in r]
     headline["rss_growth_mb_streamed"] = max(streamed_rss) if streamed_rss else None
     crashed = sum("crashed" in r for r in runs.values())
