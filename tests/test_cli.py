@@ -240,12 +240,13 @@ def test_orchestrator_keeps_the_level_the_application_set(tmp_path):
 AGGREGATION_SCRIPT = """
 import asyncio, sys, tempfile
 from computepulse_ai.config import Config, configure_logging
-from computepulse_ai.core import Request
+from computepulse_ai.core import Request, TaskType
 from computepulse_ai.orchestrator import AIOrchestrator
 if sys.argv[1] == "cli": configure_logging(level="WARNING", handler=True)   # the command line's handler
 models = [{"name": n, "provider": "simulated", "input_price": 1.0, "output_price": 2.0,
            "options": {"accuracy": 0.5, "latency_s": 0.0, "seed": i}} for i, n in enumerate(["a", "b"])]
-cfg = Config.from_dict({"cache": {"enabled": False}, "models": models})
+cfg = Config.from_dict({"cache": {"enabled": False}, "models": models,   # a bar no model meets, whatever is learned
+                        "routing": {"task_thresholds": {t.value: 1.0 for t in TaskType}}})
 async def play():
     async with AIOrchestrator(cfg, folder=tempfile.mkdtemp(), seed=0) as orch:
         for _ in range(60): await orch.process(Request("请返回主要云厂商的GPU租赁价格(JSON)", data_type="gpu"))
@@ -258,12 +259,13 @@ repeats.flush()
 @pytest.mark.parametrize("output", ["last_resort", "cli"])
 def test_a_warning_on_every_request_is_aggregated(output):
     "Sixty requests below the bar through the real router: one warning line and a summary, not sixty lines."
+    # the bar is set to 1.0 for every task type, so the warning fires on every request however the scores move
     res = subprocess.run([sys.executable, "-c", AGGREGATION_SCRIPT, output], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     bar = [l for l in res.stderr.splitlines() if "meet the bar" in l]
     assert len(bar) == 2, bar
     assert "message repeated" not in bar[0] and re.search(r"\[message repeated (\d+) times\]$", bar[1])
-    assert int(re.search(r"repeated (\d+) times", bar[1]).group(1)) >= 50
+    assert int(re.search(r"repeated (\d+) times", bar[1]).group(1)) == 59
 
 
 def test_aggregation_leaves_the_applications_handlers_alone():
