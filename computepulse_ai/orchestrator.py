@@ -176,11 +176,12 @@ class RequestPlan:
     cost_limit: float                # hard limit, USD
     error_price: float               # USD an error costs (inf: the bar alone decides)
     decide: np.ndarray | None = None  # (models,) what a call of each model may bring: a posterior draw (None: the means)
+    weights: np.ndarray | None = None  # (1, models) log-odds vote weights (None: computed from `reliability`)
 
     def __post_init__(self):
         self.called = np.zeros((1, len(self.names)), bool)
         self.called[0, :self.n_first] = True
-        self.weights = log_odds(self.reliability[None], self.n_classes)
+        if self.weights is None: self.weights = log_odds(self.reliability[None], self.n_classes)
         if self.decide is None: self.decide = self.reliability
         self.answered = np.zeros((1, len(self.names)), bool)
 
@@ -278,6 +279,7 @@ class AIOrchestrator:
         self.classifier = TaskClassifier(low_confidence=cfg["classifier.low_confidence"])
         self.router = AdaptiveRouter(cfg.models, self.engine, router_config_from(cfg), rng=np.random.default_rng(seed))
         self._decision_rng = np.random.default_rng(None if seed is None else [seed, 2])   # the decision core's draws
+        self._plan_memo: tuple[tuple, dict] = ((), {})   # (engine revision, version) -> the plans' learned arrays
         self.executor = ParallelExecutor(timeout_s=cfg["execution.timeout_s"], deadline_s=cfg["execution.deadline_s"])
         requests = self.storage.log("requests.jsonl", RequestRecord)   # on the same group-commit writer as the history
         self.tracker = PerformanceTracker(self.storage.history, requests, cfg["tracking.anomaly_window"],
@@ -629,20 +631,38 @@ class AIOrchestrator:
 
     def _plan(self, request: Request, decision: RoutingDecision, cfg: Config) -> "RequestPlan":
         "The decision core's arrays for this request: the routed models first, then the candidates."
-        names = [m for m in decision.models + decision.reserves if self.engine.has_model(m)]
-        rows = [self.engine.index(m) for m in names]
-        evidence = self.engine.evidence(request.task_type)
+        fixed = self._plan_arrays(request.task_type, decision)
+        names, n_first, rows, evidence, reliability, failure, n_classes, discount, weights = fixed
         tokens = (self.router.config.input_tokens, self.router.config.output_tokens)
         costs = np.array([self.router.registry[m].cost_usd(*tokens) if m in self.router.registry else 0.0 for m in names])
         preset = STRATEGY_PRESETS[decision.strategy]
         price = cfg["routing.error_price_usd"]
         draw = decision_reliability(evidence, self._decision_rng if cfg["routing.sampled_decisions"] else None)
-        return RequestPlan(names, len([m for m in decision.models if self.engine.has_model(m)]),
-                           evidence.reliability[rows], evidence.failure_rate[rows], float(evidence.n_classes),
-                           evidence.pair_discount[np.ix_(rows, rows)] if evidence.pair_discount is not None else None,
+        return RequestPlan(list(names), n_first, reliability, failure, n_classes, discount,
                            costs, preset, request.quality_threshold if request.quality_threshold is not None else 1.0,
                            math.inf if request.cost_limit is None else request.cost_limit,
-                           math.inf if price is None else float(price), draw[rows])
+                           math.inf if price is None else float(price), draw[rows], weights)
+
+    def _plan_arrays(self, task_type: TaskType, decision: RoutingDecision) -> tuple:
+        "The plan's learned arrays for these models and task type, memoised until any score or count changes (`revision`)."
+        engine = self.engine
+        key = (task_type, tuple(decision.models), tuple(decision.reserves))
+        stamp = (engine.revision, engine.version)
+        if self._plan_memo[0] != stamp: self._plan_memo = (stamp, {})   # a change anywhere: every entry is stale
+        fixed = self._plan_memo[1].get(key)
+        if fixed is not None: return fixed
+        names = [m for m in decision.models + decision.reserves if engine.has_model(m)]
+        rows = [engine.index(m) for m in names]
+        evidence = engine.evidence(task_type)
+        reliability = evidence.reliability[rows]
+        n_classes = float(evidence.n_classes)
+        discount = evidence.pair_discount[np.ix_(rows, rows)] if evidence.pair_discount is not None else None
+        fixed = (names, len([m for m in decision.models if engine.has_model(m)]), rows, evidence, reliability,
+                 evidence.failure_rate[rows], n_classes, discount, log_odds(reliability[None], n_classes))
+        for shared in fixed[4:]:   # shared by every plan until the next change: read-only, so none can alter another's
+            if isinstance(shared, np.ndarray): shared.setflags(write=False)
+        self._plan_memo[1][key] = fixed
+        return fixed
 
     def _answer_classes(self, successes: list[Response], answer_of, spec: MergeSpec | None, cfg: Config) -> dict[str, int]:
         "Answer class per answering model: answers that agree (each covers `feedback.correct_share` of the other) share one."

@@ -316,3 +316,21 @@ def test_an_explored_call_is_awaited_and_observed_never_cancelled(tmp_path):
                     assert res.decision.explored in res.models
         return explored
     assert run(go()) >= 10
+
+
+def test_the_plans_learned_arrays_are_shared_until_a_score_changes(tmp_path):
+    "A burst of requests shares one plan's learned arrays (read-only); any learning makes the next plan read them afresh."
+    cfg = config()
+    orch = AIOrchestrator(cfg, adapters=adapters_for(cfg), folder=tmp_path, seed=0)
+    request = Request("GPU 租赁价格", task_type="price_extraction", quality_threshold=0.95)
+    decision = orch.router.route_request(request)
+    first, second = orch._plan(request, decision, cfg), orch._plan(request, decision, cfg)
+    assert first.reliability is second.reliability and not first.reliability.flags.writeable
+    with pytest.raises(ValueError): first.reliability[0] = 0.0   # no plan can alter what the others read
+    model = first.names[0]
+    before = float(first.reliability[0])
+    orch.engine.update(model, TaskType.PRICE_EXTRACTION, 1.0, weight=5.0, labelled=True)
+    third = orch._plan(request, decision, cfg)
+    assert third.reliability is not first.reliability
+    assert float(third.reliability[0]) > before
+    assert third.reliability[0] == orch.engine.evidence(TaskType.PRICE_EXTRACTION).reliability[orch.engine.index(model)]
