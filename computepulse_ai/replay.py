@@ -618,13 +618,15 @@ def run_replay(args: argparse.Namespace) -> int:
                           "reference": log.reference, "full_information_share": float(log.full.mean()),
                           "policies": {name: {k: clean(v) for k, v in row.items()} for name, row in table.iterrows()}}))
     else:
-        print(f"{log.n_steps} requests, {log.full.mean():.0%} full-information; accuracy against {log.reference}")
+        print(f"{log.n_steps} requests, {log.full.mean():.0%} with every model's answer ({log.audit.mean():.0%} by design: "
+              f"routed to every model, or completed by the exploration coin); accuracy against {log.reference}")
         with pd.option_context("display.width", 160, "display.max_columns", 20):
             print(table[COLUMNS].round(5).to_string())
         unknown = [str(name) for name, row in table.iterrows() if not math.isfinite(row["accuracy"])]
         if unknown:
-            print(f"cannot estimate {', '.join(unknown)} from this log: their calls are not all logged and no request was "
-                  "full-information by design (shadow mode or audit hours); run some hours in shadow mode first (NaN above)")
+            print(f"cannot estimate {', '.join(unknown)} from this log: their calls are not all logged and no request had "
+                  "every model's answer by design; route some hours to every model (every task type on TRIPLE_CONSENSUS, "
+                  "three models or fewer) first. Shadow mode's legacy calls are not in the request log (NaN above)")
     if args.out:
         write_outputs(Path(args.out), table)
         if not args.json: print(f"wrote {args.out}")
