@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 
 from .core import (ComputePulseError, InvalidFieldError, ModelSpec, RequestIdFilter, RoutingStrategy,
                                   TaskType, get_logger, repeats)
+from .validation import ValidationRules
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_STRATEGIES', 'DEFAULT_TASK_THRESHOLDS', 'OPTIONS', 'ConfigError', 'Option', 'number', 'choice',
@@ -231,6 +232,8 @@ class Config:
             if spec.name in names: raise ConfigError(f"{source}: models[{i}].name={spec.name!r}: expected a unique name")
             names.add(spec.name); models.append(spec)
         values["models"] = [m.to_dict() for m in models]   # the checked, complete form
+        try: ValidationRules.from_config(values["validation"])   # the section is checked by the rules it builds, here, not at the first fetch
+        except (InvalidFieldError, TypeError, ValueError) as e: raise ConfigError(f"{source}: validation: {e}") from None
         return cls(values, models, source)
 
     @classmethod
