@@ -215,7 +215,11 @@ class Config:
         given = _flatten(doc)
         unknown = sorted(set(given) - set(_BY_PATH))
         if unknown:
-            raise ConfigError(f"{source}: unknown key {unknown[0]!r} (known keys: see the options table; a typo?)")
+            first = unknown[0]
+            if any(p.startswith(first + ".") for p in _BY_PATH):   # a known section given as a value, not a typo
+                shown = json.dumps(given[first], ensure_ascii=False, default=str)
+                raise ConfigError(f"{source}: {first}={shown[:60]}: expected an object (the {first!r} section's options)")
+            raise ConfigError(f"{source}: unknown key {first!r} (known keys: see the options table; a typo?)")
         values = {}
         for option in OPTIONS:
             raw = given.get(option.path, copy.deepcopy(option.default))

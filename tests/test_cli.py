@@ -65,6 +65,8 @@ def fake_config(server, tmp_path) -> Path:
     ('{"routnig": {"epsilon": 0.1}}', "unknown key 'routnig'"),
     ('{"quality_threshold": "high"}', 'quality_threshold="high": expected a number in [0, 1]'),
     ('{"models": [', "not valid JSON"),
+    ('{"routing": "epsilon"}', "routing=\"epsilon\": expected an object (the 'routing' section's options)"),  # was "unknown key ... a typo?"
+    ('{"storage": {"retention": 365}}', "storage.retention=365: expected an object"),
     ('{"validation": {"cny_per_usd": "7.2"}}', "validation: ValidationRules.cny_per_usd='7.2': expected a number > 0"),  # check passed it, fetch exited 1
 ])
 def test_bad_config_is_one_line_and_exit_2(capsys, tmp_path, content, expected):
