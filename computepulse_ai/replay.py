@@ -415,9 +415,12 @@ class ReplayLogError(ComputePulseError):
 
 def read_records(path: Path | str, record_type: type) -> tuple[list[dict[str, Any]], list[str]]:
     "Valid rows of a JSONL history (torn or invalid lines reported, not raised)."
+    from computepulse_ai.core import get_logger
     from computepulse_ai.storage import parse_history
     path = Path(path)
     report = parse_history(path.read_bytes(), path.name, True, record_type)
+    if report.issues:   # what was left out, and why: one line (repeated lines are held back by the CLI's filter)
+        get_logger("computepulse_ai.replay").warning("history %s: %d line(s) skipped: %s", path, len(report.issues), "; ".join(report.issues))
     return report.rows, report.issues
 
 

@@ -329,3 +329,16 @@ def test_without_shadow_rows_the_weighted_estimates_say_they_cannot_tell(method)
     est = estimate(log, replay(log, "TRIPLE_CONSENSUS", SimConfig(exploration="none"), seed=1), method)
     for metric in ("accuracy", "cost", "models_per_request"):
         assert all(np.isnan(e.value) and e.low == -np.inf and e.high == np.inf and e.exact_share < 1 for e in est[metric])
+
+
+def test_lines_the_log_reader_skips_are_reported(tmp_path, caplog):
+    "A garbage line and a torn last line are left out with a warning naming both (replay used to say nothing)."
+    from computepulse_ai.replay import read_records
+    good = json.dumps({"request_id": "r1", "task_type": "simple_query", "timestamp": "2026-12-01T00:00:00+00:00"})
+    path = tmp_path / "requests.jsonl"
+    path.write_text(good + "\n{garbage\n" + good.replace("r1", "r2") + "\n" + '{"cut')
+    with caplog.at_level("WARNING", logger="computepulse_ai.replay"):
+        rows, issues = read_records(path, RequestRecord)
+    assert [r["request_id"] for r in rows] == ["r1", "r2"] and len(issues) == 2
+    warned = [r.getMessage() for r in caplog.records if r.name == "computepulse_ai.replay"]
+    assert len(warned) == 1 and "2 line(s) skipped" in warned[0] and ":2: malformed" in warned[0] and "torn last line" in warned[0]
