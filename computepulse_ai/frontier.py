@@ -639,7 +639,8 @@ def format_benchmark(bench: Benchmark) -> str:
              f"exact frontier (optimal sequential policy on the true accuracies) vs {bench.default_policy}, "
              f"by share of always-all's cost:", at, "",
              f"exact frontier: AIQ {ceiling['aiq']:.4f}, APGR {ceiling['apgr']:.3f}; "
-             f"kept at half cost ({bench.default_policy}): {bench.kept_at_half_cost:.2%} of always-all's accuracy"]
+             f"kept at half cost ({bench.default_policy}): " + (f"{bench.kept_at_half_cost:.2%} of always-all's accuracy"
+             if math.isfinite(bench.kept_at_half_cost) else "unknown (its curve does not reach half of always-all's cost: add bars or prices)")]
     bound = bench.to_json()["frontier_shipped_strategies"]
     if bound is not None:
         half = bound["at_cost_share"]["0.5"]
