@@ -156,24 +156,34 @@ def record_classes(answers: Mapping[str, Any], spec: MergeSpec) -> tuple[list[st
     "(models, classes (records, models)): per record key the value class of each model's record (−1: it has none); None: not list answers."
     models = [m for m, a in answers.items() if isinstance(a, (list, tuple))]
     if len(models) < 2: return None
-    mine: list[dict[Any, Mapping]] = []
+    mine: list[dict[Any, tuple[Mapping, tuple | None]]] = []   # per model: key -> (its first record, its signature)
     for m in models:
-        by_key: dict[Any, Mapping] = {}
-        for record in answers[m]:
-            if isinstance(record, Mapping) and (k := spec.key(record)) is not None: by_key.setdefault(k, record)
+        by_key: dict[Any, tuple[Mapping, tuple | None]] = {}
+        table = keyed_answer(answers[m], spec)   # inside a request's scope: keyed once, shared with grouping and merging
+        if table is not None:
+            for k, record, signature in zip(table.keys, table.records, table.signatures):
+                if k is not None and k not in by_key: by_key[k] = (record, signature)
+        else:
+            for record in answers[m]:
+                if isinstance(record, Mapping) and (k := spec.key(record)) is not None: by_key.setdefault(k, (record, None))
         mine.append(by_key)
     keys = list(dict.fromkeys(k for by_key in mine for k in by_key))
     if not keys: return None
     classes = np.full((len(keys), len(models)), -1)
     for r, k in enumerate(keys):
-        firsts: list[Mapping] = []
+        firsts: list[tuple[Mapping, tuple | None]] = []
         for j, by_key in enumerate(mine):
-            record = by_key.get(k)
-            if record is None: continue   # not named: no evidence either way (real output drops and mislabels records)
-            for c, first in enumerate(firsts):
-                if record_agrees(record, first, spec) and record_agrees(first, record, spec): classes[r, j] = c; break
+            entry = by_key.get(k)
+            if entry is None: continue   # not named: no evidence either way (real output drops and mislabels records)
+            record, signature = entry
+            for c, (first, first_signature) in enumerate(firsts):
+                if (signature is not None and signature == first_signature) or \
+                        (record_agrees(record, first, spec) and record_agrees(first, record, spec)):   # equal signatures agree
+                    classes[r, j] = c
+                    break
             else:
-                classes[r, j] = len(firsts); firsts.append(record)
+                classes[r, j] = len(firsts)
+                firsts.append(entry)
     return models, classes
 
 

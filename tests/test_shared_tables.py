@@ -175,3 +175,19 @@ def test_normalised_answer_is_normalise_answers_without_the_copies(data_type):
         assert json.dumps(made, ensure_ascii=False) == json.dumps(plain, ensure_ascii=False), seed   # types included
         for given, record in zip(raw if isinstance(raw, list) else [raw], made if isinstance(made, list) else [made]):
             if isinstance(given, dict): assert (record is given) == same_record(record, given)   # own object when unchanged
+
+
+@pytest.mark.parametrize("data_type", ["gpu", "token"])
+@pytest.mark.parametrize("seed", range(12))
+def test_record_classes_are_the_same_with_the_shared_tables(data_type, seed):
+    "Record-by-record learning judges equal signatures as agreeing without comparing fields: the classes must not move."
+    import numpy as np
+    from computepulse_ai.feedback import record_classes
+    answers, rules = messy_world(data_type, seed)
+    answers = dict(answers, d=[dict(r) for r in answers["a"]])   # an exact copy: every signature equal to a's
+    spec = merge_spec(data_type, rules)
+    plain = record_classes(answers, spec)
+    with shared_answer_tables():
+        shared = record_classes(answers, spec)
+    assert plain[0] == shared[0] and np.array_equal(plain[1], shared[1])
+    assert (plain[1][:, 0] == plain[1][:, 3]).all()
