@@ -21,8 +21,8 @@ from .core import get_logger
 from .tracking import Report, plot_report
 
 # %% auto #0
-__all__ = ['log', 'LATENCY_BUCKETS', 'UNITS', 'FetchMetrics', 'read_shadow_log', 'headline', 'with_units', 'report_tables',
-           'rounded', 'format_table', 'plot_headline', 'save_operator_report']
+__all__ = ['log', 'LATENCY_BUCKETS', 'UNITS', 'ACCURACY_NOTE', 'FetchMetrics', 'read_shadow_log', 'headline', 'with_units',
+           'report_tables', 'rounded', 'format_table', 'plot_headline', 'save_operator_report']
 
 # %% ../nbs/09a_metrics.ipynb #4c701adc
 log = get_logger("computepulse_ai.metrics")
@@ -303,6 +303,11 @@ def _html_table(table: pd.DataFrame, title: str) -> str:
     return f"<h2>{html.escape(title)}</h2>\n" + rounded(table).to_html(index=False, border=0, escape=True)
 
 
+ACCURACY_NOTE = ("accuracy (%): the share of a model's data points that agree with the accepted answer (merged and validated) "
+                 "or with a correction where one was given. It measures agreement with what was served, not ground truth: "
+                 "a model whose answers made the accepted answer scores high by construction.")
+
+
 def save_operator_report(report: Report, top: pd.DataFrame, out_dir: Path | str, name: str = "report") -> dict[str, Path]:
     "Write `<name>.png` (headline and per-model figures) and `<name>.html` (headline, tables with units, anomalies)."
     import matplotlib.pyplot as plt
@@ -319,7 +324,7 @@ def save_operator_report(report: Report, top: pd.DataFrame, out_dir: Path | str,
             "<h1>computepulse-ai performance report</h1>"
             + _html_table(top, "Headline: learned path vs legacy, per period")
             + f"<img src='{head_png.name}' style='max-width:100%'><img src='{png.name}' style='max-width:100%'>"
-            + tables + f"<h2>Anomalies</h2><ul>{anomalies}</ul></body></html>")
+            + tables + f"<p>{ACCURACY_NOTE}</p><h2>Anomalies</h2><ul>{anomalies}</ul></body></html>")
     page_path = out / f"{name}.html"
     page_path.write_text(page, encoding="utf-8")
     return {"png": png, "headline_png": head_png, "html": page_path}
