@@ -612,7 +612,8 @@ def run_replay(args: argparse.Namespace) -> int:
         jobs = policy_grid(args.strategies, parse_grid(args.grid), config_from(cfg))
         if args.block < 1: raise InvalidFieldError("replay", "block", args.block, "an integer >= 1")
     except (OSError, ComputePulseError) as e:
-        print(f"replay: {e}", file=sys.stderr)
+        shown = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename and e.strerror else e
+        print(f"replay: {shown}", file=sys.stderr)   # e.g. "replay: /srv/requests.jsonl: No such file or directory"
         return 2
     table = run_grid(log, jobs, args.seed, args.method, args.scheduler, args.address, progress=not args.json, block=args.block)
     if args.json:

@@ -155,6 +155,7 @@ def test_the_command_rejects_a_history_without_calls_and_a_bad_grid(tmp_path, ca
     assert cli_main(["replay", "--history", str(path)]) == 2
     assert "nothing to replay" in capsys.readouterr().err
     assert cli_main(["replay", "--history", str(tmp_path / "missing.jsonl")]) == 2
+    assert capsys.readouterr().err == f"replay: {tmp_path / 'missing.jsonl'}: No such file or directory\n"   # not "[Errno 2] ..."
     with pytest.raises(InvalidFieldError): parse_grid(["decay"])
 
 
