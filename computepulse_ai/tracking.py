@@ -214,6 +214,8 @@ def robust_z(recent: np.ndarray,     # recent latencies (> 0)
 
 def count_tail(k: int, n: int, a: float, b: float) -> float:
     "P(K ≥ k) for K ~ BetaBinomial(n, a, b): k or more events in n calls at a rate drawn from Beta(a, b)."
+    # summed term by term, not scipy.stats.betabinom.sf: that is 1 − cdf, which rounds tails below ~1e-16 to 0, and
+    # `tail_z` needs the tail itself (a z of 9 or 12, not infinity)
     if k <= 0: return 1.0
     log_norm = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
     total = 0.0
